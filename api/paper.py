@@ -1,0 +1,308 @@
+"""``PaperBroker``: a simulated account for backtests and dry runs.
+
+Implements :class:`~framework.broker.Broker` and :class:`~framework.executor.OrderExecutor`.
+
+Fill rules (also in README.md):
+
+* An order is never filled on the bar it was placed on. The next bar of its stock fills it.
+* MARKET buy/sell: at that bar's open, moved ``slippage_ticks`` ticks against the trader.
+* LIMIT buy: when the bar's low ≤ limit, at ``min(open, limit)``; LIMIT sell: when the bar's
+  high ≥ limit, at ``max(open, limit)``. Limit prices off the KRX tick grid are rounded
+  (buys down, sells up) when the order is accepted. Limit orders rest until filled or
+  cancelled.
+* A buy whose cost at the fill price exceeds the cash it may use is cut to the whole shares
+  that cash affords; the unfilled rest is cancelled. Cash never goes negative.
+* Commission on both sides and the sell-side transaction tax are truncated to the won
+  (:mod:`utils.fees`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from framework.broker import Broker
+from framework.errors import DataError, InsufficientFundsError, OrderRejectedError
+from framework.executor import OrderExecutor, OrderState
+from framework.types import (
+    Balance,
+    Fill,
+    Holding,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Quote,
+)
+from utils.clock import system_now
+from utils.fees import FeeModel
+from utils.ticks import round_to_tick, tick_size
+
+
+@dataclass
+class _PaperOrder:
+    request: OrderRequest
+    broker_order_id: str
+    created_at: datetime
+    limit_price: int | None
+    status: OrderStatus = OrderStatus.SUBMITTED
+    filled_qty: int = 0
+    fills: list[Fill] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return self.request.qty - self.filled_qty
+
+    def state(self) -> OrderState:
+        return OrderState(
+            broker_order_id=self.broker_order_id,
+            status=self.status,
+            qty=self.request.qty,
+            filled_qty=self.filled_qty,
+            fills=tuple(self.fills),
+            client_order_id=self.request.client_order_id,
+        )
+
+
+class PaperBroker(Broker, OrderExecutor):
+    """Simulated cash and holdings with KRX fees, tick rounding and optional slippage.
+
+    Parameters
+    ----------
+    cash_krw:
+        Starting cash in KRW (≥ 0).
+    fees:
+        :class:`~utils.fees.FeeModel` (default: 0.015 % commission, dated sell tax).
+    slippage_ticks:
+        Ticks by which market orders fill worse than the open (0 = at the open).
+    clock:
+        Returns the current tz-aware time (order timestamps).
+    buying_power:
+        Optional ``f(request) -> KRW``: the cash a buy may use when it fills (the engine
+        passes its free cash plus the order's reservation). Default: all cash.
+    """
+
+    def __init__(
+        self,
+        cash_krw: int,
+        fees: FeeModel | None = None,
+        slippage_ticks: int = 0,
+        clock: Callable[[], datetime] = system_now,
+        buying_power: Callable[[OrderRequest], int] | None = None,
+    ):
+        if cash_krw < 0:
+            raise ValueError("starting cash must not be negative")
+        if slippage_ticks < 0:
+            raise ValueError("slippage_ticks must be ≥ 0")
+        self.cash_krw = int(cash_krw)
+        self.fees = fees or FeeModel()
+        self.slippage_ticks = slippage_ticks
+        self.clock = clock
+        self.buying_power = buying_power
+        self._holdings: dict[str, list[int]] = {}  # code -> [qty, cost_krw]
+        self._last_price: dict[str, int] = {}
+        self._orders: dict[str, _PaperOrder] = {}
+        self._by_client: dict[str, str] = {}
+        self._pending: dict[str, list[_PaperOrder]] = {}
+        self._ids = itertools.count(1)
+        self._fill_ids = itertools.count(1)
+
+    # --- Broker ------------------------------------------------------------------------
+    def get_balance(self) -> Balance:
+        reserved = 0
+        for orders in self._pending.values():
+            for o in orders:
+                if o.request.side is OrderSide.BUY:
+                    price = o.limit_price or self._last_price.get(o.request.stock_code, 0)
+                    amount = o.remaining * price
+                    reserved += amount + self.fees.commission(amount)
+        return Balance(
+            cash_krw=self.cash_krw,
+            orderable_krw=max(0, self.cash_krw - reserved),
+            holdings_value_krw=self.holdings_value_krw(),
+        )
+
+    def get_holdings(self) -> list[Holding]:
+        return [
+            Holding(code, qty, cost / qty, current_price=self._last_price.get(code))
+            for code, (qty, cost) in sorted(self._holdings.items())
+            if qty > 0
+        ]
+
+    def get_quote(self, stock_code: str) -> Quote:
+        if stock_code not in self._last_price:
+            raise DataError(f"no price seen yet for {stock_code}")
+        return Quote(stock_code, self._last_price[stock_code], self.clock())
+
+    def holdings_value_krw(self) -> int:
+        """Holdings marked to the last seen price of each stock (KRW)."""
+        return sum(qty * self._last_price.get(code, 0) for code, (qty, _) in self._holdings.items())
+
+    def holding_qty(self, stock_code: str) -> int:
+        h = self._holdings.get(stock_code)
+        return h[0] if h else 0
+
+    # --- OrderExecutor -------------------------------------------------------------------
+    def submit_order(self, request: OrderRequest) -> str:
+        """Accept an order; it fills on a later bar/quote. ``OrderRejectedError`` if invalid."""
+        code = request.stock_code
+        limit = None
+        if request.order_type is OrderType.LIMIT:
+            assert request.price is not None  # noqa: S101 - guaranteed by OrderRequest
+            limit = round_to_tick(request.price, "down" if request.side is OrderSide.BUY else "up")
+        if request.side is OrderSide.SELL:
+            open_sells = sum(
+                o.remaining for o in self._pending.get(code, ()) if o.request.side is OrderSide.SELL
+            )
+            if request.qty > self.holding_qty(code) - open_sells:
+                raise OrderRejectedError(
+                    f"sell {request.qty} {code}: only {self.holding_qty(code) - open_sells} "
+                    "shares free to sell"
+                )
+        else:
+            price = limit or self._last_price.get(code)
+            if price is not None:
+                amount = request.qty * price
+                if amount + self.fees.commission(amount) > self.cash_krw and limit is not None:
+                    raise InsufficientFundsError(
+                        f"buy {request.qty} {code} @ {limit:,}: needs more than cash {self.cash_krw:,} KRW"
+                    )
+        if request.client_order_id in self._by_client:
+            raise OrderRejectedError(f"duplicate client order id {request.client_order_id}")
+        broker_id = f"P{next(self._ids):09d}"
+        order = _PaperOrder(request, broker_id, self.clock(), limit)
+        self._orders[broker_id] = order
+        self._by_client[request.client_order_id] = broker_id
+        self._pending.setdefault(code, []).append(order)
+        return broker_id
+
+    def cancel_order(self, broker_order_id: str, stock_code: str, qty: int | None = None) -> None:
+        order = self._orders.get(broker_order_id)
+        if order is None:
+            raise OrderRejectedError(f"unknown order {broker_order_id}")
+        if order.status.is_final:
+            raise OrderRejectedError(f"order {broker_order_id} is already {order.status.value}")
+        self._close(order, OrderStatus.CANCELLED, "cancelled")
+
+    def get_order(self, broker_order_id: str) -> OrderState:
+        try:
+            return self._orders[broker_order_id].state()
+        except KeyError:
+            raise OrderRejectedError(f"unknown order {broker_order_id}") from None
+
+    def find_order(self, client_order_id: str) -> OrderState | None:
+        broker_id = self._by_client.get(client_order_id)
+        return None if broker_id is None else self._orders[broker_id].state()
+
+    def has_pending(self, stock_code: str) -> bool:
+        return bool(self._pending.get(stock_code))
+
+    # --- simulation ----------------------------------------------------------------------
+    def mark(self, stock_code: str, price: int) -> None:
+        """Record the latest price of a stock (used for quotes and holdings value)."""
+        self._last_price[stock_code] = price
+
+    def process_bar(
+        self, stock_code: str, when: datetime, open_: int, high: int, low: int, close: int
+    ) -> list[Fill]:
+        """Fill the stock's resting orders against one bar, then mark it to the close.
+
+        Orders accepted before this bar fill according to the module's fill rules. Returns the
+        fills in the order they happened.
+        """
+        fills: list[Fill] = []
+        pending = self._pending.get(stock_code)
+        if pending:
+            for order in list(pending):
+                if order.created_at >= when:
+                    continue
+                fill = self._try_fill(order, when, open_, high, low)
+                if fill is not None:
+                    fills.append(fill)
+        self._last_price[stock_code] = close
+        return fills
+
+    def process_quote(self, stock_code: str, when: datetime, price: int) -> list[Fill]:
+        """Dry-run: fill resting orders against a live price, as a one-price bar."""
+        return self.process_bar(stock_code, when, price, price, price, price)
+
+    def _fill_price(self, order: _PaperOrder, open_: int, high: int, low: int) -> int | None:
+        side = order.request.side
+        if order.limit_price is None:
+            if not self.slippage_ticks:
+                return open_
+            move = self.slippage_ticks * tick_size(open_)
+            return open_ + move if side is OrderSide.BUY else max(1, open_ - move)
+        if side is OrderSide.BUY:
+            return min(open_, order.limit_price) if low <= order.limit_price else None
+        return max(open_, order.limit_price) if high >= order.limit_price else None
+
+    def _try_fill(
+        self, order: _PaperOrder, when: datetime, open_: int, high: int, low: int
+    ) -> Fill | None:
+        price = self._fill_price(order, open_, high, low)
+        if price is None:
+            return None
+        req = order.request
+        qty = order.remaining
+        commission = tax = 0
+        if req.side is OrderSide.BUY:
+            cash = self.cash_krw if self.buying_power is None else min(
+                self.cash_krw, self.buying_power(req)
+            )
+            affordable = self.fees.max_affordable_qty(cash, price)
+            if affordable < qty:
+                qty = affordable
+            if qty <= 0:
+                self._close(order, OrderStatus.CANCELLED, f"not enough cash at {price:,} KRW")
+                return None
+            amount = qty * price
+            commission = self.fees.commission(amount)
+            self.cash_krw -= amount + commission
+            h = self._holdings.setdefault(req.stock_code, [0, 0])
+            h[0] += qty
+            h[1] += amount
+        else:
+            h = self._holdings[req.stock_code]
+            amount = qty * price
+            commission = self.fees.commission(amount)
+            tax = self.fees.sell_tax(amount, when.date())
+            cost_out = h[1] * qty // h[0] if qty < h[0] else h[1]
+            h[0] -= qty
+            h[1] -= cost_out
+            if h[0] == 0:
+                del self._holdings[req.stock_code]
+            self.cash_krw += amount - commission - tax
+        if self.cash_krw < 0:  # impossible by construction; guard the invariant loudly
+            raise RuntimeError(f"paper cash went negative: {self.cash_krw}")
+        fill = Fill(
+            fill_id=f"PF{next(self._fill_ids):09d}",
+            client_order_id=req.client_order_id,
+            stock_code=req.stock_code,
+            side=req.side,
+            qty=qty,
+            price=price,
+            time=when,
+            commission_krw=commission,
+            tax_krw=tax,
+            broker_order_id=order.broker_order_id,
+        )
+        order.fills.append(fill)
+        order.filled_qty += qty
+        if order.remaining == 0:
+            self._close(order, OrderStatus.FILLED, "filled")
+        else:
+            self._close(order, OrderStatus.CANCELLED, f"cut to {order.filled_qty} shares by cash")
+        return fill
+
+    def _close(self, order: _PaperOrder, status: OrderStatus, message: str) -> None:
+        order.status = status
+        order.message = message
+        pending = self._pending.get(order.request.stock_code)
+        if pending and order in pending:
+            pending.remove(order)
+            if not pending:
+                del self._pending[order.request.stock_code]

@@ -1,0 +1,91 @@
+"""Global settings: ``config/settings.yaml`` validated, plus secrets from ``.env``.
+
+Environment (read through python-dotenv from ``.env`` in the working directory, real
+environment variables win): ``KIS_APP_KEY``, ``KIS_APP_SECRET``, ``KIS_ACCOUNT_NO``,
+``KIS_ENV``, ``KIS_BASE_URL``, ``TELEGRAM_BOT_TOKEN``, ``TELEGRAM_CHAT_ID``, ``DATABASE_URL``,
+``KIS_TRADER_DATA_DIR`` (root of the market data, default ``../shared/data`` beside the
+repository).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from dotenv import load_dotenv
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from framework.errors import ConfigError
+from strategies.config import format_validation_error, read_yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_PATH = REPO_ROOT / "config" / "settings.yaml"
+
+
+def data_root() -> Path:
+    """Root of the market data: ``KIS_TRADER_DATA_DIR`` or ``<repo>/../shared/data``."""
+    env = os.environ.get("KIS_TRADER_DATA_DIR")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BacktestDefaults(_Strict):
+    data_dir: str = "${DATA_DIR}/krx/daily_2000_2024"
+    cash_krw: int = Field(10_000_000, gt=0)
+    commission_rate: float = Field(0.00015, ge=0, lt=0.01)
+    sell_tax_rate: float | None = Field(None, ge=0, lt=0.05)
+    slippage_ticks: int = Field(0, ge=0, le=100)
+    out_dir: str = "reports"
+
+
+class RiskSettings(_Strict):
+    max_order_amount_krw: int | None = Field(None, gt=0)
+    max_order_qty: int | None = Field(None, gt=0)
+
+
+class DatabaseSettings(_Strict):
+    url: str | None = None
+
+
+class Settings(_Strict):
+    mode: Literal["auto", "backtest"] = "auto"
+    backtest: BacktestDefaults = Field(default_factory=BacktestDefaults)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    def resolve_path(self, value: str) -> Path:
+        """Expand ``${DATA_DIR}`` and make a relative path relative to the repository."""
+        path = Path(value.replace("${DATA_DIR}", str(data_root()))).expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and validate the settings file (defaults when the file is absent).
+
+    Raises ``ConfigError`` naming the file and key for invalid content.
+    """
+    path = path or SETTINGS_PATH
+    raw = read_yaml(path) if path.is_file() else {}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path, Settings), path=str(path)) from exc
+
+
+def load_env(dotenv_path: Path | None = None) -> None:
+    """Load ``.env`` (working directory by default) without overriding real variables."""
+    load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
+
+
+def kis_credentials_present() -> bool:
+    """True when the KIS app key, secret and account number are all set."""
+    return all(os.environ.get(k) for k in ("KIS_APP_KEY", "KIS_APP_SECRET", "KIS_ACCOUNT_NO"))
+
+
+def database_url(settings: Settings) -> str:
+    """``DATABASE_URL`` > settings ``database.url`` > ``sqlite:///kis_trader.db`` (cwd)."""
+    return os.environ.get("DATABASE_URL") or settings.database.url or "sqlite:///kis_trader.db"

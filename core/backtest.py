@@ -1,0 +1,357 @@
+"""Backtest: the ``Trader`` driven by a historical clock over stored bars.
+
+Rules (also in README.md):
+
+* Time moves bar by bar over the union of the stocks' bar times. At each time, for every stock
+  with a bar: resting orders are filled against that bar (``api.paper`` fill rules), then each
+  strategy trading the stock sees the bars up to and including this one and may signal.
+* A market order decided on bar *t* fills at bar *t+1*'s open; a buy whose cost there exceeds
+  the cash it may use is cut to the whole shares that cash affords. A limit order fills when a
+  later bar's range touches its price.
+* Bars before ``start`` are visible to strategies as warm-up history; trading and the equity
+  curve start at ``start``.
+* Equity is marked to each bar's close. Positions still open at the end are marked to the last
+  close, not sold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from api.paper import PaperBroker
+from core.data_collector import HistoricalDataProvider
+from core.fund_manager import FundManager
+from core.journal import MemoryJournal, position_fields
+from core.order_manager import OrderManager
+from core.portfolio import Portfolio
+from core.results import (
+    FILL_COLUMNS,
+    ORDER_COLUMNS,
+    POSITION_COLUMNS,
+    TRADE_COLUMNS,
+    BacktestResult,
+)
+from core.risk import RiskLimits, RiskManager
+from core.trader import StrategySlot, Trader
+from framework.bars import Bars
+from framework.errors import DataError
+from strategies.base import BaseStrategy
+from utils.fees import FeeModel
+
+logger = logging.getLogger(__name__)
+
+TZ = "Asia/Seoul"
+_NS_PER_DAY = 86_400 * 10**9
+_KST_OFFSET_NS = 9 * 3_600 * 10**9
+
+
+@dataclass
+class BacktestSettings:
+    """Knobs of one backtest run. Money in KRW, rates as fractions."""
+
+    cash_krw: int = 10_000_000
+    commission_rate: float | str = "0.00015"
+    sell_tax_rate: float | str | None = None  # None: dated schedule (utils.fees)
+    slippage_ticks: int = 0
+    start: date | None = None
+    end: date | None = None
+    progress: bool = False
+    risk_limits: RiskLimits = field(default_factory=RiskLimits)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "cash_krw": self.cash_krw,
+            "commission_rate": str(self.commission_rate),
+            "sell_tax_rate": "dated schedule" if self.sell_tax_rate is None else str(self.sell_tax_rate),
+            "slippage_ticks": self.slippage_ticks,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+        }
+
+
+class _CodeState:
+    """Per-stock cursor over its bars during the run."""
+
+    __slots__ = ("close", "code", "high", "low", "n", "open", "ptr", "times", "windows")
+
+    def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
+        self.code = code
+        self.times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+        self.open = frame["open"].to_numpy(dtype=np.float64)
+        self.high = frame["high"].to_numpy(dtype=np.float64)
+        self.low = frame["low"].to_numpy(dtype=np.float64)
+        self.close = frame["close"].to_numpy(dtype=np.float64)
+        self.ptr = first_row
+        self.n = n
+        self.windows: list[tuple[StrategySlot, Bars]] = []
+
+
+class Backtest:
+    """Runs strategies over historical bars through the one ``Trader``.
+
+    Parameters
+    ----------
+    strategies:
+        Instantiated strategies; each trades the codes of its universe that have bars.
+    bars:
+        Stock code → OHLCV DataFrame (index tz Asia/Seoul, ascending, unique).
+    settings:
+        :class:`BacktestSettings`.
+    run_id:
+        Tag of the run in the database and reports (default: a new uuid4 hex).
+
+    Raises ``DataError`` when no strategy has any bars inside the date range.
+    """
+
+    def __init__(
+        self,
+        strategies: list[BaseStrategy],
+        bars: dict[str, pd.DataFrame],
+        settings: BacktestSettings | None = None,
+        run_id: str | None = None,
+    ):
+        self.settings = settings or BacktestSettings()
+        self.run_id = run_id or uuid.uuid4().hex
+        self.strategies = strategies
+        self.bars = {code: self._clip(code, frame) for code, frame in bars.items()}
+        self._now_ns = 0
+        self._now_cache: tuple[int, datetime] | None = None
+        s = self.settings
+        self.fees = FeeModel(s.commission_rate, s.sell_tax_rate)
+        self.journal = MemoryJournal()
+        self.broker = PaperBroker(s.cash_krw, self.fees, s.slippage_ticks, clock=self.now)
+        self.funds = FundManager(
+            s.cash_krw, {st.name: st.config.allocation for st in strategies}
+        )
+        self.trader = Trader(
+            strategies,
+            broker=self.broker,
+            executor=self.broker,
+            data_provider=HistoricalDataProvider(self.bars, self.now),
+            funds=self.funds,
+            orders=OrderManager(self.broker, self.journal, self.now, f"bt{self.run_id[:8]}"),
+            risk=RiskManager(s.risk_limits),
+            portfolio=Portfolio(),
+            journal=self.journal,
+            fees=self.fees,
+            clock=self.now,
+        )
+        self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
+
+    def _clip(self, code: str, frame: pd.DataFrame) -> pd.DataFrame:
+        end = self.settings.end
+        if end is not None:
+            frame = frame.loc[frame.index < pd.Timestamp(end, tz=TZ) + pd.Timedelta(days=1)]
+        return frame
+
+    def now(self) -> datetime:
+        """Current time of the historical clock (the bar being processed)."""
+        cached = self._now_cache
+        if cached is None or cached[0] != self._now_ns:
+            cached = (self._now_ns, pd.Timestamp(self._now_ns, tz=TZ).to_pydatetime())
+            self._now_cache = cached
+        return cached[1]
+
+    # --- run ---------------------------------------------------------------------------
+    def _prepare(self) -> tuple[list[_CodeState], np.ndarray]:
+        start_ns = (
+            pd.Timestamp(self.settings.start, tz=TZ).value if self.settings.start else None
+        )
+        states: dict[str, _CodeState] = {}
+        for code, frame in sorted(self.bars.items()):
+            times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+            first = int(np.searchsorted(times, start_ns)) if start_ns is not None else 0
+            if first < len(times):
+                states[code] = _CodeState(code, frame, first, len(times))
+        for slot in self.trader.slots.values():
+            wanted = slot.strategy.universe
+            missing = [c for c in wanted if c not in states]
+            if missing:
+                self.trader.event("data_missing", f"{slot.name}: no bars for {', '.join(missing)} "
+                                  "in the range; those codes are skipped", level="warning")
+            for code in wanted:
+                if code in states:
+                    window = self.trader.build_window(slot, code, self.bars[code])
+                    states[code].windows.append((slot, window))
+        active = [st for st in states.values() if st.windows]
+        if not active:
+            raise DataError("no strategy has bars to trade inside the chosen date range")
+        timeline = np.unique(np.concatenate([st.times[st.ptr:st.n] for st in active]))
+        return active, timeline
+
+    def run(self) -> BacktestResult:
+        """Run the whole backtest and return its :class:`BacktestResult`."""
+        t0 = time.perf_counter()
+        states, timeline = self._prepare()
+        n = len(timeline)
+        days = (timeline + _KST_OFFSET_NS) // _NS_PER_DAY
+        cash = np.empty(n, dtype=np.int64)
+        holdings = np.empty(n, dtype=np.int64)
+        trader, broker = self.trader, self.broker
+        prices = trader.prices
+        last_price = broker._last_price
+        held = broker._holdings
+        self._now_ns = int(timeline[0])
+        trader.start()
+        cur_day = None
+        bar = tqdm(total=n, disable=not self.settings.progress, unit="bar", mininterval=0.5,
+                   desc="backtest")
+        for k in range(n):
+            t = int(timeline[k])
+            self._now_ns = t
+            day = days[k]
+            if day != cur_day:
+                if cur_day is not None:
+                    trader.market_close()
+                cur_day = day
+                trader.market_open()
+            for st in states:
+                i = st.ptr
+                if i >= st.n or st.times[i] != t:
+                    continue
+                st.ptr = i + 1
+                code = st.code
+                if code in broker._pending:
+                    broker.process_bar(code, self.now(), round(st.open[i]), round(st.high[i]),
+                                       round(st.low[i]), round(st.close[i]))
+                    trader.poll_orders(code)
+                close = float(st.close[i])
+                prices[code] = close
+                last_price[code] = round(close)
+                for slot, window in st.windows:
+                    if slot.active:
+                        window.resize(i + 1)
+                        trader.evaluate(slot, code, window)
+            cash[k] = broker.cash_krw
+            holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
+            if not k & 4095:
+                bar.update(min(4096, n - k))
+        trader.market_close()
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        return self._result(timeline, cash, holdings, elapsed)
+
+    # --- results -----------------------------------------------------------------------
+    def _result(
+        self, timeline: np.ndarray, cash: np.ndarray, holdings: np.ndarray, elapsed: float
+    ) -> BacktestResult:
+        index = pd.DatetimeIndex(pd.to_datetime(timeline, utc=True)).tz_convert(TZ)
+        equity = pd.DataFrame(
+            {"cash_krw": cash, "holdings_value_krw": holdings, "equity_krw": cash + holdings},
+            index=index,
+        )
+        equity.index.name = "time"
+        orders = pd.DataFrame(
+            [
+                {
+                    "client_order_id": o.client_order_id, "strategy": o.strategy,
+                    "code": o.stock_code, "side": o.side.value, "order_type": o.order_type.value,
+                    "qty": o.qty, "price": o.price, "status": o.status.value,
+                    "filled_qty": o.filled_qty, "avg_fill_price": o.avg_fill_price,
+                    "commission_krw": o.commission_krw, "tax_krw": o.tax_krw,
+                    "created_at": o.created_at, "updated_at": o.updated_at,
+                    "signal_type": o.signal_type.value if o.signal_type else None,
+                    "reasons": "; ".join(o.reasons),
+                }
+                for o in self.journal.orders.values()
+            ],
+            columns=list(ORDER_COLUMNS),
+        )
+        fills = pd.DataFrame(
+            [
+                {
+                    "fill_id": f.fill_id, "client_order_id": f.client_order_id, "strategy": s,
+                    "code": f.stock_code, "side": f.side.value, "qty": f.qty, "price": f.price,
+                    "amount_krw": f.amount_krw, "commission_krw": f.commission_krw,
+                    "tax_krw": f.tax_krw, "time": f.time,
+                }
+                for s, f in self.journal.fills
+            ],
+            columns=list(FILL_COLUMNS),
+        )
+        trades = pd.DataFrame(
+            [
+                {
+                    "strategy": t.strategy, "code": t.stock_code, "entry_time": t.entry_time,
+                    "exit_time": t.exit_time, "entry_price": t.entry_price,
+                    "exit_price": t.exit_price, "qty": t.qty, "pnl_krw": t.pnl_krw,
+                    "return_pct": t.return_pct, "fees_krw": t.fees_krw,
+                    "reasons": "; ".join(t.reasons), "exit_reasons": "; ".join(t.exit_reasons),
+                }
+                for t in self.trader.portfolio.round_trips
+            ],
+            columns=list(TRADE_COLUMNS),
+        )
+        rows = []
+        for p in self.trader.open_positions():
+            last = self.broker._last_price.get(p.stock_code, 0)
+            rows.append({
+                "strategy": p.strategy, "code": p.stock_code, "qty": p.qty,
+                "avg_price": p.avg_price, "last_price": last, "market_value_krw": p.qty * last,
+                "unrealized_pnl_krw": p.qty * last - p.cost_basis_krw, "opened_at": p.opened_at,
+                "stop_loss": p.stop_loss, "target_price": p.target_price,
+                "reasons": "; ".join(p.reasons),
+            })
+        positions = pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
+        settings = self.settings.describe()
+        settings["strategy_stats"] = {
+            slot.name: {
+                "signals": dict(slot.signals), "rejections": dict(slot.rejections),
+                "errors": slot.errors, "active": slot.active,
+            }
+            for slot in self.trader.slots.values()
+        }
+        return BacktestResult(
+            run_id=self.run_id,
+            strategies=list(self.trader.slots),
+            initial_cash_krw=self.settings.cash_krw,
+            equity=equity,
+            bars={code: frame for code, frame in self.bars.items()},
+            orders=orders,
+            fills=fills,
+            trades=trades,
+            positions=positions,
+            elapsed_s=elapsed,
+            settings=settings,
+            events=list(self.journal.events),
+        )
+
+    def save(self, repository: Any, result: BacktestResult, started_at: datetime) -> None:
+        """Write the run to the database, tagged by ``run_id`` (same tables as live)."""
+        repo = repository
+        repo.create_run("backtest", result.settings, started_at, run_id=self.run_id)
+        for slot in self.trader.slots.values():
+            repo.upsert_strategy(slot.name, slot.strategy.config.enabled,
+                                 slot.strategy.config.model_dump(mode="json"))
+        repo.save_orders_bulk(self.run_id, self.journal.orders.values())
+        repo.save_fills_bulk(self.run_id, self.journal.fills)
+        for fields_, closed_at in self.journal.closed_positions:
+            repo.save_position(self.run_id, status="closed", closed_at=closed_at, **fields_)
+        for pos in self.trader.open_positions():
+            repo.save_position(self.run_id, status="holding", **position_fields(pos))
+        daily = result.equity.groupby(result.equity.index.normalize()).tail(1)
+        repo.save_equity_snapshots(
+            self.run_id,
+            (
+                (ts.to_pydatetime(), int(r.cash_krw), int(r.holdings_value_krw), int(r.equity_krw))
+                for ts, r in zip(daily.index, daily.itertuples(index=False), strict=True)
+            ),
+        )
+        for ev in result.events:
+            repo.log_event(ev["kind"], ev["message"], run_id=self.run_id, level=ev["level"],
+                           data=ev["data"], at=ev["at"])
+        repo.finish_run(self.run_id, datetime.now(started_at.tzinfo), {})
+
+
+def default_out_dir(root: Path, run_id: str) -> Path:
+    return root / "reports" / run_id[:12]

@@ -1,0 +1,144 @@
+"""Bars for the universe: CSV files for backtests, a clock-bounded provider for strategies.
+
+CSV format (the files in ``shared/data/krx`` work as they are)::
+
+    date,open,high,low,close,volume
+    2024-01-02,78200,79800,78200,79600,17142847
+
+``date`` is ``YYYY-MM-DD`` (daily) or ``YYYY-MM-DD HH:MM:SS`` (intraday), local KRX time;
+rows ascending with unique dates; prices in KRW, volume in shares. A file is found in the
+data directory as ``<code>.csv`` or ``<code>_<anything>.csv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from framework.data import OHLCV_COLUMNS, DataProvider
+from framework.errors import DataError
+from framework.types import validate_code
+
+TZ = "Asia/Seoul"
+
+
+def find_csv(data_dir: Path, stock_code: str) -> Path | None:
+    """The CSV of ``stock_code`` in ``data_dir`` or ``None``; ``DataError`` if ambiguous."""
+    exact = data_dir / f"{stock_code}.csv"
+    if exact.is_file():
+        return exact
+    matches = sorted(data_dir.glob(f"{stock_code}_*.csv"))
+    if len(matches) > 1:
+        names = ", ".join(m.name for m in matches)
+        raise DataError(f"{data_dir}: several files for {stock_code}: {names}")
+    return matches[0] if matches else None
+
+
+def available_codes(data_dir: Path) -> list[str]:
+    """Stock codes that have a CSV file in ``data_dir`` (sorted)."""
+    codes = set()
+    for path in data_dir.glob("*.csv"):
+        head = path.stem.split("_", 1)[0]
+        try:
+            codes.add(validate_code(head))
+        except ValueError:
+            continue
+    return sorted(codes)
+
+
+def load_bars_csv(path: Path) -> pd.DataFrame:
+    """Read one OHLCV CSV into a DataFrame (index tz Asia/Seoul, float64 columns).
+
+    Raises ``DataError`` naming the file (and the line, where one is at fault) for a missing
+    file, a wrong header, an unparsable date, unsorted or duplicate dates, missing or
+    non-positive prices, or negative volume.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from exc
+    header = [c.strip().lower() for c in raw.columns]
+    expected = ["date", *OHLCV_COLUMNS]
+    if header[:6] != expected:
+        raise DataError(f"{path}: header must start with {','.join(expected)}, got {','.join(header)}")
+    raw.columns = header
+    if raw.empty:
+        raise DataError(f"{path}: no rows")
+    dates = pd.to_datetime(raw["date"].str.strip(), format="ISO8601", errors="coerce")
+    bad = dates.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{path}: line {row + 2}: bad date {raw['date'].iloc[row]!r}")
+    values = {}
+    for col in OHLCV_COLUMNS:
+        num = pd.to_numeric(raw[col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(num) | ((num <= 0) if col != "volume" else (num < 0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{path}: line {row + 2}: bad {col} {raw[col].iloc[row]!r}")
+        values[col] = num
+    index = pd.DatetimeIndex(dates).tz_localize(TZ).as_unit("ns")
+    if not index.is_monotonic_increasing:
+        row = int(np.argmax(np.diff(index.asi8) < 0)) + 1
+        raise DataError(f"{path}: line {row + 2}: dates are not in ascending order")
+    if index.has_duplicates:
+        row = int(np.argmax(index.duplicated()))
+        raise DataError(f"{path}: line {row + 2}: duplicate date {raw['date'].iloc[row]}")
+    frame = pd.DataFrame(values, index=index)
+    frame.index.name = "date"
+    return frame
+
+
+def load_universe(
+    data_dir: Path, codes: Iterable[str]
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Bars of every code that has a file; returns (bars by code, codes without a file)."""
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory not found")
+    bars: dict[str, pd.DataFrame] = {}
+    missing: list[str] = []
+    for code in sorted(set(codes)):
+        path = find_csv(data_dir, code)
+        if path is None:
+            missing.append(code)
+        else:
+            bars[code] = load_bars_csv(path)
+    return bars, missing
+
+
+def to_date(value: str | date | None, what: str) -> date | None:
+    """Parse ``YYYY-MM-DD`` for a CLI option; ``DataError`` naming the option if invalid."""
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise DataError(f"{what}: expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+class HistoricalDataProvider(DataProvider):
+    """Serves stored bars, never past the clock's current time (no look-ahead)."""
+
+    def __init__(self, bars: dict[str, pd.DataFrame], clock: Callable[[], datetime]):
+        self._bars = bars
+        self._clock = clock
+
+    def get_daily_bars(
+        self, stock_code: str, start: date | None = None, end: date | None = None
+    ) -> pd.DataFrame:
+        if stock_code not in self._bars:
+            raise DataError(f"no bars for {stock_code}")
+        frame = self._bars[stock_code]
+        now = pd.Timestamp(self._clock())
+        frame = frame.loc[frame.index <= now]
+        if start is not None:
+            frame = frame.loc[frame.index >= pd.Timestamp(start, tz=TZ)]
+        if end is not None:
+            frame = frame.loc[frame.index < pd.Timestamp(end, tz=TZ) + pd.Timedelta(days=1)]
+        return frame.copy()

@@ -1,0 +1,192 @@
+"""``FundManager``: who may spend which won.
+
+Cash is one pool (the account's), mirrored from fills. Before a buy is sent, the engine
+*reserves* its estimated cost for the strategy and stock; a fill *commits* (spends) part of
+the reservation; when the order reaches a final state the rest is *released*. The free cash
+is ``cash − Σ reservations`` and a reservation is only granted from free cash, so the same
+won is never handed out twice. All amounts are integer KRW; every method is thread-safe.
+
+Sizing a buy (``size_buy``)::
+
+    weight  = confidence_weight(confidence) × (1.5 if STRONG_BUY else 1)
+    limit   = max_position_size × strategy_equity × weight − value already held in the stock
+    budget  = min(limit, strategy free capital, free cash)
+    qty     = floor(budget / (price × (1 + commission_rate)))
+
+``confidence_weight`` maps 90 → 1.0 and 60 → 0.5, linearly (``(c − 30) / 60`` clipped to
+[0, 1]); a confidence of 90 or more buys the full limit. Worked example: equity 10,000,000,
+max_position_size 0.10, confidence 80 → weight 0.8333 → limit 833,333; at 72,000 KRW with
+0.015 % commission, ``qty = floor(833,333 / 72,010.8) = 11`` shares.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass
+
+from framework.errors import FundsError
+
+STRONG_BUY_WEIGHT = 1.5
+
+
+def confidence_weight(confidence: float) -> float:
+    """Fraction of the per-stock limit a buy of this confidence (0–100) may use."""
+    return min(1.0, max(0.0, (confidence - 30.0) / 60.0))
+
+
+@dataclass
+class Reservation:
+    """KRW set aside for one buy order of one strategy and stock."""
+
+    reservation_id: int
+    strategy: str
+    stock_code: str
+    amount_krw: int
+    spent_krw: int = 0
+
+    @property
+    def remaining_krw(self) -> int:
+        return max(0, self.amount_krw - self.spent_krw)
+
+
+class FundManager:
+    """Cash pool with reservations per strategy and stock.
+
+    Parameters
+    ----------
+    cash_krw:
+        Cash available at start (KRW).
+    allocations:
+        Strategy name → fraction of account equity it may have invested (default 1.0 each).
+    """
+
+    def __init__(self, cash_krw: int, allocations: dict[str, float] | None = None):
+        if cash_krw < 0:
+            raise ValueError("cash must not be negative")
+        self._cash = int(cash_krw)
+        self._allocations = dict(allocations or {})
+        self._reservations: dict[int, Reservation] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+
+    # --- state -----------------------------------------------------------------------------
+    @property
+    def cash_krw(self) -> int:
+        return self._cash
+
+    @property
+    def reserved_krw(self) -> int:
+        with self._lock:
+            return sum(r.remaining_krw for r in self._reservations.values())
+
+    @property
+    def free_krw(self) -> int:
+        """Cash not reserved by any open buy (KRW, ≥ 0)."""
+        with self._lock:
+            return max(0, self._cash - self.reserved_krw)
+
+    def reservations(self) -> list[Reservation]:
+        with self._lock:
+            return [Reservation(**vars(r)) for r in self._reservations.values()]
+
+    def strategy_reserved_krw(self, strategy: str) -> int:
+        with self._lock:
+            return sum(r.remaining_krw for r in self._reservations.values() if r.strategy == strategy)
+
+    def allocation(self, strategy: str) -> float:
+        return self._allocations.get(strategy, 1.0)
+
+    def set_allocation(self, strategy: str, fraction: float) -> None:
+        if not 0 < fraction <= 1:
+            raise ValueError("allocation must be in (0, 1]")
+        self._allocations[strategy] = fraction
+
+    # --- sizing ---------------------------------------------------------------------------
+    def size_buy(
+        self,
+        *,
+        strategy: str,
+        price_krw: float,
+        equity_krw: int,
+        max_position_size: float,
+        commission_rate: float,
+        confidence: float,
+        strong: bool,
+        held_value_krw: int = 0,
+        strategy_invested_krw: int = 0,
+    ) -> int:
+        """Shares to buy (≥ 0) per the module's sizing rule, at ``price_krw``."""
+        if not price_krw > 0 or equity_krw <= 0:
+            return 0
+        weight = confidence_weight(confidence) * (STRONG_BUY_WEIGHT if strong else 1.0)
+        strategy_equity = self.allocation(strategy) * equity_krw
+        limit = max_position_size * strategy_equity * weight - held_value_krw
+        with self._lock:
+            strategy_free = (
+                strategy_equity - strategy_invested_krw - self.strategy_reserved_krw(strategy)
+            )
+            budget = min(limit, strategy_free, self.free_krw)
+        if budget <= 0:
+            return 0
+        return max(0, math.floor(budget / (price_krw * (1.0 + commission_rate))))
+
+    # --- reserve / commit / release -----------------------------------------------------
+    def reserve(self, strategy: str, stock_code: str, amount_krw: int) -> Reservation:
+        """Set ``amount_krw`` aside. ``FundsError`` if it exceeds the free cash."""
+        if amount_krw <= 0:
+            raise ValueError(f"reservation must be positive, got {amount_krw}")
+        with self._lock:
+            free = self.free_krw
+            if amount_krw > free:
+                raise FundsError(
+                    f"{strategy}/{stock_code}: needs {amount_krw:,} KRW, free {free:,} KRW"
+                )
+            res = Reservation(next(self._ids), strategy, stock_code, int(amount_krw))
+            self._reservations[res.reservation_id] = res
+            return Reservation(**vars(res))
+
+    def spendable_krw(self, reservation_id: int | None) -> int:
+        """Cash a buy may spend at its fill: its reservation's rest plus free cash."""
+        with self._lock:
+            res = self._reservations.get(reservation_id) if reservation_id is not None else None
+            return (res.remaining_krw if res else 0) + self.free_krw
+
+    def commit_buy(self, reservation_id: int | None, cost_krw: int) -> None:
+        """A buy fill spent ``cost_krw`` (amount + commission) from its reservation.
+
+        Spending beyond the reservation draws on free cash; ``FundsError`` if even that is
+        not enough (the fill would double-spend another reservation's won).
+        """
+        with self._lock:
+            res = self._reservations.get(reservation_id) if reservation_id is not None else None
+            from_res = min(cost_krw, res.remaining_krw) if res else 0
+            extra = cost_krw - from_res
+            if extra > self.free_krw:
+                raise FundsError(
+                    f"fill costs {cost_krw:,} KRW, reservation {from_res:,} + free {self.free_krw:,}"
+                )
+            if res:
+                res.spent_krw += from_res
+            self._cash -= cost_krw
+
+    def credit(self, amount_krw: int) -> None:
+        """Sale proceeds (net of commission and tax) come back to the pool."""
+        if amount_krw < 0:
+            raise ValueError("credit must not be negative")
+        with self._lock:
+            self._cash += amount_krw
+
+    def release(self, reservation_id: int | None) -> int:
+        """Drop a reservation (order final); returns the KRW that became free again."""
+        if reservation_id is None:
+            return 0
+        with self._lock:
+            res = self._reservations.pop(reservation_id, None)
+            return res.remaining_krw if res else 0
+
+    def sync_cash(self, cash_krw: int) -> None:
+        """Replace the cash figure with the broker's (after an account sync)."""
+        with self._lock:
+            self._cash = int(cash_krw)

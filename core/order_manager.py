@@ -1,0 +1,206 @@
+"""``OrderManager``: the life of every order, from intent to a final state.
+
+1. :meth:`create` builds the order with a fresh client order id and writes it to the journal
+   as ``PENDING_NEW`` — *before* anything is sent.
+2. :meth:`submit` sends it. Accepted → ``SUBMITTED`` with the broker id. Refused →
+   ``REJECTED``. An ambiguous failure (timeout) → ``UNKNOWN``, then looked up by client id
+   (:meth:`resolve_unknown`); it is never re-sent blindly.
+3. :meth:`apply_state` applies what the broker reports (polled in live, read after each bar
+   in the backtest): new fills (each ``fill_id`` once; an overfill is refused), then the final
+   status (``FILLED``, ``CANCELLED``, ``EXPIRED``).
+
+Every change is journaled. Fills are handed back to the caller (the ``Trader``), which
+updates funds and positions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from framework.errors import (
+    BrokerError,
+    OrderRejectedError,
+    UnknownOrderOutcomeError,
+)
+from framework.executor import OrderExecutor, OrderState
+from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Signal
+from core.journal import Journal
+
+logger = logging.getLogger(__name__)
+
+
+class OrderManager:
+    """Tracks orders by client id. Not thread-safe by itself: the Trader serialises calls."""
+
+    def __init__(
+        self,
+        executor: OrderExecutor,
+        journal: Journal,
+        clock: Callable[[], datetime],
+        id_prefix: str,
+    ):
+        self.executor = executor
+        self.journal = journal
+        self.clock = clock
+        self.id_prefix = id_prefix
+        self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}
+        self._seen_fills: set[str] = set()
+        self._seq = itertools.count(1)
+
+    # --- queries -----------------------------------------------------------------------
+    def open_orders(self, stock_code: str | None = None) -> list[Order]:
+        return [o for o in self._open.values() if stock_code is None or o.stock_code == stock_code]
+
+    def has_open(self, strategy: str, stock_code: str) -> bool:
+        return any(o.strategy == strategy and o.stock_code == stock_code for o in self._open.values())
+
+    def restore(self, order: Order) -> None:
+        """Track an order read back from the database (restart)."""
+        self.orders[order.client_order_id] = order
+        if not order.status.is_final:
+            self._open[order.client_order_id] = order
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        strategy: str,
+        stock_code: str,
+        side: OrderSide,
+        order_type: OrderType,
+        qty: int,
+        price: int | None,
+        signal: Signal | None = None,
+    ) -> Order:
+        """A new ``PENDING_NEW`` order, journaled before it is sent."""
+        now = self.clock()
+        order = Order(
+            client_order_id=f"{self.id_prefix}-{next(self._seq):07d}",
+            strategy=strategy,
+            stock_code=stock_code,
+            side=side,
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            created_at=now,
+            updated_at=now,
+            reasons=tuple(signal.reasons) if signal else (),
+            metadata=dict(signal.metadata) if signal else {},
+            signal_type=signal.signal_type if signal else None,
+        )
+        self.orders[order.client_order_id] = order
+        self._open[order.client_order_id] = order
+        self.journal.order(order, "created")
+        return order
+
+    def submit(self, order: Order) -> Order:
+        """Send a ``PENDING_NEW`` order; returns it in its new state (never raises for the
+        broker's answer: a refusal is ``REJECTED``, an ambiguous failure ``UNKNOWN``)."""
+        try:
+            broker_id = self.executor.submit_order(order.to_request())
+        except UnknownOrderOutcomeError as exc:
+            self._set_status(order, OrderStatus.UNKNOWN, f"unknown outcome: {exc}")
+            self.resolve_unknown(order)
+            return order
+        except OrderRejectedError as exc:
+            self._set_status(order, OrderStatus.REJECTED, f"rejected: {exc}")
+            return order
+        except BrokerError as exc:  # not sent (circuit open, auth...): final, nothing to track
+            self._set_status(order, OrderStatus.REJECTED, f"not sent: {exc}")
+            return order
+        order.broker_order_id = broker_id
+        self._set_status(order, OrderStatus.SUBMITTED, f"accepted as {broker_id}")
+        return order
+
+    def resolve_unknown(self, order: Order) -> list[Fill]:
+        """Look an ``UNKNOWN`` order up by client id; adopt what the broker says.
+
+        Returns the fills found. If the broker has no such order it stays ``UNKNOWN`` for
+        the next lookup (the order list can lag); the caller decides when to give up.
+        """
+        try:
+            state = self.executor.find_order(order.client_order_id)
+        except BrokerError as exc:
+            logger.warning("lookup of %s failed: %s", order.client_order_id, exc)
+            return []
+        if state is None:
+            return []
+        order.broker_order_id = state.broker_order_id
+        if order.status is OrderStatus.UNKNOWN:
+            self._set_status(order, OrderStatus.SUBMITTED, f"found at broker as {state.broker_order_id}")
+        return self.apply_state(order, state)
+
+    def give_up(self, order: Order, reason: str) -> None:
+        """Mark an order that the broker never had as ``REJECTED``."""
+        self._set_status(order, OrderStatus.REJECTED, reason)
+
+    def apply_state(self, order: Order, state: OrderState) -> list[Fill]:
+        """Apply the broker's view of ``order``; returns the fills not seen before."""
+        new_fills = self._apply_fills(order, state.fills)
+        if state.status.is_final and not order.status.is_final:
+            status = state.status
+            if status is OrderStatus.FILLED and order.filled_qty < order.qty:
+                status = OrderStatus.CANCELLED  # broker cut the order (e.g. cash): rest dropped
+            self._set_status(order, status, f"broker: {state.status.value}")
+        return new_fills
+
+    def apply_fill(self, order: Order, fill: Fill) -> bool:
+        """Apply one fill pushed by the broker; ``False`` if it was seen already."""
+        return bool(self._apply_fills(order, (fill,)))
+
+    def _apply_fills(self, order: Order, fills: Iterable[Fill]) -> list[Fill]:
+        new: list[Fill] = []
+        for fill in fills:
+            if fill.fill_id in self._seen_fills:
+                continue
+            if fill.qty <= 0 or fill.qty > order.remaining_qty:
+                logger.error(
+                    "refused fill %s of %s shares for %s (remaining %s)",
+                    fill.fill_id, fill.qty, order.client_order_id, order.remaining_qty,
+                )
+                self.journal.event(
+                    "overfill_refused",
+                    f"fill {fill.fill_id} of {fill.qty} for {order.client_order_id} "
+                    f"with {order.remaining_qty} remaining",
+                    at=fill.time, level="error",
+                )
+                continue
+            self._seen_fills.add(fill.fill_id)
+            total = order.filled_qty + fill.qty
+            order.filled_amount_krw += fill.amount_krw
+            order.avg_fill_price = order.filled_amount_krw / total
+            order.filled_qty = total
+            order.commission_krw += fill.commission_krw
+            order.tax_krw += fill.tax_krw
+            order.updated_at = fill.time
+            status = OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
+            self._set_status(order, status, f"fill {fill.qty} @ {fill.price}", when=fill.time)
+            new.append(fill)
+        return new
+
+    def cancel(self, order: Order) -> bool:
+        """Ask the broker to cancel the unfilled rest; ``False`` if it refused (too late)."""
+        if order.status.is_final or order.broker_order_id is None:
+            return False
+        try:
+            self.executor.cancel_order(order.broker_order_id, order.stock_code, order.remaining_qty)
+        except OrderRejectedError as exc:
+            logger.info("cancel of %s refused: %s", order.client_order_id, exc)
+            return False
+        return True
+
+    def _set_status(
+        self, order: Order, status: OrderStatus, note: str, when: datetime | None = None
+    ) -> None:
+        changed = order.status is not status
+        order.status = status
+        order.message = note
+        order.updated_at = when or self.clock()
+        if status.is_final:
+            self._open.pop(order.client_order_id, None)
+        if changed or status is OrderStatus.PARTIALLY_FILLED:
+            self.journal.order(order, note)

@@ -1,0 +1,179 @@
+"""Positions per strategy and stock, built from fills, and closed round trips.
+
+A position opens with the first buy fill while flat and closes when sells bring it back to
+zero; that span is one *round trip* (a row of ``trades.csv``). Cost basis is integer KRW
+(``Σ qty × price`` of buys, commission excluded, reduced pro rata by sells); ``avg_price`` is
+``cost_basis / qty``. Round-trip P&L is net of commission and tax::
+
+    pnl_krw = Σ sell (amount − commission − tax) − Σ buy (amount + commission)
+    return_pct = pnl_krw / Σ buy (amount + commission) × 100
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from framework.errors import KisTraderError
+from framework.types import Fill, OrderSide, PositionView
+
+
+@dataclass
+class Position:
+    """A strategy's open position in one stock (engine-owned, mutable)."""
+
+    strategy: str
+    stock_code: str
+    qty: int = 0
+    cost_basis_krw: int = 0
+    opened_at: datetime | None = None
+    stop_loss: float | None = None
+    target_price: float | None = None
+    reasons: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # round-trip accumulators
+    bought_qty: int = 0
+    buy_amount_krw: int = 0
+    buy_fees_krw: int = 0
+    sold_qty: int = 0
+    sell_amount_krw: int = 0
+    sell_fees_krw: int = 0
+    exit_reasons: tuple[str, ...] = ()
+    realized_pnl_krw: int = 0
+
+    @property
+    def avg_price(self) -> float:
+        """Cost per held share (KRW); for a closed position, the mean entry price."""
+        if self.qty:
+            return self.cost_basis_krw / self.qty
+        return self.buy_amount_krw / self.bought_qty if self.bought_qty else 0.0
+
+    def view(self) -> PositionView:
+        return PositionView(
+            stock_code=self.stock_code,
+            qty=self.qty,
+            avg_price=self.avg_price,
+            opened_at=self.opened_at,
+            stop_loss=self.stop_loss,
+            target_price=self.target_price,
+            reasons=self.reasons,
+            metadata=dict(self.metadata),
+        )
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """One closed position: entry to full exit. Prices are quantity-weighted means (KRW)."""
+
+    strategy: str
+    stock_code: str
+    entry_time: datetime
+    exit_time: datetime
+    entry_price: float
+    exit_price: float
+    qty: int
+    pnl_krw: int
+    return_pct: float
+    fees_krw: int
+    reasons: tuple[str, ...]
+    exit_reasons: tuple[str, ...]
+
+
+class OverfillError(KisTraderError):
+    """A sell fill for more shares than the strategy holds."""
+
+
+class Portfolio:
+    """All strategies' positions; applies fills and records round trips."""
+
+    def __init__(self) -> None:
+        self._positions: dict[tuple[str, str], Position] = {}
+        self.round_trips: list[RoundTrip] = []
+
+    def get(self, strategy: str, stock_code: str) -> Position | None:
+        pos = self._positions.get((strategy, stock_code))
+        return pos if pos is not None and pos.qty > 0 else None
+
+    def positions(self, strategy: str | None = None) -> list[Position]:
+        return [
+            p for (s, _), p in self._positions.items()
+            if p.qty > 0 and (strategy is None or s == strategy)
+        ]
+
+    def qty(self, strategy: str, stock_code: str) -> int:
+        pos = self._positions.get((strategy, stock_code))
+        return pos.qty if pos else 0
+
+    def invested_krw(self, strategy: str) -> int:
+        """Cost basis of the strategy's open positions (KRW)."""
+        return sum(p.cost_basis_krw for p in self.positions(strategy))
+
+    def restore(self, position: Position) -> None:
+        """Put back a position read from the database (restart)."""
+        self._positions[(position.strategy, position.stock_code)] = position
+
+    def apply_fill(
+        self,
+        strategy: str,
+        fill: Fill,
+        *,
+        reasons: tuple[str, ...] = (),
+        stop_loss: float | None = None,
+        target_price: float | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[Position, RoundTrip | None]:
+        """Apply one fill; returns the position and, if it closed, the round trip."""
+        key = (strategy, fill.stock_code)
+        pos = self._positions.get(key)
+        if fill.side is OrderSide.BUY:
+            if pos is None or pos.qty == 0:
+                pos = Position(strategy, fill.stock_code, opened_at=fill.time, reasons=reasons)
+                self._positions[key] = pos
+            pos.qty += fill.qty
+            pos.cost_basis_krw += fill.amount_krw
+            pos.bought_qty += fill.qty
+            pos.buy_amount_krw += fill.amount_krw
+            pos.buy_fees_krw += fill.commission_krw
+            if stop_loss is not None:
+                pos.stop_loss = stop_loss
+            if target_price is not None:
+                pos.target_price = target_price
+            if metadata:
+                pos.metadata.update(metadata)
+            return pos, None
+        if pos is None or fill.qty > pos.qty:
+            held = pos.qty if pos else 0
+            raise OverfillError(
+                f"{strategy}: sell fill of {fill.qty} {fill.stock_code} but holds {held}"
+            )
+        cost_out = pos.cost_basis_krw if fill.qty == pos.qty else pos.cost_basis_krw * fill.qty // pos.qty
+        pos.qty -= fill.qty
+        pos.cost_basis_krw -= cost_out
+        pos.sold_qty += fill.qty
+        pos.sell_amount_krw += fill.amount_krw
+        pos.sell_fees_krw += fill.commission_krw + fill.tax_krw
+        if reasons:
+            pos.exit_reasons = reasons
+        if pos.qty > 0:
+            return pos, None
+        buy_cost = pos.buy_amount_krw + pos.buy_fees_krw
+        pnl = pos.sell_amount_krw - pos.sell_fees_krw - buy_cost
+        trip = RoundTrip(
+            strategy=strategy,
+            stock_code=fill.stock_code,
+            entry_time=pos.opened_at or fill.time,
+            exit_time=fill.time,
+            entry_price=pos.buy_amount_krw / pos.bought_qty,
+            exit_price=pos.sell_amount_krw / pos.sold_qty,
+            qty=pos.bought_qty,
+            pnl_krw=pnl,
+            return_pct=pnl / buy_cost * 100.0 if buy_cost else 0.0,
+            fees_krw=pos.buy_fees_krw + pos.sell_fees_krw,
+            reasons=pos.reasons,
+            exit_reasons=pos.exit_reasons,
+        )
+        pos.realized_pnl_krw = pnl
+        self.round_trips.append(trip)
+        del self._positions[key]
+        return pos, trip

@@ -1,0 +1,576 @@
+"""Backtest metrics and report files (JSON, CSV, interactive HTML, Excel).
+
+``compute_metrics`` gives the summary numbers of a :class:`~core.results.BacktestResult`,
+``write_report`` writes JSON/CSV/HTML/XLSX files, ``format_summary`` a terminal summary.
+Units: money in integer KRW, percentages as percent (``12.5`` means 12.5 %), times in
+Asia/Seoul. Text files carry ISO 8601 times with offset (``2024-01-02T00:00:00+09:00``);
+Excel has no time zones, so the workbook holds naive Seoul local times.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import logging
+import math
+import unicodedata
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.results import (
+    EQUITY_COLUMNS,
+    FILL_COLUMNS,
+    ORDER_COLUMNS,
+    POSITION_COLUMNS,
+    TRADE_COLUMNS,
+    BacktestResult,
+)
+
+log = logging.getLogger(__name__)
+
+TZ = "Asia/Seoul"
+TRADING_DAYS_PER_YEAR = 252
+EXCEL_MAX_ROWS = 1_048_576
+"""Rows per worksheet in Excel, header included."""
+MAX_PLOT_POINTS = 20_000
+"""Line traces longer than this are downsampled (min/max per bucket) in ``report.html``."""
+WEBGL_MIN_POINTS = 5_000
+"""Traces with more points than this are drawn with ``Scattergl`` (WebGL)."""
+REASON_SEP = "; "
+
+Metrics = dict[str, float | int | None]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _num(value: Any) -> float | None:
+    """Plain float, or None for NaN/inf/None (keeps metrics JSON-serialisable)."""
+    if value is None:
+        return None
+    out = float(value)
+    return out if math.isfinite(out) else None
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> float | None:
+    """Bars per year used to annualise per-bar statistics.
+
+    The median spacing between bar times decides: below 20 h the bars are intraday and
+    the result is ``252 × median bars per trading day`` (counted per Seoul calendar date,
+    e.g. 381 one-minute bars a day → 96,012); below 4 days they are daily → ``252``;
+    longer spacings give ``365.25 days / spacing`` (weekly ≈ 52.2, monthly ≈ 12).
+    None with fewer than two bars.
+    """
+    if len(index) < 2:
+        return None
+    spacing_s = float(np.median(np.diff(index.asi8))) / 1e9
+    if spacing_s <= 0:
+        return None
+    if spacing_s < 20 * 3600:
+        local = index.tz_convert(TZ) if index.tz is not None else index
+        per_day = float(pd.Series(1, index=local).groupby(local.date).size().median())
+        return TRADING_DAYS_PER_YEAR * per_day
+    if spacing_s < 4 * 86400:
+        return float(TRADING_DAYS_PER_YEAR)
+    return 365.25 * 86400 / spacing_s
+
+
+def drawdown_pct(equity_krw: pd.Series) -> pd.Series:
+    """Drawdown per bar in percent, ``<= 0``: ``(equity / running peak - 1) × 100``.
+
+    Example: peak 10,000,000 then 9,000,000 → ``-10.0``.
+    """
+    values = equity_krw.astype(float)
+    peak = values.cummax().where(lambda p: p > 0)
+    return (values / peak - 1.0) * 100.0
+
+
+def compute_metrics(result: BacktestResult) -> Metrics:
+    """Summary statistics of one backtest; all values are int, float or None.
+
+    Keys and units
+    --------------
+    ``bars`` (int, equity rows), ``trades`` (int, closed round trips), ``initial_cash`` and
+    ``final_equity`` (int KRW), ``net_pnl_krw`` (int, final - initial), ``fees_krw`` (int,
+    commission + tax of all fills), ``total_return_pct`` (final / initial - 1, in %),
+    ``cagr_pct`` (% per year from initial cash to final equity over the calendar time between
+    the first and last equity timestamp, year = 365.25 days; None if that is < 1 day),
+    ``max_drawdown_pct`` (positive %, largest peak-to-trough fall of ``equity_krw``; 0 when it
+    never falls), ``sharpe`` (mean / sample std (ddof 1) of per-bar simple returns of
+    ``equity_krw`` × sqrt(``periods_per_year``), risk-free 0; None with < 2 returns or zero
+    std), ``periods_per_year`` (see :func:`periods_per_year`), ``win_rate_pct`` (% of trades
+    with ``pnl_krw > 0``), ``profit_factor`` (sum of positive ``pnl_krw`` / |sum of
+    negative|; None when there is no losing trade), ``avg_trade_pct`` (mean ``return_pct``),
+    ``best_trade_pct`` / ``worst_trade_pct``, ``exposure_pct`` (% of bars with
+    ``holdings_value_krw > 0``), ``open_positions`` (int), ``elapsed_s`` (float seconds).
+    Trade statistics are None when there are no trades; equity statistics are None when
+    there are no bars.
+
+    Example: initial 10,000,000, final 11,000,000 after exactly 2 years →
+    ``total_return_pct`` 10.0 and ``cagr_pct`` ≈ 4.88.
+    """
+    eq = result.equity
+    initial = int(result.initial_cash_krw)
+    final = int(result.final_equity_krw)
+    m: Metrics = {
+        "bars": len(eq),
+        "trades": len(result.trades),
+        "initial_cash": initial,
+        "final_equity": final,
+        "net_pnl_krw": final - initial,
+        "fees_krw": _fees_krw(result.fills),
+        "total_return_pct": _num((final / initial - 1) * 100) if initial > 0 else None,
+        **dict.fromkeys(
+            ("cagr_pct", "max_drawdown_pct", "sharpe", "periods_per_year", "exposure_pct")
+        ),
+    }
+    if not eq.empty:
+        values = eq["equity_krw"].to_numpy(dtype=float)
+        span_days = (eq.index[-1] - eq.index[0]).total_seconds() / 86400
+        if span_days >= 1 and initial > 0:
+            growth = max(final / initial, 0.0)
+            m["cagr_pct"] = _num((growth ** (365.25 / span_days) - 1) * 100)
+        dd = drawdown_pct(eq["equity_krw"]).min()
+        m["max_drawdown_pct"] = _num(-dd) if pd.notna(dd) and dd < 0 else 0.0
+        ppy = periods_per_year(pd.DatetimeIndex(eq.index))
+        m["periods_per_year"] = _num(ppy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            returns = values[1:] / values[:-1] - 1.0
+        returns = returns[np.isfinite(returns)]
+        if ppy is not None and len(returns) >= 2:
+            std = float(np.std(returns, ddof=1))
+            if std > 1e-15:
+                m["sharpe"] = _num(float(np.mean(returns)) / std * math.sqrt(ppy))
+        held = eq["holdings_value_krw"].to_numpy(dtype=float) > 0
+        m["exposure_pct"] = _num(held.mean() * 100)
+    m.update(_trade_metrics(result.trades))
+    pos = result.positions
+    m["open_positions"] = (
+        int((pos["qty"] > 0).sum()) if "qty" in pos.columns and not pos.empty else len(pos)
+    )
+    m["elapsed_s"] = _num(result.elapsed_s)
+    return m
+
+
+def _fees_krw(fills: pd.DataFrame) -> int:
+    cols = [c for c in ("commission_krw", "tax_krw") if c in fills.columns]
+    values = fills[cols].apply(pd.to_numeric, errors="coerce").fillna(0)
+    return int(values.to_numpy(dtype=float).sum())
+
+
+def _trade_metrics(trades: pd.DataFrame) -> Metrics:
+    out: Metrics = dict.fromkeys(
+        ("win_rate_pct", "profit_factor", "avg_trade_pct", "best_trade_pct", "worst_trade_pct")
+    )
+    if trades.empty:
+        return out
+    pnl = pd.to_numeric(trades["pnl_krw"], errors="coerce").dropna().to_numpy(dtype=float)
+    if len(pnl):
+        gross_profit = float(pnl[pnl > 0].sum())
+        gross_loss = float(-pnl[pnl < 0].sum())
+        out["win_rate_pct"] = _num((pnl > 0).mean() * 100)
+        out["profit_factor"] = _num(gross_profit / gross_loss) if gross_loss > 0 else None
+    ret = pd.to_numeric(trades["return_pct"], errors="coerce").dropna()
+    if len(ret):
+        out["avg_trade_pct"] = _num(ret.mean())
+        out["best_trade_pct"] = _num(ret.max())
+        out["worst_trade_pct"] = _num(ret.min())
+    return out
+
+
+# --------------------------------------------------------------------------- text
+
+
+_LABELS = (
+    ("bars", "Bars / 봉 수", "{:,}"),
+    ("initial_cash", "Initial cash / 초기 자금", "{:,} KRW"),
+    ("final_equity", "Final equity / 최종 자산", "{:,} KRW"),
+    ("net_pnl_krw", "Net P&L / 순손익", "{:+,} KRW"),
+    ("fees_krw", "Fees and tax / 수수료·세금", "{:,} KRW"),
+    ("total_return_pct", "Total return / 총 수익률", "{:+.2f} %"),
+    ("cagr_pct", "CAGR / 연환산 수익률", "{:+.2f} %"),
+    ("max_drawdown_pct", "Max drawdown / 최대 낙폭", "{:.2f} %"),
+    ("sharpe", "Sharpe (rf 0)", "{:.2f}"),
+    ("trades", "Closed trades / 청산 거래", "{:,}"),
+    ("win_rate_pct", "Win rate / 승률", "{:.1f} %"),
+    ("profit_factor", "Profit factor", "{:.2f}"),
+    ("avg_trade_pct", "Avg trade / 평균 거래 수익률", "{:+.2f} %"),
+    ("exposure_pct", "Exposure / 보유 비중", "{:.1f} %"),
+    ("open_positions", "Open positions / 미청산 포지션", "{:,}"),
+    ("elapsed_s", "Elapsed / 소요 시간", "{:.2f} s"),
+)
+
+
+def format_summary(metrics: Mapping[str, Any]) -> str:
+    """Multi-line human summary, e.g. ``Final equity / 최종 자산: 10,234,500 KRW``.
+
+    Missing or None values print as ``n/a``; unknown keys are ignored.
+    """
+    width = max(_display_width(label) for _, label, _ in _LABELS)
+    lines = []
+    for key, label, fmt in _LABELS:
+        if key in metrics:
+            text = "n/a" if metrics[key] is None else fmt.format(metrics[key])
+            lines.append(f"{label}{' ' * (width - _display_width(label))} : {text}")
+    return "\n".join(lines)
+
+
+def _display_width(text: str) -> int:
+    """Terminal columns: Hangul and other East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, Path | Decimal):
+        return str(value)
+    if hasattr(value, "model_dump"):  # pydantic settings
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _iso(value: Any) -> str:
+    return "" if _missing(value) else pd.Timestamp(value).isoformat()
+
+
+def _text_value(value: Any) -> Any:
+    """Cell for CSV/Excel: lists joined with '; ', dicts as JSON, others unchanged."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return REASON_SEP.join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return value
+
+
+def _with_columns(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The declared columns first (missing ones empty), extra columns kept after them."""
+    extra = [c for c in df.columns if c not in columns]
+    return df.reindex(columns=[*columns, *extra])
+
+
+def _for_csv(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            out[col] = s.map(_iso).astype(object)
+        elif s.dtype == object:
+            out[col] = s.map(lambda v: v.isoformat() if isinstance(v, datetime) else _text_value(v))
+    return out
+
+
+def _time_frame(df: pd.DataFrame, index_name: str = "time") -> pd.DataFrame:
+    out = df.copy()
+    out.index = pd.DatetimeIndex(out.index, name=index_name)
+    return out.reset_index()
+
+
+def write_report(
+    result: BacktestResult,
+    out_dir: Path,
+    *,
+    html: bool = True,
+    xlsx: bool = True,
+    xlsx_max_rows: int = EXCEL_MAX_ROWS,
+) -> dict[str, Path]:
+    """Write the report files of one run into ``out_dir`` (created if missing).
+
+    Files (key in the returned dict → path): ``summary`` → ``summary.json`` (run_id,
+    strategies, start, end, started_at, every :func:`compute_metrics` key at top level, and
+    ``settings``; UTF-8, indent 2), ``trades``/``orders``/``fills``/``positions``/``equity``
+    → ``<name>.csv`` (declared columns first, ISO times, tuples of reasons joined with
+    ``"; "``), ``html`` → ``report.html`` and ``xlsx`` → ``report.xlsx`` when enabled.
+    Existing files are overwritten.
+
+    ``xlsx_max_rows`` is the sheet row limit (header included); longer tables are cut and
+    end with a note row saying how many rows were left out (the CSVs stay complete).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = compute_metrics(result)
+    paths: dict[str, Path] = {}
+
+    summary = _summary_dict(result, metrics)
+    paths["summary"] = out_dir / "summary.json"
+    paths["summary"].write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default) + "\n",
+        encoding="utf-8",
+    )
+    for name, df in _tables(result).items():
+        path = out_dir / f"{name}.csv"
+        _for_csv(df).to_csv(path, index=False, encoding="utf-8")
+        paths[name] = path
+    if html:
+        paths["html"] = out_dir / "report.html"
+        _write_html(result, metrics, paths["html"])
+    if xlsx:
+        paths["xlsx"] = out_dir / "report.xlsx"
+        _write_xlsx(result, summary, paths["xlsx"], xlsx_max_rows)
+    log.info("report written to %s (%d files)", out_dir, len(paths))
+    return paths
+
+
+def _summary_dict(result: BacktestResult, metrics: Metrics) -> dict[str, Any]:
+    eq = result.equity
+    return {
+        "run_id": result.run_id,
+        "strategies": list(result.strategies),
+        "start": _iso(eq.index[0]) if len(eq) else None,
+        "end": _iso(eq.index[-1]) if len(eq) else None,
+        "started_at": _iso(result.started_at) or None,
+        **metrics,
+        "settings": result.settings,
+    }
+
+
+def _tables(result: BacktestResult) -> dict[str, pd.DataFrame]:
+    equity = _with_columns(result.equity, EQUITY_COLUMNS)
+    return {
+        "trades": _with_columns(result.trades, TRADE_COLUMNS),
+        "orders": _with_columns(result.orders, ORDER_COLUMNS),
+        "fills": _with_columns(result.fills, FILL_COLUMNS),
+        "positions": _with_columns(result.positions, POSITION_COLUMNS),
+        "equity": _time_frame(equity),
+    }
+
+
+# --------------------------------------------------------------------------- html
+
+
+def _local_naive(index: Any) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(index)
+    return idx.tz_convert(TZ).tz_localize(None) if idx.tz is not None else idx
+
+
+def downsample_minmax(
+    x: pd.DatetimeIndex, y: np.ndarray, max_points: int = MAX_PLOT_POINTS
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Keep at most about ``max_points`` points: the min and max of each of
+    ``max_points // 2`` equal buckets plus the first and last point, in time order,
+    so peaks and troughs survive. Shorter series are returned unchanged."""
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    buckets = max(max_points // 2 - 1, 1)
+    s = pd.Series(y, dtype=float).ffill().bfill()
+    groups = s.groupby(np.arange(n) * buckets // n)
+    keep = np.unique(
+        np.concatenate([groups.idxmin().to_numpy(), groups.idxmax().to_numpy(), [0, n - 1]])
+    )
+    return x[keep], y[keep]
+
+
+def _write_html(result: BacktestResult, metrics: Metrics, path: Path) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    codes = sorted(set(result.bars) | set(_col(result.fills, "code").dropna().astype(str)))
+    n_rows = len(codes) + 2
+    titles = [f"{c} close (KRW)" for c in codes] + ["Equity (KRW)", "Drawdown (%)"]
+    fig = make_subplots(
+        rows=n_rows, cols=1, shared_xaxes=True, subplot_titles=titles,
+        vertical_spacing=min(0.06, 0.3 / n_rows),
+    )
+    downsampled = False
+
+    def line(x: Any, y: Any, name: str, row: int, **kw: Any) -> None:
+        nonlocal downsampled
+        xs, ys = downsample_minmax(_local_naive(x), np.asarray(y, dtype=float))
+        downsampled |= len(ys) < len(y)
+        trace = go.Scattergl if len(ys) > WEBGL_MIN_POINTS else go.Scatter
+        fig.add_trace(trace(x=xs, y=ys, name=name, mode="lines", **kw), row=row, col=1)
+
+    reasons = _order_reasons(result.orders)
+    for row, code in enumerate(codes, start=1):
+        bars = result.bars.get(code)
+        if bars is not None and not bars.empty:
+            line(bars.index, bars["close"], f"{code} close", row, line={"width": 1})
+        fills = result.fills[_col(result.fills, "code").astype(str) == code]
+        for side, symbol, color, label in (
+            ("buy", "triangle-up", "#d62728", "entry ▲"),
+            ("sell", "triangle-down", "#1f4fd6", "exit ▼"),
+        ):
+            sel = fills[_col(fills, "side").astype(str).str.lower() == side]
+            if sel.empty:
+                continue
+            trace = go.Scattergl if len(sel) > WEBGL_MIN_POINTS else go.Scatter
+            fig.add_trace(trace(
+                x=_local_naive(sel["time"]), y=sel["price"].astype(float), mode="markers",
+                name=f"{code} {label}", marker={"symbol": symbol, "size": 10, "color": color},
+                text=[_fill_hover(r, reasons) for r in sel.to_dict("records")],
+                hovertemplate="%{text}<extra></extra>",
+            ), row=row, col=1)
+
+    eq = result.equity
+    if not eq.empty:
+        line(eq.index, eq["equity_krw"], "equity", n_rows - 1, line={"color": "#2ca02c"})
+        line(eq.index, eq["cash_krw"], "cash", n_rows - 1,
+             line={"color": "#7f7f7f", "width": 1, "dash": "dot"})
+        line(eq.index, drawdown_pct(eq["equity_krw"]).fillna(0.0), "drawdown", n_rows,
+             line={"color": "#d62728"}, fill="tozeroy")
+
+    def fmt(key: str, spec: str) -> str:
+        v = metrics.get(key)
+        return "n/a" if v is None else format(v, spec)
+
+    names = html_lib.escape(", ".join(result.strategies))
+    title = (
+        f"Backtest {html_lib.escape(result.run_id)} · {names}"
+        f"<br><sup>return {fmt('total_return_pct', '+.2f')} % · CAGR {fmt('cagr_pct', '+.2f')} %"
+        f" · MDD {fmt('max_drawdown_pct', '.2f')} % · Sharpe {fmt('sharpe', '.2f')}"
+        f" · trades {metrics['trades']} · final {fmt('final_equity', ',')} KRW</sup>"
+    )
+    fig.update_layout(
+        title={"text": title}, height=260 * n_rows + 160, hovermode="closest",
+        template="plotly_white", margin={"t": 150},
+    )
+    notes = ["Times are Asia/Seoul local. ▲ entry (buy fill), ▼ exit (sell fill)."]
+    if downsampled:
+        notes.append(
+            f"Lines longer than {MAX_PLOT_POINTS:,} points are downsampled for display "
+            "(min and max per bucket kept); markers are exact; full data in the CSV/XLSX files."
+        )
+    fig.add_annotation(
+        text="<br>".join(notes), xref="paper", yref="paper", x=0, y=1.0, yshift=40,
+        showarrow=False, align="left", xanchor="left", yanchor="bottom",
+        font={"size": 11, "color": "#555"},
+    )
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df.columns else pd.Series(index=df.index, dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return False
+    return value is None or bool(pd.isna(value))
+
+
+def _order_reasons(orders: pd.DataFrame) -> dict[str, str]:
+    if "client_order_id" not in orders.columns:
+        return {}
+    pairs = zip(orders["client_order_id"], _col(orders, "reasons"), strict=True)
+    return {str(cid): "" if _missing(r) else str(_text_value(r)) for cid, r in pairs}
+
+
+def _fill_hover(fill: Mapping[str, Any], reasons: Mapping[str, str]) -> str:
+    esc = html_lib.escape
+    qty: Any = fill.get("qty")
+    price: Any = fill.get("price")
+    parts = [
+        f"<b>{esc(str(fill.get('side', '')).upper())} {esc(str(fill.get('code', '')))}</b>",
+        f"strategy: {esc(str(fill.get('strategy', '')))}",
+        "qty: n/a" if _missing(qty) else f"qty: {int(qty):,}",
+        "price: n/a" if _missing(price) else f"price: {float(price):,.0f} KRW",
+        f"time: {_iso(fill.get('time'))}",
+    ]
+    why = reasons.get(str(fill.get("client_order_id")), "")
+    return "<br>".join([*parts, f"reasons: {esc(why)}"] if why else parts)
+
+
+# --------------------------------------------------------------------------- xlsx
+
+
+def _for_excel(df: pd.DataFrame) -> pd.DataFrame:
+    """Object frame of plain Python values: naive Seoul datetimes, None for missing."""
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            out[col] = s.dt.tz_convert(TZ).dt.tz_localize(None)
+        elif pd.api.types.is_string_dtype(s.dtype):  # object or str columns
+            out[col] = s.map(_excel_value)
+    obj = out.astype(object)
+    return obj.where(pd.notna(obj), None)
+
+
+def _excel_value(value: Any) -> Any:
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    if isinstance(value, datetime):
+        ts = pd.Timestamp(value)
+        return (ts.tz_convert(TZ).tz_localize(None) if ts.tz is not None else ts).to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    value = _text_value(value)
+    if isinstance(value, str):  # openpyxl rejects control characters; Excel caps cells
+        return ILLEGAL_CHARACTERS_RE.sub("", value)[:32_767]
+    if value is None or isinstance(value, int | float | bool | Decimal | date):
+        return value
+    return _excel_value(str(value))
+
+
+def _write_sheet(wb: Any, title: str, df: pd.DataFrame, max_rows: int) -> None:
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    ws = wb.create_sheet(title=title[:31])
+    data = _for_excel(df)
+    columns = [str(c) for c in data.columns]
+    sample = data.head(200)
+    for i, col in enumerate(columns, start=1):
+        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i - 1] if v is not None]
+        ws.column_dimensions[get_column_letter(i)].width = min(max(max(lengths) + 2, 8), 60)
+    ws.freeze_panes = "A2"
+    ws.append([_styled(ws, col, Font(bold=True)) for col in columns])
+    limit = len(data) if len(data) <= max_rows - 1 else max(max_rows - 2, 0)
+    for row in data.iloc[:limit].itertuples(index=False, name=None):
+        ws.append(list(row))
+    if limit < len(data):
+        note = (
+            f"truncated: {len(data) - limit:,} of {len(data):,} rows not shown (Excel limit "
+            f"{max_rows:,} rows per sheet); full tables are in the CSV files and input data"
+        )
+        ws.append([_styled(ws, note, Font(italic=True, color="C00000"))])
+        log.warning("sheet %s truncated to %d of %d rows", title, limit, len(data))
+
+
+def _styled(ws: Any, value: Any, font: Any) -> Any:
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(ws, value=value)
+    cell.font = font
+    return cell
+
+
+def _write_xlsx(
+    result: BacktestResult, summary: Mapping[str, Any], path: Path, max_rows: int
+) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    rows: list[tuple[str, Any]] = []
+    for key, value in summary.items():
+        if key == "settings" and isinstance(value, Mapping):
+            rows += [(f"settings.{k}", _json_cell(v)) for k, v in value.items()]
+        else:
+            rows.append((key, _json_cell(value)))
+    _write_sheet(wb, "summary", pd.DataFrame(rows, columns=["key", "value"]), max_rows)
+    for code in sorted(result.bars):
+        _write_sheet(wb, f"bars_{code}", _time_frame(result.bars[code]), max_rows)
+    tables = _tables(result)
+    for name in ("orders", "fills", "trades", "positions", "equity"):
+        _write_sheet(wb, name, tables[name], max_rows)
+    wb.save(path)
+
+
+def _json_cell(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=_json_default)

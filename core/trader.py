@@ -1,0 +1,383 @@
+"""``Trader``: the one engine that drives strategies and routes their signals.
+
+The backtest and live trading differ only in who calls these methods (a loop over historical
+bars, or a scheduler on the KRX calendar) and in the broker adapters passed in.
+
+Signal route::
+
+    generate_signal → risk.check_signal → FundManager.size_buy / reserve
+        → risk.check_order → OrderManager.create (journaled) → submit
+        → (broker) → poll_orders → fills → funds, Portfolio, journal → on_order_filled
+
+Every strategy hook is called through :meth:`Trader._call`, which catches exceptions, logs
+and journals them with the strategy's name and, after ``max_consecutive_errors`` failures in a
+row, isolates the strategy (it is called no more; its positions stay and are still marked).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.fund_manager import FundManager
+from core.journal import Journal
+from core.order_manager import OrderManager
+from core.portfolio import Portfolio, Position
+from core.risk import RiskManager
+from framework.bars import Bars
+from framework.broker import Broker
+from framework.data import DataProvider
+from framework.errors import FundsError
+from framework.executor import OrderExecutor
+from framework.types import (
+    Fill,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionView,
+    Signal,
+    SignalType,
+)
+from strategies.base import BaseStrategy
+from utils.fees import FeeModel
+from utils.ticks import round_to_tick
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StrategySlot:
+    """A running strategy and the engine's bookkeeping for it."""
+
+    strategy: BaseStrategy
+    active: bool = True
+    trades_today: int = 0
+    consecutive_errors: int = 0
+    errors: int = 0
+    signals: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+
+class Trader:
+    """Orchestrates strategies, risk, funds, orders and positions.
+
+    Parameters
+    ----------
+    strategies:
+        Instantiated strategies (names must be unique).
+    broker, executor, data_provider:
+        The adapters (``PaperBroker`` in a backtest, ``KISBroker`` live).
+    funds, orders, risk, portfolio, journal:
+        Engine parts; see their modules.
+    fees:
+        Used for the commission rate in sizing.
+    clock:
+        Returns the current tz-aware time.
+    """
+
+    def __init__(
+        self,
+        strategies: Iterable[BaseStrategy],
+        *,
+        broker: Broker,
+        executor: OrderExecutor,
+        data_provider: DataProvider,
+        funds: FundManager,
+        orders: OrderManager,
+        risk: RiskManager,
+        portfolio: Portfolio,
+        journal: Journal,
+        fees: FeeModel,
+        clock: Callable[[], datetime],
+        max_consecutive_errors: int = 3,
+        on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+        journal_debug: bool = False,
+    ):
+        self.slots: dict[str, StrategySlot] = {}
+        for strategy in strategies:
+            if strategy.name in self.slots:
+                raise ValueError(f"two strategies are named {strategy.name!r}")
+            self.slots[strategy.name] = StrategySlot(strategy)
+        self.broker = broker
+        self.executor = executor
+        self.data_provider = data_provider
+        self.funds = funds
+        self.orders = orders
+        self.risk = risk
+        self.portfolio = portfolio
+        self.journal = journal
+        self.fees = fees
+        self.clock = clock
+        self.max_consecutive_errors = max_consecutive_errors
+        self.on_event = on_event
+        self.journal_debug = journal_debug
+        self.prices: dict[str, float] = {}
+        self._reservation_of: dict[str, int] = {}
+        self._signal_of: dict[str, Signal] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind position views and call ``on_init``; a strategy answering False is disabled."""
+        for slot in self.slots.values():
+            self._bind(slot)
+            ok = self._call(slot, "on_init", slot.strategy.on_init, self.broker, self.data_provider,
+                            self.executor)
+            if ok is False:
+                slot.active = False
+                self.event("strategy_disabled", f"{slot.name}: on_init returned False")
+
+    def market_open(self) -> None:
+        for slot in self.slots.values():
+            slot.trades_today = 0
+            if slot.active:
+                self._call(slot, "on_market_open", slot.strategy.on_market_open)
+
+    def market_close(self) -> None:
+        for slot in self.slots.values():
+            if slot.active:
+                self._call(slot, "on_market_close", slot.strategy.on_market_close)
+
+    def _bind(self, slot: StrategySlot) -> None:
+        name = slot.name
+
+        def position(code: str) -> PositionView | None:
+            pos = self.portfolio.get(name, code)
+            return pos.view() if pos else None
+
+        def positions() -> Mapping[str, PositionView]:
+            return {p.stock_code: p.view() for p in self.portfolio.positions(name)}
+
+        slot.strategy.bind(position, positions, lambda: slot.trades_today)
+
+    # --- data --------------------------------------------------------------------------
+    def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
+        """A :class:`Bars` window over ``frame`` plus the strategy's indicator columns.
+
+        A failing ``indicators`` hook is reported and the window has OHLCV only.
+        """
+        cols: dict[str, np.ndarray] = {
+            c: frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")
+        }
+        extra = self._call(slot, "indicators", slot.strategy.indicators, frame)
+        if extra is not None:
+            items = extra.items() if isinstance(extra, pd.DataFrame | Mapping) else []
+            for name, values in items:
+                arr = np.asarray(values, dtype=np.float64)
+                if arr.shape != (len(frame),):
+                    self.event("strategy_error", f"{slot.name}: indicator {name!r} has shape "
+                               f"{arr.shape}, expected ({len(frame)},)", level="error")
+                    continue
+                cols[str(name)] = arr
+        return Bars(cols, pd.DatetimeIndex(frame.index))
+
+    def update_price(self, stock_code: str, price: float) -> None:
+        if price > 0 and math.isfinite(price):
+            self.prices[stock_code] = price
+
+    def equity_krw(self) -> int:
+        """Cash plus every strategy's holdings at the last known prices (KRW)."""
+        value = 0.0
+        for pos in self.portfolio.positions():
+            value += pos.qty * self.prices.get(pos.stock_code, pos.avg_price)
+        return self.funds.cash_krw + int(value)
+
+    # --- signals -----------------------------------------------------------------------
+    def evaluate(self, slot: StrategySlot, stock_code: str, bars: Bars) -> Signal | None:
+        """Ask one strategy about one stock and act on its answer."""
+        if not slot.active:
+            return None
+        signal = self._call(slot, "generate_signal", slot.strategy.generate_signal, stock_code,
+                            bars, slot.strategy.timeframe)
+        if signal is None:
+            return None
+        if not isinstance(signal, Signal):
+            self._strategy_failed(slot, "generate_signal",
+                                  TypeError(f"returned {type(signal).__name__}, not Signal"))
+            return None
+        slot.signals[signal.signal_type.value] += 1
+        if signal.signal_type is SignalType.HOLD:
+            return signal
+        if signal.stock_code != stock_code:
+            self._reject(slot, signal, f"signal for {signal.stock_code} while evaluating {stock_code}")
+            return signal
+        self.handle_signal(slot, signal)
+        return signal
+
+    def handle_signal(self, slot: StrategySlot, signal: Signal) -> Order | None:
+        """Route a BUY/SELL signal through risk, funds and the order manager."""
+        code = signal.stock_code
+        price = self.prices.get(code)
+        if price is None:
+            self._reject(slot, signal, "no price known")
+            return None
+        held = self.portfolio.qty(slot.name, code)
+        reason = self.risk.check_signal(
+            signal, slot.strategy.risk, trades_today=slot.trades_today,
+            has_open_order=self.orders.has_open(slot.name, code), position_qty=held,
+        )
+        if reason:
+            self._reject(slot, signal, reason)
+            return None
+        if signal.signal_type.is_sell:
+            return self._sell(slot, signal, held, price)
+        return self._buy(slot, signal, price)
+
+    def _order_type(self, signal: Signal) -> tuple[OrderType, int | None]:
+        strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
+        if signal.limit_price is None or strong:
+            return OrderType.MARKET, None
+        direction = "down" if signal.signal_type.is_buy else "up"
+        return OrderType.LIMIT, round_to_tick(signal.limit_price, direction)
+
+    def _buy(self, slot: StrategySlot, signal: Signal, price: float) -> Order | None:
+        code = signal.stock_code
+        order_type, limit = self._order_type(signal)
+        ref_price = float(limit) if limit is not None else price
+        equity = self.equity_krw()
+        qty = self.funds.size_buy(
+            strategy=slot.name, price_krw=ref_price, equity_krw=equity,
+            max_position_size=slot.strategy.risk.max_position_size,
+            commission_rate=self.fees.commission_rate_f, confidence=signal.confidence,
+            strong=signal.signal_type is SignalType.STRONG_BUY,
+            held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
+            strategy_invested_krw=self.portfolio.invested_krw(slot.name),
+        )
+        if signal.qty is not None:  # explicit size: capped by free cash only
+            qty = min(signal.qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref_price)))
+        reason = self.risk.check_order(OrderSide.BUY, qty, ref_price) if qty > 0 else (
+            "size is 0 shares (budget below one share)")
+        if reason:
+            self._reject(slot, signal, reason)
+            return None
+        amount = qty * ref_price
+        reserve = int(math.ceil(amount + amount * self.fees.commission_rate_f)) + 1
+        try:
+            reservation = self.funds.reserve(slot.name, code, reserve)
+        except FundsError as exc:
+            self._reject(slot, signal, str(exc))
+            return None
+        order = self.orders.create(strategy=slot.name, stock_code=code, side=OrderSide.BUY,
+                                   order_type=order_type, qty=qty, price=limit, signal=signal)
+        self._reservation_of[order.client_order_id] = reservation.reservation_id
+        return self._send(slot, order, signal)
+
+    def _sell(self, slot: StrategySlot, signal: Signal, held: int, price: float) -> Order | None:
+        qty = held if signal.qty is None else min(signal.qty, held)
+        order_type, limit = self._order_type(signal)
+        order = self.orders.create(strategy=slot.name, stock_code=signal.stock_code,
+                                   side=OrderSide.SELL, order_type=order_type, qty=qty,
+                                   price=limit, signal=signal)
+        return self._send(slot, order, signal)
+
+    def _send(self, slot: StrategySlot, order: Order, signal: Signal) -> Order:
+        self._signal_of[order.client_order_id] = signal
+        slot.trades_today += 1
+        self.orders.submit(order)
+        if order.status.is_final:
+            self._finalise(order)
+        return order
+
+    def _reject(self, slot: StrategySlot, signal: Signal, reason: str) -> None:
+        slot.rejections[reason.split(":")[0]] += 1
+        logger.debug("%s %s %s refused: %s", slot.name, signal.signal_type.value,
+                     signal.stock_code, reason)
+        self.event("risk_rejected", f"{slot.name} {signal.signal_type.value} "
+                   f"{signal.stock_code}: {reason}", level="debug")
+
+    # --- orders and fills --------------------------------------------------------------
+    def buying_power_for(self, client_order_id: str) -> int:
+        """KRW a buy may spend when it fills: its reservation plus free cash."""
+        return self.funds.spendable_krw(self._reservation_of.get(client_order_id))
+
+    def poll_orders(self, stock_code: str | None = None) -> list[Fill]:
+        """Read the broker's state of every open order (of one stock) and apply it."""
+        applied: list[Fill] = []
+        for order in self.orders.open_orders(stock_code):
+            if order.status is OrderStatus.UNKNOWN:
+                fills = self.orders.resolve_unknown(order)
+            elif order.broker_order_id is None:
+                continue
+            else:
+                fills = self.orders.apply_state(order, self.executor.get_order(order.broker_order_id))
+            for fill in fills:
+                self._on_fill(order, fill)
+            if order.status.is_final:
+                self._finalise(order)
+            applied.extend(fills)
+        return applied
+
+    def _on_fill(self, order: Order, fill: Fill) -> None:
+        slot = self.slots.get(order.strategy)
+        signal = self._signal_of.get(order.client_order_id)
+        if fill.side is OrderSide.BUY:
+            self.funds.commit_buy(self._reservation_of.get(order.client_order_id),
+                                  fill.amount_krw + fill.commission_krw)
+        else:
+            self.funds.credit(fill.cash_delta_krw)
+        pos, trip = self.portfolio.apply_fill(
+            order.strategy, fill, reasons=tuple(order.reasons),
+            stop_loss=signal.stop_loss if signal else None,
+            target_price=signal.target_price if signal else None,
+            metadata=dict(signal.metadata) if signal and fill.side is OrderSide.BUY else None,
+        )
+        self.journal.fill(order.strategy, fill)
+        self.journal.position(pos, closed_at=fill.time if trip else None)
+        if fill.stock_code not in self.prices:
+            self.update_price(fill.stock_code, fill.price)
+        if slot is not None and slot.active:
+            self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
+
+    def _finalise(self, order: Order) -> None:
+        self.funds.release(self._reservation_of.pop(order.client_order_id, None))
+        self._signal_of.pop(order.client_order_id, None)
+
+    def open_positions(self) -> list[Position]:
+        return self.portfolio.positions()
+
+    # --- fencing -----------------------------------------------------------------------
+    def _call(self, slot: StrategySlot, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            self._strategy_failed(slot, hook, exc)
+            return None
+        slot.consecutive_errors = 0
+        return result
+
+    def _strategy_failed(self, slot: StrategySlot, hook: str, exc: BaseException) -> None:
+        slot.errors += 1
+        slot.consecutive_errors += 1
+        logger.error("strategy %s failed in %s: %r", slot.name, hook, exc,
+                     exc_info=(type(exc), exc, exc.__traceback__))
+        self.event("strategy_error", f"{slot.name}.{hook}: {type(exc).__name__}: {exc}",
+                   level="error", data={"strategy": slot.name, "hook": hook})
+        if slot.consecutive_errors >= self.max_consecutive_errors and slot.active:
+            slot.active = False
+            self.event("strategy_isolated", f"{slot.name} isolated after "
+                       f"{slot.consecutive_errors} errors in a row", level="error",
+                       data={"strategy": slot.name})
+
+    def event(self, kind: str, message: str, *, level: str = "info",
+              data: dict[str, Any] | None = None) -> None:
+        """Journal an engine event (``debug`` ones only when ``journal_debug``)."""
+        if level == "debug" and not self.journal_debug:
+            return
+        self.journal.event(kind, message, at=self.clock(), level=level, data=data)
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, message, data or {})
+            except Exception:  # a notifier must never break trading
+                logger.exception("event handler failed for %s", kind)

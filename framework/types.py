@@ -1,0 +1,316 @@
+"""Domain types shared by strategies, the engine and the broker adapters.
+
+Money is in KRW as ``int``; quantities are whole shares as ``int``; rates are fractions
+(``0.00015`` = 0.015 %). Datetimes are tz-aware ``Asia/Seoul``. Stock codes are 6-character
+KRX codes as ``str`` (``"005930"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+INTERFACE_VERSION = 1
+"""Version of the strategy API; raised when a hook's signature or context changes."""
+
+
+def validate_code(code: object) -> str:
+    """Return ``code`` if it is a 6-character KRX stock code, else raise ``ValueError``.
+
+    KRX codes are six characters, digits for ordinary shares (``"005930"``); some newer
+    issues carry a letter (``"0001A0"``), so letters are allowed but not other symbols.
+    """
+    if not isinstance(code, str) or len(code) != 6 or not code.isalnum():
+        raise ValueError(f"stock code must be a 6-character KRX code such as '005930', got {code!r}")
+    return code
+
+
+class SignalType(enum.Enum):
+    """What a strategy wants done.
+
+    ``STRONG_BUY`` sizes up to 150 % of the per-symbol limit and goes as a market order;
+    ``BUY`` uses the normal size; ``HOLD`` records "judged, no action"; ``SELL`` exits the
+    whole position; ``STRONG_SELL`` exits at market at once (urgent alert).
+    """
+
+    STRONG_BUY = "strong_buy"
+    BUY = "buy"
+    HOLD = "hold"
+    SELL = "sell"
+    STRONG_SELL = "strong_sell"
+
+    @property
+    def is_buy(self) -> bool:
+        return self in (SignalType.BUY, SignalType.STRONG_BUY)
+
+    @property
+    def is_sell(self) -> bool:
+        return self in (SignalType.SELL, SignalType.STRONG_SELL)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's decision for one stock at one moment.
+
+    Parameters
+    ----------
+    signal_type:
+        See :class:`SignalType`.
+    stock_code:
+        6-character KRX code.
+    confidence:
+        0–100; scales the buy size (see ``core.fund_manager``). ``ValueError`` outside.
+    target_price, stop_loss:
+        Optional take-profit and stop-loss prices in KRW, stored with the position.
+    reasons:
+        Human readable reasons, shown in alerts and stored with the order and position.
+    metadata:
+        Indicator values and anything else worth keeping (JSON-serialisable values).
+    qty:
+        Optional explicit quantity in shares (sells: part of the position; buys: overrides
+        the sizing, still capped by free cash). ``None`` = let the engine size it.
+    limit_price:
+        Optional limit price in KRW; ``None`` sends a market order.
+    """
+
+    signal_type: SignalType
+    stock_code: str
+    confidence: float = 0.0
+    target_price: float | None = None
+    stop_loss: float | None = None
+    reasons: Sequence[str] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    qty: int | None = None
+    limit_price: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.signal_type, SignalType):
+            raise ValueError(f"signal_type must be a SignalType, got {self.signal_type!r}")
+        validate_code(self.stock_code)
+        conf = float(self.confidence)
+        if not 0.0 <= conf <= 100.0:
+            raise ValueError(f"confidence must be within 0..100, got {self.confidence!r}")
+        object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "reasons", tuple(str(r) for r in self.reasons))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if self.qty is not None and (not isinstance(self.qty, int) or self.qty <= 0):
+            raise ValueError(f"qty must be a positive whole number of shares, got {self.qty!r}")
+        if self.limit_price is not None and (
+            not isinstance(self.limit_price, int) or self.limit_price <= 0
+        ):
+            raise ValueError(f"limit_price must be a positive KRW integer, got {self.limit_price!r}")
+
+
+class OrderSide(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(enum.Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(enum.Enum):
+    """Life of an order. Final states: FILLED, CANCELLED, REJECTED, EXPIRED.
+
+    ``PENDING_NEW`` is written to the database before the order is sent; ``UNKNOWN`` means a
+    submit failed ambiguously and must be resolved by looking the order up.
+    """
+
+    PENDING_NEW = "pending_new"
+    SUBMITTED = "submitted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATUSES
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
+
+
+_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What is sent to an :class:`~framework.executor.OrderExecutor`.
+
+    ``price`` is the limit price in KRW (a valid tick) for LIMIT orders and ``None`` for
+    MARKET orders. ``qty`` is in shares (> 0).
+    """
+
+    client_order_id: str
+    stock_code: str
+    side: OrderSide
+    order_type: OrderType
+    qty: int
+    price: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_code(self.stock_code)
+        if not isinstance(self.qty, int) or self.qty <= 0:
+            raise ValueError(f"qty must be a positive int, got {self.qty!r}")
+        if self.order_type is OrderType.LIMIT and (self.price is None or self.price <= 0):
+            raise ValueError("a LIMIT order needs a positive price")
+        if self.order_type is OrderType.MARKET and self.price is not None:
+            raise ValueError("a MARKET order carries no price")
+
+
+@dataclass(slots=True)
+class Order:
+    """An order as the engine tracks it (mutable; strategies receive copies).
+
+    ``avg_fill_price`` is the quantity-weighted mean of fill prices (KRW, float because a mean
+    of integer prices is not an integer). ``commission_krw`` and ``tax_krw`` sum over fills.
+    """
+
+    client_order_id: str
+    strategy: str
+    stock_code: str
+    side: OrderSide
+    order_type: OrderType
+    qty: int
+    price: int | None
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_qty: int = 0
+    avg_fill_price: float = 0.0
+    filled_amount_krw: int = 0
+    commission_krw: int = 0
+    tax_krw: int = 0
+    broker_order_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    reasons: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    signal_type: SignalType | None = None
+    message: str = ""
+
+    @property
+    def remaining_qty(self) -> int:
+        return self.qty - self.filled_qty
+
+    def copy(self) -> Order:
+        """A detached copy, safe to hand to strategy code."""
+        return dataclasses.replace(self, metadata=dict(self.metadata))
+
+    def to_request(self) -> OrderRequest:
+        return OrderRequest(
+            client_order_id=self.client_order_id,
+            stock_code=self.stock_code,
+            side=self.side,
+            order_type=self.order_type,
+            qty=self.qty,
+            price=self.price,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``price`` in KRW, ``qty`` in shares, fees in KRW (already truncated).
+
+    ``fill_id`` is unique per execution; applying the same fill twice changes nothing.
+    """
+
+    fill_id: str
+    client_order_id: str
+    stock_code: str
+    side: OrderSide
+    qty: int
+    price: int
+    time: datetime
+    commission_krw: int = 0
+    tax_krw: int = 0
+    broker_order_id: str | None = None
+
+    @property
+    def amount_krw(self) -> int:
+        return self.qty * self.price
+
+    @property
+    def cash_delta_krw(self) -> int:
+        """Change of cash caused by this fill (negative for a buy)."""
+        if self.side is OrderSide.BUY:
+            return -(self.amount_krw + self.commission_krw)
+        return self.amount_krw - self.commission_krw - self.tax_krw
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """Shares of one stock held in the account. ``avg_price`` in KRW per share."""
+
+    stock_code: str
+    qty: int
+    avg_price: float
+    name: str = ""
+    current_price: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Account cash position in KRW.
+
+    ``cash_krw`` is the deposit; ``orderable_krw`` what can be spent on a new buy now
+    (cash minus what open buy orders hold); ``holdings_value_krw`` the market value of the
+    holdings; ``total_equity_krw`` cash plus holdings value.
+    """
+
+    cash_krw: int
+    orderable_krw: int
+    holdings_value_krw: int = 0
+
+    @property
+    def total_equity_krw(self) -> int:
+        return self.cash_krw + self.holdings_value_krw
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """Latest price of one stock. Prices in KRW, ``volume`` in shares traded today."""
+
+    stock_code: str
+    price: int
+    time: datetime
+    open: int | None = None
+    high: int | None = None
+    low: int | None = None
+    volume: int | None = None
+    prev_close: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """Read-only view of a strategy's position in one stock, handed to strategy code.
+
+    ``avg_price`` is the cost per share in KRW (fees excluded); ``opened_at`` the time of the
+    first fill of the position.
+    """
+
+    stock_code: str
+    qty: int
+    avg_price: float
+    opened_at: datetime | None = None
+    stop_loss: float | None = None
+    target_price: float | None = None
+    reasons: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def unrealized_pct(self, price: float) -> float:
+        """Return of ``price`` over the average price, in percent."""
+        if self.avg_price <= 0:
+            return 0.0
+        return (price / self.avg_price - 1.0) * 100.0

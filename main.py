@@ -1,0 +1,254 @@
+"""kis-trader command line.
+
+    python main.py                      run the configured mode (a backtest without KIS keys)
+    python main.py backtest [...]       backtest enabled strategies over CSV bars
+    python main.py strategies           list discovered strategies and load errors
+    python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
+    python main.py download [...]       fetch daily bars through KIS into CSV files
+
+Bad input ends with a one-line ``error: ...`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from config.settings import (
+    REPO_ROOT,
+    Settings,
+    data_root,
+    database_url,
+    kis_credentials_present,
+    load_env,
+    load_settings,
+)
+from framework.errors import ConfigError, DataError, KisTraderError
+from strategies.config import STRATEGIES_DIR, StrategyLoader
+from utils.clock import KST
+
+logger = logging.getLogger("kis_trader")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python main.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", type=Path, help="settings YAML (default config/settings.yaml)")
+    parser.add_argument("--strategies-dir", type=Path, default=STRATEGIES_DIR,
+                        help="folder of strategy plugins (default: strategies/)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv)")
+    sub = parser.add_subparsers(dest="command")
+
+    bt = sub.add_parser("backtest", help="backtest strategies over historical bars")
+    _backtest_options(bt)
+    run = sub.add_parser("run", help="run the configured mode (default command)")
+    _backtest_options(run)
+    sub.add_parser("strategies", help="list strategies, enabled or not, and load errors")
+    new = sub.add_parser("new-strategy", help="copy the sample strategy to strategies/NAME")
+    new.add_argument("name", help="folder name: lower-case letters, digits and _")
+    try:
+        from api import download
+    except ImportError:  # the KIS adapter is optional for backtests
+        download = None  # type: ignore[assignment]
+    if download is not None:
+        dl = sub.add_parser("download", help="fetch daily bars through KIS into CSV files")
+        download.configure_parser(dl)
+        dl.set_defaults(handler=download.run)
+    return parser
+
+
+def _backtest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", help="only this strategy (enabled or not)")
+    p.add_argument("--data-dir", type=Path, help="folder of <code>.csv / <code>_*.csv files")
+    p.add_argument("--start", help="first trading date YYYY-MM-DD (earlier bars are warm-up)")
+    p.add_argument("--end", help="last date YYYY-MM-DD (inclusive)")
+    p.add_argument("--cash", type=int, help="starting cash in KRW")
+    p.add_argument("--commission-rate", type=float, help="commission per side, e.g. 0.00015")
+    p.add_argument("--sell-tax-rate", type=float,
+                   help="one flat sell tax rate instead of the dated schedule, e.g. 0.0018")
+    p.add_argument("--slippage-ticks", type=int, help="market orders fill N ticks worse")
+    p.add_argument("--out", type=Path, help="report folder (default reports/<time>)")
+    p.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
+    p.add_argument("--no-db", action="store_true", help="do not write the run to the database")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML chart")
+    p.add_argument("--no-xlsx", action="store_true", help="skip the Excel workbook")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from api.kis_auth import install_log_masking
+    except ImportError:  # the KIS adapter is optional for backtests
+        return
+    for handler in logging.getLogger().handlers:  # secrets are masked in every log line
+        install_log_masking(handler)
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from core.backtest import Backtest, BacktestSettings
+    from core.data_collector import load_universe, to_date
+    from core.report import format_summary, write_report
+    from core.risk import RiskLimits
+
+    defaults = settings.backtest
+    data_dir = args.data_dir or settings.resolve_path(defaults.data_dir)
+    start, end = to_date(args.start, "--start"), to_date(args.end, "--end")
+    if start and end and start > end:
+        raise DataError(f"--start {start} is after --end {end}")
+    cash = defaults.cash_krw if args.cash is None else args.cash
+    if cash <= 0:
+        raise ConfigError(f"--cash must be a positive amount of KRW, got {cash}")
+    commission = defaults.commission_rate if args.commission_rate is None else args.commission_rate
+    tax = defaults.sell_tax_rate if args.sell_tax_rate is None else args.sell_tax_rate
+    for name, rate in (("--commission-rate", commission), ("--sell-tax-rate", tax)):
+        if rate is not None and not 0 <= rate < 0.05:
+            raise ConfigError(f"{name} is a fraction such as 0.00015, got {rate}")
+    slippage = defaults.slippage_ticks if args.slippage_ticks is None else args.slippage_ticks
+    if slippage < 0:
+        raise ConfigError(f"--slippage-ticks must be ≥ 0, got {slippage}")
+
+    loader = StrategyLoader(root=args.strategies_dir)
+    items = loader.load_enabled(only=args.strategy)
+    if not items:
+        raise ConfigError(f"no enabled strategy in {args.strategies_dir} "
+                          "(see: python main.py strategies)")
+    strategies = [item.create() for item in items]
+    codes = sorted({c for s in strategies for c in s.universe})
+    bars, missing = load_universe(data_dir, codes)
+    if not bars:
+        raise DataError(f"{data_dir}: no data file for any of {', '.join(codes)} "
+                        "(expected <code>.csv or <code>_*.csv)")
+    if missing:
+        print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
+
+    bt_settings = BacktestSettings(
+        cash_krw=cash, commission_rate=str(commission),
+        sell_tax_rate=None if tax is None else str(tax), slippage_ticks=slippage,
+        start=start, end=end, progress=not args.no_progress,
+        risk_limits=RiskLimits(settings.risk.max_order_amount_krw, settings.risk.max_order_qty),
+    )
+    started_at = datetime.now(KST)
+    backtest = Backtest(strategies, bars, bt_settings)
+    result = backtest.run()
+    result.started_at = started_at
+    if not args.no_db:
+        from db.repository import Repository
+
+        repo = Repository(args.db or database_url(settings))
+        backtest.save(repo, result, started_at)
+    out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
+    paths = write_report(result, out, html=not args.no_html, xlsx=not args.no_xlsx)
+    from core.report import compute_metrics
+
+    print(format_summary(compute_metrics(result)))
+    print(f"run id: {result.run_id}")
+    print(f"report: {out}")
+    for kind, path in paths.items():
+        print(f"  {kind:<8} {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    data_dir = args.data_dir or settings.resolve_path(settings.backtest.data_dir)
+    if kis_credentials_present():
+        print(f"KIS credentials found, but live trading is not part of this build: running a "
+              f"backtest of every enabled strategy over {data_dir} instead.")
+    else:
+        print(f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET, KIS_ACCOUNT_NO): running a "
+              f"backtest of every enabled strategy over {data_dir}.")
+    return cmd_backtest(args, settings)
+
+
+def cmd_strategies(args: argparse.Namespace, settings: Settings) -> int:
+    items = StrategyLoader(root=args.strategies_dir).discover()
+    if not items:
+        print(f"no strategy folders in {args.strategies_dir}")
+        return 0
+    for item in items:
+        if not item.ok:
+            print(f"{item.name:<20} ERROR     {item.error}")
+            continue
+        assert item.config is not None  # noqa: S101 - ok implies a config
+        state = "enabled" if item.config.enabled else "disabled"
+        print(f"{item.name:<20} {state:<9} {item.config.type:<7} {item.config.timeframe:<7} "
+              f"universe={','.join(item.config.universe)}")
+        if item.config.description:
+            print(f"{'':<20} {item.config.description}")
+        try:
+            lines = item.create().describe()
+        except Exception as exc:  # describing must not hide the rest of the list
+            lines = [f"(could not describe: {exc})"]
+        for line in lines:
+            print(f"{'':<20} {line}")
+    return 0
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def cmd_new_strategy(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.name
+    if not _NAME.match(name):
+        raise ConfigError(f"strategy name {name!r}: use lower-case letters, digits and _, "
+                          "starting with a letter (e.g. my_breakout)")
+    root: Path = args.strategies_dir
+    target = root / name
+    if target.exists():
+        raise ConfigError(f"{target} already exists")
+    source = STRATEGIES_DIR / "sample"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    class_name = "".join(part.capitalize() for part in name.split("_")) + "Strategy"
+    code = (target / "strategy.py").read_text(encoding="utf-8")
+    (target / "strategy.py").write_text(code.replace("SampleStrategy", class_name), encoding="utf-8")
+    cfg = (target / "config.yaml").read_text(encoding="utf-8")
+    cfg = cfg.replace("enabled: true", "enabled: false", 1)
+    (target / "config.yaml").write_text(cfg, encoding="utf-8")
+    print(f"created {target} (class {class_name}, disabled).")
+    print(f"Edit {target / 'strategy.py'} and {target / 'config.yaml'}, set enabled: true, then:")
+    print(f"  python main.py backtest --strategy {name}")
+    return 0
+
+
+COMMANDS = {
+    None: cmd_run,
+    "run": cmd_run,
+    "backtest": cmd_backtest,
+    "strategies": cmd_strategies,
+    "new-strategy": cmd_new_strategy,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        load_env()
+        settings = load_settings(args.settings)
+        if args.command is None:  # plain `python main.py`: the run command's defaults
+            args = parser.parse_args([*(argv or sys.argv[1:]), "run"])
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
+        return COMMANDS[args.command](args, settings)
+    except KisTraderError as exc:
+        message = str(exc).strip() or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO_ROOT))
+    sys.exit(main())

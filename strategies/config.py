@@ -1,0 +1,316 @@
+"""Strategy configuration (``config.yaml``) schema and the :class:`StrategyLoader`.
+
+A strategy folder is ``strategies/<name>/`` holding ``config.yaml`` and, for a Python
+strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy` subclass.
+``config.yaml`` keys::
+
+    enabled: true                 # bool; disabled strategies are listed but not run
+    type: python                  # python (default) | rules (built-in rule interpreter)
+    universe: ["005930", "000660"]  # quoted 6-character KRX codes
+    timeframe: daily              # daily | minute
+    allocation: 1.0               # fraction of account equity this strategy may use (0, 1]
+    parameters: {...}             # free-form, or validated by the class's ``Parameters``
+    risk_management:
+      stop_loss_pct: 0.05         # fraction below the average price
+      take_profit_pct: 0.10       # fraction above the average price
+      max_position_size: 0.10     # per stock, fraction of equity
+      max_daily_trades: 5         # orders per day
+
+Every error is a :class:`~framework.errors.ConfigError` whose message names the file, the key,
+what was expected and, for a misspelt key, the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from framework.errors import ConfigError, StrategyLoadError
+from framework.types import validate_code
+from strategies.base import BaseStrategy
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES_DIR = Path(__file__).resolve().parent
+
+
+class RiskManagement(BaseModel):
+    """Per-strategy risk limits (fractions, not percent: ``0.05`` = 5 %)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stop_loss_pct: float = Field(0.05, gt=0, lt=1)
+    take_profit_pct: float = Field(0.10, gt=0)
+    max_position_size: float = Field(0.10, gt=0, le=1.5)
+    max_daily_trades: int = Field(5, ge=0)
+
+
+class StrategyConfig(BaseModel):
+    """Validated ``config.yaml`` of one strategy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = ""
+    description: str = ""
+    enabled: bool = True
+    type: Literal["python", "rules"] = "python"
+    universe: tuple[str, ...] = Field(min_length=1)
+    timeframe: Literal["daily", "minute"] = "daily"
+    allocation: float = Field(1.0, gt=0, le=1)
+    parameters: Any = Field(default_factory=dict)
+    risk_management: RiskManagement = Field(default_factory=RiskManagement)
+    rules: list[dict[str, Any]] | None = None
+
+    @field_validator("universe", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise ValueError("expected a list of quoted 6-character KRX codes, e.g. ['005930']")
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"expected quoted 6-character codes such as '005930', got {item!r} "
+                    "(YAML reads unquoted numbers with leading zeros as numbers: quote them)"
+                )
+            validate_code(item)
+        if len(set(value)) != len(value):
+            raise ValueError("codes must not repeat")
+        return tuple(value)
+
+
+@dataclass
+class LoadedStrategy:
+    """One discovered strategy folder: its config and class, or the error that stopped it."""
+
+    name: str
+    folder: Path
+    config: StrategyConfig | None = None
+    cls: type[BaseStrategy] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config is not None and self.config.enabled
+
+    def create(self) -> BaseStrategy:
+        """Instantiate the strategy. ``StrategyLoadError`` if it failed to load."""
+        if self.cls is None or self.config is None:
+            raise StrategyLoadError(self.error or f"strategy {self.name!r} did not load")
+        return self.cls(self.config)
+
+
+# --- error formatting --------------------------------------------------------------------
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``loc`` (for 'did you mean')."""
+    current: type[BaseModel] = model
+    for part in loc:
+        if not isinstance(part, str) or part not in current.model_fields:
+            return current if part == loc[-1] else None
+        annotation = current.model_fields[part].annotation
+        if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            return current
+    return current
+
+
+def format_validation_error(
+    exc: ValidationError, path: Path | str, model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> str:
+    """One line per problem: ``file: key: what was expected [did you mean ...]``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in prefix + loc)
+        key = key.replace(".[", "[")
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(model, loc)
+            choices = list(owner.model_fields) if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), choices, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(choices)}"
+            lines.append(f"{path}: {key}: unknown key{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: {key}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {key}: {msg} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; ``ConfigError`` naming the file for a missing/invalid file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}", path=str(path)) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of keys at the top, got {type(data).__name__}",
+            path=str(path),
+        )
+    return data
+
+
+def load_strategy_config(
+    path: Path, name: str, parameters_model: type[BaseModel] | None = None
+) -> StrategyConfig:
+    """Validate ``config.yaml`` at ``path`` for strategy ``name``.
+
+    ``parameters_model`` (a strategy's ``Parameters``) validates the ``parameters`` section.
+    Raises ``ConfigError`` with one line per problem.
+    """
+    raw = read_yaml(path)
+    raw.setdefault("name", name)
+    try:
+        config = StrategyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path, StrategyConfig), path=str(path)) from exc
+    if parameters_model is not None:
+        params_raw = raw.get("parameters") or {}
+        try:
+            params = parameters_model.model_validate(params_raw)
+        except ValidationError as exc:
+            msg = format_validation_error(exc, path, parameters_model, prefix=("parameters",))
+            raise ConfigError(msg, path=str(path)) from exc
+        config = config.model_copy(update={"parameters": params})
+    elif not isinstance(config.parameters, dict):
+        raise ConfigError(f"{path}: parameters: expected a mapping", path=str(path), key="parameters")
+    return config
+
+
+# --- discovery -----------------------------------------------------------------------------
+
+def _rule_strategy_class() -> type[BaseStrategy]:
+    from strategies.rules.strategy import RuleStrategy
+
+    return RuleStrategy
+
+
+BUILTIN_TYPES: dict[str, Callable[[], type[BaseStrategy]]] = {"rules": _rule_strategy_class}
+"""``type:`` values of config.yaml that need no strategy.py, mapped to their class factory."""
+
+
+def _import_strategy_module(folder: Path) -> ModuleType:
+    module_name = f"kis_trader_strategies.{folder.name}"
+    spec = importlib.util.spec_from_file_location(module_name, folder / "strategy.py")
+    if spec is None or spec.loader is None:
+        raise StrategyLoadError(f"{folder / 'strategy.py'}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise StrategyLoadError(
+            f"{folder / 'strategy.py'}: import failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def _find_strategy_class(module: ModuleType, path: Path) -> type[BaseStrategy]:
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, BaseStrategy)
+        and obj.__module__ == module.__name__
+        and not inspect.isabstract(obj)
+    ]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found) or "none"
+        raise StrategyLoadError(
+            f"{path}: expected exactly one concrete BaseStrategy subclass, found {names}"
+        )
+    return found[0]
+
+
+@dataclass
+class StrategyLoader:
+    """Discovers ``strategies/<name>/`` folders and loads each one on its own.
+
+    A broken folder (import error, no or several subclasses, invalid config) is recorded with
+    its error in the result and logged; the others still load.
+    """
+
+    root: Path = STRATEGIES_DIR
+    skip: frozenset[str] = field(default_factory=lambda: frozenset({"rules", "__pycache__"}))
+
+    def folders(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise ConfigError(f"{self.root}: strategies folder not found", path=str(self.root))
+        return sorted(
+            p
+            for p in self.root.iterdir()
+            if p.is_dir() and p.name not in self.skip and not p.name.startswith((".", "_"))
+            and (p / "config.yaml").is_file()
+        )
+
+    def load_one(self, folder: Path) -> LoadedStrategy:
+        name = folder.name
+        item = LoadedStrategy(name=name, folder=folder)
+        try:
+            raw_type = read_yaml(folder / "config.yaml").get("type", "python")
+            if raw_type in BUILTIN_TYPES and not (folder / "strategy.py").is_file():
+                cls = BUILTIN_TYPES[raw_type]()
+            elif (folder / "strategy.py").is_file():
+                cls = _find_strategy_class(_import_strategy_module(folder), folder / "strategy.py")
+            else:
+                raise StrategyLoadError(f"{folder}: no strategy.py (and type is {raw_type!r})")
+            item.config = load_strategy_config(folder / "config.yaml", name, cls.Parameters)
+            if hasattr(cls, "validate_config"):
+                cls.validate_config(item.config, folder / "config.yaml")
+            item.cls = cls
+        except ConfigError as exc:
+            item.error = str(exc)
+        except Exception as exc:  # a plugin must never take the loader down
+            item.error = f"{folder}: {type(exc).__name__}: {exc}"
+        if item.error:
+            logger.error("strategy %s not loaded: %s", name, item.error)
+        return item
+
+    def discover(self) -> list[LoadedStrategy]:
+        """Every strategy folder, loaded or with its error, sorted by name."""
+        return [self.load_one(folder) for folder in self.folders()]
+
+    def load_enabled(self, only: str | None = None) -> list[LoadedStrategy]:
+        """Loaded, enabled strategies (or just ``only``, enabled or not).
+
+        Raises ``ConfigError`` when ``only`` names no folder or one that failed to load.
+        """
+        items = self.discover()
+        if only is not None:
+            match = [i for i in items if i.name == only]
+            if not match:
+                names = [i.name for i in items]
+                close = difflib.get_close_matches(only, names, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else f"; have: {', '.join(names)}"
+                raise ConfigError(f"unknown strategy {only!r}{hint}")
+            if not match[0].ok:
+                raise ConfigError(match[0].error or f"strategy {only!r} failed to load")
+            return match
+        return [i for i in items if i.ok and i.enabled]
