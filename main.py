@@ -235,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_env()
         settings = load_settings(args.settings)
         if args.command is None:  # plain `python main.py`: the run command's defaults
-            args = parser.parse_args([*(argv or sys.argv[1:]), "run"])
+            given = list(argv) if argv is not None else sys.argv[1:]
+            args = parser.parse_args([*given, "run"])
         handler = getattr(args, "handler", None)
         if handler is not None:
             return int(handler(args))

@@ -263,7 +263,8 @@ class Trader:
             self._reject(slot, signal, reason)
             return None
         amount = qty * ref_price
-        reserve = int(math.ceil(amount + amount * self.fees.commission_rate_f)) + 1
+        # cost estimate rounded up; never more than is free (qty was sized within it)
+        reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self.funds.free_krw)
         try:
             reservation = self.funds.reserve(slot.name, code, reserve)
         except FundsError as exc:

@@ -216,7 +216,14 @@ BUILTIN_TYPES: dict[str, Callable[[], type[BaseStrategy]]] = {"rules": _rule_str
 
 
 def _import_strategy_module(folder: Path) -> ModuleType:
-    module_name = f"kis_trader_strategies.{folder.name}"
+    if folder.parent == STRATEGIES_DIR and folder.name.isidentifier():
+        # a folder of this package: import it under its package name, so that the classes
+        # are the same objects as in `from strategies.<name>.strategy import ...`
+        module_name = f"strategies.{folder.name}.strategy"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+    else:
+        module_name = f"kis_trader_strategies.{folder.name}"
     spec = importlib.util.spec_from_file_location(module_name, folder / "strategy.py")
     if spec is None or spec.loader is None:
         raise StrategyLoadError(f"{folder / 'strategy.py'}: cannot be imported")

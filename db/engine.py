@@ -1,0 +1,122 @@
+"""Engine creation: which database, and the SQLite settings that make it safe to share.
+
+``database_url()`` picks the URL (argument > ``DATABASE_URL`` > ``kis_trader.db`` in the
+current directory); ``make_engine()`` builds the engine; ``create_schema()`` creates missing
+tables (Alembic migrations will take this over; the metadata is ``db.models.Base.metadata``).
+
+SQLite transactions
+-------------------
+Python's ``sqlite3`` (3.11) begins a transaction only at the first INSERT/UPDATE, so a
+``SELECT`` that decides an update would run outside it. :func:`make_engine` therefore turns
+the driver's transaction handling off and emits ``BEGIN`` itself (the recipe in the
+SQLAlchemy SQLite documentation). A connection whose execution options carry
+``{SQLITE_BEGIN_OPTION: "IMMEDIATE"}`` starts with ``BEGIN IMMEDIATE``: it takes the write
+lock at once (waiting up to the busy timeout), so read-modify-write transactions from
+several threads or processes are serialised instead of failing with "database is locked".
+Readers use plain ``BEGIN`` and, thanks to WAL, never block writers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from db.models import Base
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DB_FILE = "kis_trader.db"
+SQLITE_BEGIN_OPTION = "kis_sqlite_begin"
+"""Execution option naming the SQLite ``BEGIN`` mode: ``"DEFERRED"`` (default),
+``"IMMEDIATE"`` or ``"EXCLUSIVE"``."""
+
+_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def database_url(explicit: str | None = None) -> str:
+    """Return the database URL to use.
+
+    Order: ``explicit`` if given and not empty, else the environment variable
+    ``DATABASE_URL``, else ``sqlite:///<cwd>/kis_trader.db`` (absolute, so a later
+    ``chdir`` does not move the database). A ``postgres://`` URL (Heroku style) is
+    rewritten to ``postgresql://``, which SQLAlchemy requires.
+    """
+    url = (explicit or "").strip() or os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        return f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def make_engine(
+    url: str | None = None, *, busy_timeout_s: float = 30.0, echo: bool = False, **kwargs: Any
+) -> Engine:
+    """Create an :class:`~sqlalchemy.Engine` for ``url`` (see :func:`database_url`).
+
+    SQLite files get ``journal_mode=WAL`` (readers do not block the writer),
+    ``foreign_keys=ON`` and ``busy_timeout`` (a writer waits up to ``busy_timeout_s``
+    seconds for the lock instead of failing), plus SQLAlchemy-controlled ``BEGIN`` (module
+    docstring). ``sqlite://`` in memory uses one shared connection (tests only; not for
+    concurrent use). Other back ends (PostgreSQL) get ``pool_pre_ping`` so a connection
+    dropped by the server is replaced. Extra ``kwargs`` go to ``create_engine``.
+
+    Raises
+    ------
+    sqlalchemy.exc.ArgumentError
+        The URL cannot be parsed.
+    ModuleNotFoundError
+        The driver for the URL (e.g. ``psycopg``) is not installed.
+    """
+    url = database_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, echo=echo, **kwargs)
+
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("timeout", busy_timeout_s)
+    in_memory = parsed.database in (None, "", ":memory:") or "mode=memory" in url
+    if in_memory:
+        connect_args.setdefault("check_same_thread", False)
+        kwargs.setdefault("poolclass", StaticPool)
+    engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
+    _install_sqlite_hooks(engine, busy_timeout_ms=int(busy_timeout_s * 1000), wal=not in_memory)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not the sqlite3 module) emit BEGIN; see the module docstring.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = str(conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")).upper()
+        if mode not in _BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN_OPTION} must be one of {sorted(_BEGIN_MODES)}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables and indexes of :data:`db.models.Base.metadata` that are missing.
+
+    Existing tables are left as they are (no migration); Alembic will replace this.
+    """
+    Base.metadata.create_all(engine)
+    logger.debug("schema ensured on %s", engine.url.render_as_string(hide_password=True))

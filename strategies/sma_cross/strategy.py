@@ -1,0 +1,51 @@
+"""Plain SMA cross: buy when SMA(fast) crosses above SMA(slow), sell when it crosses below.
+
+The smallest useful strategy; a template for new ones and the reference the engine's
+results are checked against. Buys carry confidence 100 (the full per-stock size); sells exit
+the whole position.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from framework.bars import Bars
+from framework.indicators import sma
+from framework.types import Signal, SignalType
+from strategies.base import BaseStrategy
+
+
+class SmaCrossParameters(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fast: int = Field(10, ge=1)
+    slow: int = Field(30, ge=2)
+
+    @model_validator(mode="after")
+    def _order(self) -> SmaCrossParameters:
+        if self.fast >= self.slow:
+            raise ValueError("fast must be smaller than slow")
+        return self
+
+
+class SmaCrossStrategy(BaseStrategy):
+    Parameters = SmaCrossParameters
+
+    def indicators(self, bars: pd.DataFrame) -> dict[str, pd.Series]:
+        p: SmaCrossParameters = self.params
+        return {"fast": sma(bars["close"], p.fast), "slow": sma(bars["close"], p.slow)}
+
+    def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
+        if len(data) < 2:
+            return None
+        fast, slow = data["fast"], data["slow"]
+        f0, f1, s0, s1 = fast[-2], fast[-1], slow[-2], slow[-1]
+        if f0 <= s0 and f1 > s1:  # NaN compares False: no signal during warm-up
+            if self.get_position(stock_code) is None:
+                return Signal(SignalType.BUY, stock_code, confidence=100.0,
+                              reasons=(f"SMA{self.params.fast} crossed above SMA{self.params.slow}",))
+        elif f0 >= s0 and f1 < s1 and self.get_position(stock_code) is not None:
+            return Signal(SignalType.SELL, stock_code, confidence=100.0,
+                          reasons=(f"SMA{self.params.fast} crossed below SMA{self.params.slow}",))
+        return None
