@@ -23,7 +23,6 @@ from pathlib import Path
 from config.settings import (
     REPO_ROOT,
     Settings,
-    data_root,
     database_url,
     kis_credentials_present,
     load_env,
@@ -38,9 +37,15 @@ logger = logging.getLogger("kis_trader")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python main.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", type=Path, help="settings YAML (default config/settings.yaml)")
-    parser.add_argument("--strategies-dir", type=Path, default=STRATEGIES_DIR,
-                        help="folder of strategy plugins (default: strategies/)")
+    parser.add_argument(
+        "--settings", type=Path, help="settings YAML (default config/settings.yaml)"
+    )
+    parser.add_argument(
+        "--strategies-dir",
+        type=Path,
+        default=STRATEGIES_DIR,
+        help="folder of strategy plugins (default: strategies/)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv)")
     sub = parser.add_subparsers(dest="command")
 
@@ -69,8 +74,11 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end", help="last date YYYY-MM-DD (inclusive)")
     p.add_argument("--cash", type=int, help="starting cash in KRW")
     p.add_argument("--commission-rate", type=float, help="commission per side, e.g. 0.00015")
-    p.add_argument("--sell-tax-rate", type=float,
-                   help="one flat sell tax rate instead of the dated schedule, e.g. 0.0018")
+    p.add_argument(
+        "--sell-tax-rate",
+        type=float,
+        help="one flat sell tax rate instead of the dated schedule, e.g. 0.0018",
+    )
     p.add_argument("--slippage-ticks", type=int, help="market orders fill N ticks worse")
     p.add_argument("--out", type=Path, help="report folder (default reports/<time>)")
     p.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
@@ -92,6 +100,7 @@ def _setup_logging(verbosity: int) -> None:
 
 
 # --- commands ----------------------------------------------------------------------------
+
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
@@ -119,21 +128,28 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     loader = StrategyLoader(root=args.strategies_dir)
     items = loader.load_enabled(only=args.strategy)
     if not items:
-        raise ConfigError(f"no enabled strategy in {args.strategies_dir} "
-                          "(see: python main.py strategies)")
+        raise ConfigError(
+            f"no enabled strategy in {args.strategies_dir} (see: python main.py strategies)"
+        )
     strategies = [item.create() for item in items]
     codes = sorted({c for s in strategies for c in s.universe})
     bars, missing = load_universe(data_dir, codes)
     if not bars:
-        raise DataError(f"{data_dir}: no data file for any of {', '.join(codes)} "
-                        "(expected <code>.csv or <code>_*.csv)")
+        raise DataError(
+            f"{data_dir}: no data file for any of {', '.join(codes)} "
+            "(expected <code>.csv or <code>_*.csv)"
+        )
     if missing:
         print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
 
     bt_settings = BacktestSettings(
-        cash_krw=cash, commission_rate=str(commission),
-        sell_tax_rate=None if tax is None else str(tax), slippage_ticks=slippage,
-        start=start, end=end, progress=not args.no_progress,
+        cash_krw=cash,
+        commission_rate=str(commission),
+        sell_tax_rate=None if tax is None else str(tax),
+        slippage_ticks=slippage,
+        start=start,
+        end=end,
+        progress=not args.no_progress,
         risk_limits=RiskLimits(settings.risk.max_order_amount_krw, settings.risk.max_order_qty),
     )
     started_at = datetime.now(KST)
@@ -160,11 +176,15 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = args.data_dir or settings.resolve_path(settings.backtest.data_dir)
     if kis_credentials_present():
-        print(f"KIS credentials found, but live trading is not part of this build: running a "
-              f"backtest of every enabled strategy over {data_dir} instead.")
+        print(
+            f"KIS credentials found, but live trading is not part of this build: running a "
+            f"backtest of every enabled strategy over {data_dir} instead."
+        )
     else:
-        print(f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET, KIS_ACCOUNT_NO): running a "
-              f"backtest of every enabled strategy over {data_dir}.")
+        print(
+            f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET, KIS_ACCOUNT_NO): running a "
+            f"backtest of every enabled strategy over {data_dir}."
+        )
     return cmd_backtest(args, settings)
 
 
@@ -179,8 +199,10 @@ def cmd_strategies(args: argparse.Namespace, settings: Settings) -> int:
             continue
         assert item.config is not None  # noqa: S101 - ok implies a config
         state = "enabled" if item.config.enabled else "disabled"
-        print(f"{item.name:<20} {state:<9} {item.config.type:<7} {item.config.timeframe:<7} "
-              f"universe={','.join(item.config.universe)}")
+        print(
+            f"{item.name:<20} {state:<9} {item.config.type:<7} {item.config.timeframe:<7} "
+            f"universe={','.join(item.config.universe)}"
+        )
         if item.config.description:
             print(f"{'':<20} {item.config.description}")
         try:
@@ -198,8 +220,10 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 def cmd_new_strategy(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name
     if not _NAME.match(name):
-        raise ConfigError(f"strategy name {name!r}: use lower-case letters, digits and _, "
-                          "starting with a letter (e.g. my_breakout)")
+        raise ConfigError(
+            f"strategy name {name!r}: use lower-case letters, digits and _, "
+            "starting with a letter (e.g. my_breakout)"
+        )
     root: Path = args.strategies_dir
     target = root / name
     if target.exists():
@@ -208,7 +232,9 @@ def cmd_new_strategy(args: argparse.Namespace, settings: Settings) -> int:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
     class_name = "".join(part.capitalize() for part in name.split("_")) + "Strategy"
     code = (target / "strategy.py").read_text(encoding="utf-8")
-    (target / "strategy.py").write_text(code.replace("SampleStrategy", class_name), encoding="utf-8")
+    (target / "strategy.py").write_text(
+        code.replace("SampleStrategy", class_name), encoding="utf-8"
+    )
     cfg = (target / "config.yaml").read_text(encoding="utf-8")
     cfg = cfg.replace("enabled: true", "enabled: false", 1)
     (target / "config.yaml").write_text(cfg, encoding="utf-8")

@@ -168,7 +168,8 @@ class PaperBroker(Broker, OrderExecutor):
                 amount = request.qty * price
                 if amount + self.fees.commission(amount) > self.cash_krw and limit is not None:
                     raise InsufficientFundsError(
-                        f"buy {request.qty} {code} @ {limit:,}: needs more than cash {self.cash_krw:,} KRW"
+                        f"buy {request.qty} {code} @ {limit:,}: "
+                        f"needs more than cash {self.cash_krw:,} KRW"
                     )
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(f"duplicate client order id {request.client_order_id}")
@@ -250,8 +251,10 @@ class PaperBroker(Broker, OrderExecutor):
         qty = order.remaining
         commission = tax = 0
         if req.side is OrderSide.BUY:
-            cash = self.cash_krw if self.buying_power is None else min(
-                self.cash_krw, self.buying_power(req)
+            cash = (
+                self.cash_krw
+                if self.buying_power is None
+                else min(self.cash_krw, self.buying_power(req))
             )
             affordable = self.fees.max_affordable_qty(cash, price)
             if affordable < qty:

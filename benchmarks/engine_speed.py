@@ -22,9 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.backtest import Backtest, BacktestSettings  # noqa: E402
-from strategies.config import StrategyConfig  # noqa: E402
-from strategies.sma_cross.strategy import SmaCrossParameters, SmaCrossStrategy  # noqa: E402
+from core.backtest import Backtest, BacktestSettings
+from strategies.config import StrategyConfig
+from strategies.sma_cross.strategy import SmaCrossParameters, SmaCrossStrategy
 
 
 def synthetic_bars(n: int, seed: int = 7) -> pd.DataFrame:
@@ -38,15 +38,20 @@ def synthetic_bars(n: int, seed: int = 7) -> pd.DataFrame:
     high = np.maximum(open_, close) + rng.integers(0, 80, n)
     low = np.maximum(500.0, np.minimum(open_, close) - rng.integers(0, 80, n))
     volume = rng.integers(100, 10_000, n).astype(float)
-    frame = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
-                          "volume": volume}, index=pd.DatetimeIndex(index).tz_localize("Asia/Seoul"))
+    frame = pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume},
+        index=pd.DatetimeIndex(index).tz_localize("Asia/Seoul"),
+    )
     return frame
 
 
 def run_engine(frame: pd.DataFrame, fast: int, slow: int) -> tuple[float, int, int]:
-    config = StrategyConfig(name="sma_cross", universe=("005930",),
-                            parameters=SmaCrossParameters(fast=fast, slow=slow),
-                            risk_management={"max_position_size": 1.0, "max_daily_trades": 100})
+    config = StrategyConfig(
+        name="sma_cross",
+        universe=("005930",),
+        parameters=SmaCrossParameters(fast=fast, slow=slow),
+        risk_management={"max_position_size": 1.0, "max_daily_trades": 100},
+    )
     strategy = SmaCrossStrategy(config)
     t0 = time.perf_counter()
     result = Backtest([strategy], {"005930": frame}, BacktestSettings()).run()
@@ -96,15 +101,20 @@ def main() -> None:
         tracemalloc.stop()
         # a second run without tracemalloc for the speed figure (tracing slows Python)
         elapsed, trades, _equity = run_engine(frame, args.fast, args.slow)
-        print(f"{n:>10,} {elapsed:>8.2f} {n / elapsed:>10,.0f} {elapsed / n * 1e6:>7.2f} "
-              f"{peak / 2**20:>8.1f} {trades}")
+        print(
+            f"{n:>10,} {elapsed:>8.2f} {n / elapsed:>10,.0f} {elapsed / n * 1e6:>7.2f} "
+            f"{peak / 2**20:>8.1f} {trades}"
+        )
     if args.compare:
         frame = synthetic_bars(args.bars)
         secs = run_backtesting_py(frame, args.fast, args.slow)
         if secs is None:
             print("backtesting.py not installed: pip install backtesting to compare")
         else:
-            print(f"backtesting.py on {args.bars:,} bars: {secs:.2f} s = {args.bars / secs:,.0f} bars/s")
+            print(
+                f"backtesting.py on {args.bars:,} bars: {secs:.2f} s = "
+                f"{args.bars / secs:,.0f} bars/s"
+            )
 
 
 if __name__ == "__main__":

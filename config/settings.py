@@ -53,9 +53,9 @@ class DatabaseSettings(_Strict):
 
 class Settings(_Strict):
     mode: Literal["auto", "backtest"] = "auto"
-    backtest: BacktestDefaults = Field(default_factory=BacktestDefaults)
-    risk: RiskSettings = Field(default_factory=RiskSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    backtest: BacktestDefaults = BacktestDefaults()
+    risk: RiskSettings = RiskSettings()
+    database: DatabaseSettings = DatabaseSettings()
 
     def resolve_path(self, value: str) -> Path:
         """Expand ``${DATA_DIR}`` and make a relative path relative to the repository."""

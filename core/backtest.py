@@ -72,7 +72,9 @@ class BacktestSettings:
         return {
             "cash_krw": self.cash_krw,
             "commission_rate": str(self.commission_rate),
-            "sell_tax_rate": "dated schedule" if self.sell_tax_rate is None else str(self.sell_tax_rate),
+            "sell_tax_rate": "dated schedule"
+            if self.sell_tax_rate is None
+            else str(self.sell_tax_rate),
             "slippage_ticks": self.slippage_ticks,
             "start": self.start.isoformat() if self.start else None,
             "end": self.end.isoformat() if self.end else None,
@@ -130,9 +132,7 @@ class Backtest:
         self.fees = FeeModel(s.commission_rate, s.sell_tax_rate)
         self.journal = MemoryJournal()
         self.broker = PaperBroker(s.cash_krw, self.fees, s.slippage_ticks, clock=self.now)
-        self.funds = FundManager(
-            s.cash_krw, {st.name: st.config.allocation for st in strategies}
-        )
+        self.funds = FundManager(s.cash_krw, {st.name: st.config.allocation for st in strategies})
         self.trader = Trader(
             strategies,
             broker=self.broker,
@@ -164,9 +164,7 @@ class Backtest:
 
     # --- run ---------------------------------------------------------------------------
     def _prepare(self) -> tuple[list[_CodeState], np.ndarray]:
-        start_ns = (
-            pd.Timestamp(self.settings.start, tz=TZ).value if self.settings.start else None
-        )
+        start_ns = pd.Timestamp(self.settings.start, tz=TZ).value if self.settings.start else None
         states: dict[str, _CodeState] = {}
         for code, frame in sorted(self.bars.items()):
             times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
@@ -177,8 +175,12 @@ class Backtest:
             wanted = slot.strategy.universe
             missing = [c for c in wanted if c not in states]
             if missing:
-                self.trader.event("data_missing", f"{slot.name}: no bars for {', '.join(missing)} "
-                                  "in the range; those codes are skipped", level="warning")
+                self.trader.event(
+                    "data_missing",
+                    f"{slot.name}: no bars for {', '.join(missing)} "
+                    "in the range; those codes are skipped",
+                    level="warning",
+                )
             for code in wanted:
                 if code in states:
                     window = self.trader.build_window(slot, code, self.bars[code])
@@ -186,7 +188,7 @@ class Backtest:
         active = [st for st in states.values() if st.windows]
         if not active:
             raise DataError("no strategy has bars to trade inside the chosen date range")
-        timeline = np.unique(np.concatenate([st.times[st.ptr:st.n] for st in active]))
+        timeline = np.unique(np.concatenate([st.times[st.ptr : st.n] for st in active]))
         return active, timeline
 
     def run(self) -> BacktestResult:
@@ -204,8 +206,13 @@ class Backtest:
         self._now_ns = int(timeline[0])
         trader.start()
         cur_day = None
-        bar = tqdm(total=n, disable=not self.settings.progress, unit="bar", mininterval=0.5,
-                   desc="backtest")
+        bar = tqdm(
+            total=n,
+            disable=not self.settings.progress,
+            unit="bar",
+            mininterval=0.5,
+            desc="backtest",
+        )
         for k in range(n):
             t = int(timeline[k])
             self._now_ns = t
@@ -222,8 +229,14 @@ class Backtest:
                 st.ptr = i + 1
                 code = st.code
                 if code in broker._pending:
-                    broker.process_bar(code, self.now(), round(st.open[i]), round(st.high[i]),
-                                       round(st.low[i]), round(st.close[i]))
+                    broker.process_bar(
+                        code,
+                        self.now(),
+                        round(st.open[i]),
+                        round(st.high[i]),
+                        round(st.low[i]),
+                        round(st.close[i]),
+                    )
                     trader.poll_orders(code)
                 close = float(st.close[i])
                 prices[code] = close
@@ -254,12 +267,20 @@ class Backtest:
         orders = pd.DataFrame(
             [
                 {
-                    "client_order_id": o.client_order_id, "strategy": o.strategy,
-                    "code": o.stock_code, "side": o.side.value, "order_type": o.order_type.value,
-                    "qty": o.qty, "price": o.price, "status": o.status.value,
-                    "filled_qty": o.filled_qty, "avg_fill_price": o.avg_fill_price,
-                    "commission_krw": o.commission_krw, "tax_krw": o.tax_krw,
-                    "created_at": o.created_at, "updated_at": o.updated_at,
+                    "client_order_id": o.client_order_id,
+                    "strategy": o.strategy,
+                    "code": o.stock_code,
+                    "side": o.side.value,
+                    "order_type": o.order_type.value,
+                    "qty": o.qty,
+                    "price": o.price,
+                    "status": o.status.value,
+                    "filled_qty": o.filled_qty,
+                    "avg_fill_price": o.avg_fill_price,
+                    "commission_krw": o.commission_krw,
+                    "tax_krw": o.tax_krw,
+                    "created_at": o.created_at,
+                    "updated_at": o.updated_at,
                     "signal_type": o.signal_type.value if o.signal_type else None,
                     "reasons": "; ".join(o.reasons),
                 }
@@ -270,10 +291,17 @@ class Backtest:
         fills = pd.DataFrame(
             [
                 {
-                    "fill_id": f.fill_id, "client_order_id": f.client_order_id, "strategy": s,
-                    "code": f.stock_code, "side": f.side.value, "qty": f.qty, "price": f.price,
-                    "amount_krw": f.amount_krw, "commission_krw": f.commission_krw,
-                    "tax_krw": f.tax_krw, "time": f.time,
+                    "fill_id": f.fill_id,
+                    "client_order_id": f.client_order_id,
+                    "strategy": s,
+                    "code": f.stock_code,
+                    "side": f.side.value,
+                    "qty": f.qty,
+                    "price": f.price,
+                    "amount_krw": f.amount_krw,
+                    "commission_krw": f.commission_krw,
+                    "tax_krw": f.tax_krw,
+                    "time": f.time,
                 }
                 for s, f in self.journal.fills
             ],
@@ -282,11 +310,18 @@ class Backtest:
         trades = pd.DataFrame(
             [
                 {
-                    "strategy": t.strategy, "code": t.stock_code, "entry_time": t.entry_time,
-                    "exit_time": t.exit_time, "entry_price": t.entry_price,
-                    "exit_price": t.exit_price, "qty": t.qty, "pnl_krw": t.pnl_krw,
-                    "return_pct": t.return_pct, "fees_krw": t.fees_krw,
-                    "reasons": "; ".join(t.reasons), "exit_reasons": "; ".join(t.exit_reasons),
+                    "strategy": t.strategy,
+                    "code": t.stock_code,
+                    "entry_time": t.entry_time,
+                    "exit_time": t.exit_time,
+                    "entry_price": t.entry_price,
+                    "exit_price": t.exit_price,
+                    "qty": t.qty,
+                    "pnl_krw": t.pnl_krw,
+                    "return_pct": t.return_pct,
+                    "fees_krw": t.fees_krw,
+                    "reasons": "; ".join(t.reasons),
+                    "exit_reasons": "; ".join(t.exit_reasons),
                 }
                 for t in self.trader.portfolio.round_trips
             ],
@@ -295,19 +330,29 @@ class Backtest:
         rows = []
         for p in self.trader.open_positions():
             last = self.broker._last_price.get(p.stock_code, 0)
-            rows.append({
-                "strategy": p.strategy, "code": p.stock_code, "qty": p.qty,
-                "avg_price": p.avg_price, "last_price": last, "market_value_krw": p.qty * last,
-                "unrealized_pnl_krw": p.qty * last - p.cost_basis_krw, "opened_at": p.opened_at,
-                "stop_loss": p.stop_loss, "target_price": p.target_price,
-                "reasons": "; ".join(p.reasons),
-            })
+            rows.append(
+                {
+                    "strategy": p.strategy,
+                    "code": p.stock_code,
+                    "qty": p.qty,
+                    "avg_price": p.avg_price,
+                    "last_price": last,
+                    "market_value_krw": p.qty * last,
+                    "unrealized_pnl_krw": p.qty * last - p.cost_basis_krw,
+                    "opened_at": p.opened_at,
+                    "stop_loss": p.stop_loss,
+                    "target_price": p.target_price,
+                    "reasons": "; ".join(p.reasons),
+                }
+            )
         positions = pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
         settings = self.settings.describe()
         settings["strategy_stats"] = {
             slot.name: {
-                "signals": dict(slot.signals), "rejections": dict(slot.rejections),
-                "errors": slot.errors, "active": slot.active,
+                "signals": dict(slot.signals),
+                "rejections": dict(slot.rejections),
+                "errors": slot.errors,
+                "active": slot.active,
             }
             for slot in self.trader.slots.values()
         }
@@ -331,8 +376,11 @@ class Backtest:
         repo = repository
         repo.create_run("backtest", result.settings, started_at, run_id=self.run_id)
         for slot in self.trader.slots.values():
-            repo.upsert_strategy(slot.name, slot.strategy.config.enabled,
-                                 slot.strategy.config.model_dump(mode="json"))
+            repo.upsert_strategy(
+                slot.name,
+                slot.strategy.config.enabled,
+                slot.strategy.config.model_dump(mode="json"),
+            )
         repo.save_orders_bulk(self.run_id, self.journal.orders.values())
         repo.save_fills_bulk(self.run_id, self.journal.fills)
         for fields_, closed_at in self.journal.closed_positions:
@@ -348,8 +396,14 @@ class Backtest:
             ),
         )
         for ev in result.events:
-            repo.log_event(ev["kind"], ev["message"], run_id=self.run_id, level=ev["level"],
-                           data=ev["data"], at=ev["at"])
+            repo.log_event(
+                ev["kind"],
+                ev["message"],
+                run_id=self.run_id,
+                level=ev["level"],
+                data=ev["data"],
+                at=ev["at"],
+            )
         repo.finish_run(self.run_id, datetime.now(started_at.tzinfo), {})
 
 

@@ -66,7 +66,9 @@ def load_bars_csv(path: Path) -> pd.DataFrame:
     header = [c.strip().lower() for c in raw.columns]
     expected = ["date", *OHLCV_COLUMNS]
     if header[:6] != expected:
-        raise DataError(f"{path}: header must start with {','.join(expected)}, got {','.join(header)}")
+        raise DataError(
+            f"{path}: header must start with {','.join(expected)}, got {','.join(header)}"
+        )
     raw.columns = header
     if raw.empty:
         raise DataError(f"{path}: no rows")

@@ -93,7 +93,9 @@ class FundManager:
 
     def strategy_reserved_krw(self, strategy: str) -> int:
         with self._lock:
-            return sum(r.remaining_krw for r in self._reservations.values() if r.strategy == strategy)
+            return sum(
+                r.remaining_krw for r in self._reservations.values() if r.strategy == strategy
+            )
 
     def allocation(self, strategy: str) -> float:
         return self._allocations.get(strategy, 1.0)
@@ -165,7 +167,8 @@ class FundManager:
             extra = cost_krw - from_res
             if extra > self.free_krw:
                 raise FundsError(
-                    f"fill costs {cost_krw:,} KRW, reservation {from_res:,} + free {self.free_krw:,}"
+                    f"fill costs {cost_krw:,} KRW, reservation {from_res:,} "
+                    f"+ free {self.free_krw:,}"
                 )
             if res:
                 res.spent_krw += from_res

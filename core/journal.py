@@ -45,7 +45,12 @@ class Journal(Protocol):
     def position(self, position: PositionRecord, closed_at: datetime | None = None) -> None: ...
 
     def event(
-        self, kind: str, message: str, *, at: datetime, level: str = "info",
+        self,
+        kind: str,
+        message: str,
+        *,
+        at: datetime,
+        level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> None: ...
 
@@ -72,7 +77,12 @@ class MemoryJournal:
             self.closed_positions.append((position_fields(position), closed_at))
 
     def event(
-        self, kind: str, message: str, *, at: datetime, level: str = "info",
+        self,
+        kind: str,
+        message: str,
+        *,
+        at: datetime,
+        level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
         self.events.append(
@@ -120,7 +130,12 @@ class DatabaseJournal:
         )
 
     def event(
-        self, kind: str, message: str, *, at: datetime, level: str = "info",
+        self,
+        kind: str,
+        message: str,
+        *,
+        at: datetime,
+        level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
         self.repository.log_event(kind, message, run_id=self.run_id, level=level, data=data, at=at)

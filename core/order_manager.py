@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from core.journal import Journal
 from framework.errors import (
     BrokerError,
     OrderRejectedError,
@@ -27,7 +28,6 @@ from framework.errors import (
 )
 from framework.executor import OrderExecutor, OrderState
 from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Signal
-from core.journal import Journal
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class OrderManager:
         return [o for o in self._open.values() if stock_code is None or o.stock_code == stock_code]
 
     def has_open(self, strategy: str, stock_code: str) -> bool:
-        return any(o.strategy == strategy and o.stock_code == stock_code for o in self._open.values())
+        return any(
+            o.strategy == strategy and o.stock_code == stock_code for o in self._open.values()
+        )
 
     def restore(self, order: Order) -> None:
         """Track an order read back from the database (restart)."""
@@ -131,7 +133,9 @@ class OrderManager:
             return []
         order.broker_order_id = state.broker_order_id
         if order.status is OrderStatus.UNKNOWN:
-            self._set_status(order, OrderStatus.SUBMITTED, f"found at broker as {state.broker_order_id}")
+            self._set_status(
+                order, OrderStatus.SUBMITTED, f"found at broker as {state.broker_order_id}"
+            )
         return self.apply_state(order, state)
 
     def give_up(self, order: Order, reason: str) -> None:
@@ -160,13 +164,17 @@ class OrderManager:
             if fill.qty <= 0 or fill.qty > order.remaining_qty:
                 logger.error(
                     "refused fill %s of %s shares for %s (remaining %s)",
-                    fill.fill_id, fill.qty, order.client_order_id, order.remaining_qty,
+                    fill.fill_id,
+                    fill.qty,
+                    order.client_order_id,
+                    order.remaining_qty,
                 )
                 self.journal.event(
                     "overfill_refused",
                     f"fill {fill.fill_id} of {fill.qty} for {order.client_order_id} "
                     f"with {order.remaining_qty} remaining",
-                    at=fill.time, level="error",
+                    at=fill.time,
+                    level="error",
                 )
                 continue
             self._seen_fills.add(fill.fill_id)
@@ -177,7 +185,9 @@ class OrderManager:
             order.commission_krw += fill.commission_krw
             order.tax_krw += fill.tax_krw
             order.updated_at = fill.time
-            status = OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
+            status = (
+                OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
+            )
             self._set_status(order, status, f"fill {fill.qty} @ {fill.price}", when=fill.time)
             new.append(fill)
         return new

@@ -97,7 +97,8 @@ class Portfolio:
 
     def positions(self, strategy: str | None = None) -> list[Position]:
         return [
-            p for (s, _), p in self._positions.items()
+            p
+            for (s, _), p in self._positions.items()
             if p.qty > 0 and (strategy is None or s == strategy)
         ]
 
@@ -147,7 +148,9 @@ class Portfolio:
             raise OverfillError(
                 f"{strategy}: sell fill of {fill.qty} {fill.stock_code} but holds {held}"
             )
-        cost_out = pos.cost_basis_krw if fill.qty == pos.qty else pos.cost_basis_krw * fill.qty // pos.qty
+        cost_out = (
+            pos.cost_basis_krw if fill.qty == pos.qty else pos.cost_basis_krw * fill.qty // pos.qty
+        )
         pos.qty -= fill.qty
         pos.cost_basis_krw -= cost_out
         pos.sold_qty += fill.qty

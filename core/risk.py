@@ -85,5 +85,6 @@ class RiskManager:
                 return f"qty {qty} above max_order_qty {limits.max_order_qty}"
             amount = qty * price_krw
             if limits.max_order_amount_krw is not None and amount > limits.max_order_amount_krw:
-                return f"amount {amount:,.0f} KRW above max_order_amount {limits.max_order_amount_krw:,}"
+                cap = limits.max_order_amount_krw
+                return f"amount {amount:,.0f} KRW above max_order_amount {cap:,}"
         return None

@@ -133,8 +133,14 @@ class Trader:
         """Bind position views and call ``on_init``; a strategy answering False is disabled."""
         for slot in self.slots.values():
             self._bind(slot)
-            ok = self._call(slot, "on_init", slot.strategy.on_init, self.broker, self.data_provider,
-                            self.executor)
+            ok = self._call(
+                slot,
+                "on_init",
+                slot.strategy.on_init,
+                self.broker,
+                self.data_provider,
+                self.executor,
+            )
             if ok is False:
                 slot.active = False
                 self.event("strategy_disabled", f"{slot.name}: on_init returned False")
@@ -169,7 +175,8 @@ class Trader:
         A failing ``indicators`` hook is reported and the window has OHLCV only.
         """
         cols: dict[str, np.ndarray] = {
-            c: frame[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")
+            c: frame[c].to_numpy(dtype=np.float64)
+            for c in ("open", "high", "low", "close", "volume")
         }
         extra = self._call(slot, "indicators", slot.strategy.indicators, frame)
         if extra is not None:
@@ -177,8 +184,12 @@ class Trader:
             for name, values in items:
                 arr = np.asarray(values, dtype=np.float64)
                 if arr.shape != (len(frame),):
-                    self.event("strategy_error", f"{slot.name}: indicator {name!r} has shape "
-                               f"{arr.shape}, expected ({len(frame)},)", level="error")
+                    self.event(
+                        "strategy_error",
+                        f"{slot.name}: indicator {name!r} has shape "
+                        f"{arr.shape}, expected ({len(frame)},)",
+                        level="error",
+                    )
                     continue
                 cols[str(name)] = arr
         return Bars(cols, pd.DatetimeIndex(frame.index))
@@ -199,19 +210,28 @@ class Trader:
         """Ask one strategy about one stock and act on its answer."""
         if not slot.active:
             return None
-        signal = self._call(slot, "generate_signal", slot.strategy.generate_signal, stock_code,
-                            bars, slot.strategy.timeframe)
+        signal = self._call(
+            slot,
+            "generate_signal",
+            slot.strategy.generate_signal,
+            stock_code,
+            bars,
+            slot.strategy.timeframe,
+        )
         if signal is None:
             return None
         if not isinstance(signal, Signal):
-            self._strategy_failed(slot, "generate_signal",
-                                  TypeError(f"returned {type(signal).__name__}, not Signal"))
+            self._strategy_failed(
+                slot, "generate_signal", TypeError(f"returned {type(signal).__name__}, not Signal")
+            )
             return None
         slot.signals[signal.signal_type.value] += 1
         if signal.signal_type is SignalType.HOLD:
             return signal
         if signal.stock_code != stock_code:
-            self._reject(slot, signal, f"signal for {signal.stock_code} while evaluating {stock_code}")
+            self._reject(
+                slot, signal, f"signal for {signal.stock_code} while evaluating {stock_code}"
+            )
             return signal
         self.handle_signal(slot, signal)
         return signal
@@ -225,8 +245,11 @@ class Trader:
             return None
         held = self.portfolio.qty(slot.name, code)
         reason = self.risk.check_signal(
-            signal, slot.strategy.risk, trades_today=slot.trades_today,
-            has_open_order=self.orders.has_open(slot.name, code), position_qty=held,
+            signal,
+            slot.strategy.risk,
+            trades_today=slot.trades_today,
+            has_open_order=self.orders.has_open(slot.name, code),
+            position_qty=held,
         )
         if reason:
             self._reject(slot, signal, reason)
@@ -239,8 +262,9 @@ class Trader:
         strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
         if signal.limit_price is None or strong:
             return OrderType.MARKET, None
-        direction = "down" if signal.signal_type.is_buy else "up"
-        return OrderType.LIMIT, round_to_tick(signal.limit_price, direction)
+        if signal.signal_type.is_buy:  # never above the price the strategy asked for
+            return OrderType.LIMIT, round_to_tick(signal.limit_price, "down")
+        return OrderType.LIMIT, round_to_tick(signal.limit_price, "up")
 
     def _buy(self, slot: StrategySlot, signal: Signal, price: float) -> Order | None:
         code = signal.stock_code
@@ -248,17 +272,23 @@ class Trader:
         ref_price = float(limit) if limit is not None else price
         equity = self.equity_krw()
         qty = self.funds.size_buy(
-            strategy=slot.name, price_krw=ref_price, equity_krw=equity,
+            strategy=slot.name,
+            price_krw=ref_price,
+            equity_krw=equity,
             max_position_size=slot.strategy.risk.max_position_size,
-            commission_rate=self.fees.commission_rate_f, confidence=signal.confidence,
+            commission_rate=self.fees.commission_rate_f,
+            confidence=signal.confidence,
             strong=signal.signal_type is SignalType.STRONG_BUY,
             held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
             strategy_invested_krw=self.portfolio.invested_krw(slot.name),
         )
         if signal.qty is not None:  # explicit size: capped by free cash only
             qty = min(signal.qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref_price)))
-        reason = self.risk.check_order(OrderSide.BUY, qty, ref_price) if qty > 0 else (
-            "size is 0 shares (budget below one share)")
+        reason = (
+            self.risk.check_order(OrderSide.BUY, qty, ref_price)
+            if qty > 0
+            else ("size is 0 shares (budget below one share)")
+        )
         if reason:
             self._reject(slot, signal, reason)
             return None
@@ -270,17 +300,30 @@ class Trader:
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
-        order = self.orders.create(strategy=slot.name, stock_code=code, side=OrderSide.BUY,
-                                   order_type=order_type, qty=qty, price=limit, signal=signal)
+        order = self.orders.create(
+            strategy=slot.name,
+            stock_code=code,
+            side=OrderSide.BUY,
+            order_type=order_type,
+            qty=qty,
+            price=limit,
+            signal=signal,
+        )
         self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int, price: float) -> Order | None:
         qty = held if signal.qty is None else min(signal.qty, held)
         order_type, limit = self._order_type(signal)
-        order = self.orders.create(strategy=slot.name, stock_code=signal.stock_code,
-                                   side=OrderSide.SELL, order_type=order_type, qty=qty,
-                                   price=limit, signal=signal)
+        order = self.orders.create(
+            strategy=slot.name,
+            stock_code=signal.stock_code,
+            side=OrderSide.SELL,
+            order_type=order_type,
+            qty=qty,
+            price=limit,
+            signal=signal,
+        )
         return self._send(slot, order, signal)
 
     def _send(self, slot: StrategySlot, order: Order, signal: Signal) -> Order:
@@ -293,10 +336,14 @@ class Trader:
 
     def _reject(self, slot: StrategySlot, signal: Signal, reason: str) -> None:
         slot.rejections[reason.split(":")[0]] += 1
-        logger.debug("%s %s %s refused: %s", slot.name, signal.signal_type.value,
-                     signal.stock_code, reason)
-        self.event("risk_rejected", f"{slot.name} {signal.signal_type.value} "
-                   f"{signal.stock_code}: {reason}", level="debug")
+        logger.debug(
+            "%s %s %s refused: %s", slot.name, signal.signal_type.value, signal.stock_code, reason
+        )
+        self.event(
+            "risk_rejected",
+            f"{slot.name} {signal.signal_type.value} {signal.stock_code}: {reason}",
+            level="debug",
+        )
 
     # --- orders and fills --------------------------------------------------------------
     def buying_power_for(self, client_order_id: str) -> int:
@@ -312,7 +359,9 @@ class Trader:
             elif order.broker_order_id is None:
                 continue
             else:
-                fills = self.orders.apply_state(order, self.executor.get_order(order.broker_order_id))
+                fills = self.orders.apply_state(
+                    order, self.executor.get_order(order.broker_order_id)
+                )
             for fill in fills:
                 self._on_fill(order, fill)
             if order.status.is_final:
@@ -324,12 +373,16 @@ class Trader:
         slot = self.slots.get(order.strategy)
         signal = self._signal_of.get(order.client_order_id)
         if fill.side is OrderSide.BUY:
-            self.funds.commit_buy(self._reservation_of.get(order.client_order_id),
-                                  fill.amount_krw + fill.commission_krw)
+            self.funds.commit_buy(
+                self._reservation_of.get(order.client_order_id),
+                fill.amount_krw + fill.commission_krw,
+            )
         else:
             self.funds.credit(fill.cash_delta_krw)
         pos, trip = self.portfolio.apply_fill(
-            order.strategy, fill, reasons=tuple(order.reasons),
+            order.strategy,
+            fill,
+            reasons=tuple(order.reasons),
             stop_loss=signal.stop_loss if signal else None,
             target_price=signal.target_price if signal else None,
             metadata=dict(signal.metadata) if signal and fill.side is OrderSide.BUY else None,
@@ -361,18 +414,31 @@ class Trader:
     def _strategy_failed(self, slot: StrategySlot, hook: str, exc: BaseException) -> None:
         slot.errors += 1
         slot.consecutive_errors += 1
-        logger.error("strategy %s failed in %s: %r", slot.name, hook, exc,
-                     exc_info=(type(exc), exc, exc.__traceback__))
-        self.event("strategy_error", f"{slot.name}.{hook}: {type(exc).__name__}: {exc}",
-                   level="error", data={"strategy": slot.name, "hook": hook})
+        logger.error(
+            "strategy %s failed in %s: %r",
+            slot.name,
+            hook,
+            exc,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self.event(
+            "strategy_error",
+            f"{slot.name}.{hook}: {type(exc).__name__}: {exc}",
+            level="error",
+            data={"strategy": slot.name, "hook": hook},
+        )
         if slot.consecutive_errors >= self.max_consecutive_errors and slot.active:
             slot.active = False
-            self.event("strategy_isolated", f"{slot.name} isolated after "
-                       f"{slot.consecutive_errors} errors in a row", level="error",
-                       data={"strategy": slot.name})
+            self.event(
+                "strategy_isolated",
+                f"{slot.name} isolated after {slot.consecutive_errors} errors in a row",
+                level="error",
+                data={"strategy": slot.name},
+            )
 
-    def event(self, kind: str, message: str, *, level: str = "info",
-              data: dict[str, Any] | None = None) -> None:
+    def event(
+        self, kind: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
+    ) -> None:
         """Journal an engine event (``debug`` ones only when ``journal_debug``)."""
         if level == "debug" and not self.journal_debug:
             return

@@ -30,7 +30,9 @@ class Bars:
 
     __slots__ = ("_cols", "_index", "_n")
 
-    def __init__(self, columns: Mapping[str, np.ndarray], index: pd.DatetimeIndex, n: int | None = None):
+    def __init__(
+        self, columns: Mapping[str, np.ndarray], index: pd.DatetimeIndex, n: int | None = None
+    ):
         size = len(index)
         for name, col in columns.items():
             if len(col) != size:

@@ -45,9 +45,7 @@ def rsi(close: pd.Series, period: int = 14) -> pd.Series:
     return pd.Series(out, index=close.index)
 
 
-def macd(
-    close: pd.Series, fast: int = 12, slow: int = 26, signal: int = 9
-) -> pd.DataFrame:
+def macd(close: pd.Series, fast: int = 12, slow: int = 26, signal: int = 9) -> pd.DataFrame:
     """Columns ``macd``, ``signal``, ``hist``."""
     line = ema(close, fast) - ema(close, slow)
     sig = line.ewm(span=signal, adjust=False, min_periods=signal).mean()

@@ -26,7 +26,9 @@ def validate_code(code: object) -> str:
     issues carry a letter (``"0001A0"``), so letters are allowed but not other symbols.
     """
     if not isinstance(code, str) or len(code) != 6 or not code.isalnum():
-        raise ValueError(f"stock code must be a 6-character KRX code such as '005930', got {code!r}")
+        raise ValueError(
+            f"stock code must be a 6-character KRX code such as '005930', got {code!r}"
+        )
     return code
 
 
@@ -103,7 +105,9 @@ class Signal:
         if self.limit_price is not None and (
             not isinstance(self.limit_price, int) or self.limit_price <= 0
         ):
-            raise ValueError(f"limit_price must be a positive KRW integer, got {self.limit_price!r}")
+            raise ValueError(
+                f"limit_price must be a positive KRW integer, got {self.limit_price!r}"
+            )
 
 
 class OrderSide(enum.Enum):

@@ -80,9 +80,7 @@ class BaseStrategy(abc.ABC):
         self._trades_today: Callable[[], int] = lambda: 0
 
     # --- lifecycle ----------------------------------------------------------------------
-    def on_init(
-        self, broker: Broker, data_provider: DataProvider, executor: OrderExecutor
-    ) -> bool:
+    def on_init(self, broker: Broker, data_provider: DataProvider, executor: OrderExecutor) -> bool:
         """Called once before trading. Return ``False`` to disable the strategy.
 
         The default keeps the three interfaces on ``self``. Place orders by returning

@@ -69,7 +69,7 @@ class StrategyConfig(BaseModel):
     timeframe: Literal["daily", "minute"] = "daily"
     allocation: float = Field(1.0, gt=0, le=1)
     parameters: Any = Field(default_factory=dict)
-    risk_management: RiskManagement = Field(default_factory=RiskManagement)
+    risk_management: RiskManagement = RiskManagement()
     rules: list[dict[str, Any]] | None = None
 
     @field_validator("universe", mode="before")
@@ -116,6 +116,7 @@ class LoadedStrategy:
 
 # --- error formatting --------------------------------------------------------------------
 
+
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the key at ``loc`` (for 'did you mean')."""
     current: type[BaseModel] = model
@@ -143,7 +144,9 @@ def format_validation_error(
             owner = _model_at(model, loc)
             choices = list(owner.model_fields) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), choices, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(choices)}"
+            hint = (
+                f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(choices)}"
+            )
             lines.append(f"{path}: {key}: unknown key{hint}")
         elif err["type"] == "missing":
             lines.append(f"{path}: {key}: required key is missing")
@@ -189,7 +192,9 @@ def load_strategy_config(
     try:
         config = StrategyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path, StrategyConfig), path=str(path)) from exc
+        raise ConfigError(
+            format_validation_error(exc, path, StrategyConfig), path=str(path)
+        ) from exc
     if parameters_model is not None:
         params_raw = raw.get("parameters") or {}
         try:
@@ -199,11 +204,14 @@ def load_strategy_config(
             raise ConfigError(msg, path=str(path)) from exc
         config = config.model_copy(update={"parameters": params})
     elif not isinstance(config.parameters, dict):
-        raise ConfigError(f"{path}: parameters: expected a mapping", path=str(path), key="parameters")
+        raise ConfigError(
+            f"{path}: parameters: expected a mapping", path=str(path), key="parameters"
+        )
     return config
 
 
 # --- discovery -----------------------------------------------------------------------------
+
 
 def _rule_strategy_class() -> type[BaseStrategy]:
     from strategies.rules.strategy import RuleStrategy
@@ -273,7 +281,9 @@ class StrategyLoader:
         return sorted(
             p
             for p in self.root.iterdir()
-            if p.is_dir() and p.name not in self.skip and not p.name.startswith((".", "_"))
+            if p.is_dir()
+            and p.name not in self.skip
+            and not p.name.startswith((".", "_"))
             and (p / "config.yaml").is_file()
         )
 

@@ -31,8 +31,11 @@ def tax_bp(year: int) -> int:
 
 def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], int]:
     close, open_ = bars["close"].to_numpy(), bars["open"].to_numpy().astype(np.int64)
-    f, s = bars["close"].rolling(fast).mean().to_numpy(), bars["close"].rolling(slow).mean().to_numpy()
-    up = np.flatnonzero((f[:-1] <= s[:-1]) & (f[1:] > s[1:])) + 1     # cross at bar t
+    f, s = (
+        bars["close"].rolling(fast).mean().to_numpy(),
+        bars["close"].rolling(slow).mean().to_numpy(),
+    )
+    up = np.flatnonzero((f[:-1] <= s[:-1]) & (f[1:] > s[1:])) + 1  # cross at bar t
     down = np.flatnonzero((f[:-1] >= s[:-1]) & (f[1:] < s[1:])) + 1
     events = sorted([(t, "buy") for t in up] + [(t, "sell") for t in down])
     cash, qty, trades = CASH, 0, []
@@ -51,29 +54,43 @@ def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], in
             amount = qty * px
             year = bars.index[t + 1].year
             cash += amount - amount * 15 // 100_000 - amount * tax_bp(year) // 10_000
-            trades.append({"entry_time": entry[0], "entry_price": entry[1],
-                           "exit_time": bars.index[t + 1], "exit_price": px, "qty": qty})
+            trades.append(
+                {
+                    "entry_time": entry[0],
+                    "entry_price": entry[1],
+                    "exit_time": bars.index[t + 1],
+                    "exit_price": px,
+                    "qty": qty,
+                }
+            )
             qty = 0
     return trades, cash + qty * int(close[-1])
 
 
 @pytest.mark.parametrize(
     ("folder", "code", "fast", "slow"),
-    [("daily_2000_2024", "005930", 10, 30), ("daily_2000_2024", "035720", 5, 20),
-     ("daily_long_to_2023", "069500", 20, 60), ("daily_2023_2025", "000660", 5, 20)],
+    [
+        ("daily_2000_2024", "005930", 10, 30),
+        ("daily_2000_2024", "035720", 5, 20),
+        ("daily_long_to_2023", "069500", 20, 60),
+        ("daily_2023_2025", "000660", 5, 20),
+    ],
 )
-def test_engine_matches_vectorised_sma_cross(data_dir: Path, folder: str, code: str,
-                                             fast: int, slow: int) -> None:
+def test_engine_matches_vectorised_sma_cross(
+    data_dir: Path, folder: str, code: str, fast: int, slow: int
+) -> None:
     path = find_csv(data_dir / "krx" / folder, code)
     assert path is not None
     bars = load_bars_csv(path)
     config = StrategyConfig(
-        name="sma_cross", universe=(code,),
+        name="sma_cross",
+        universe=(code,),
         parameters=SmaCrossParameters(fast=fast, slow=slow),
         risk_management={"max_position_size": 1.0, "max_daily_trades": 10},
     )
-    result = Backtest([SmaCrossStrategy(config)], {code: bars},
-                      BacktestSettings(cash_krw=CASH)).run()
+    result = Backtest(
+        [SmaCrossStrategy(config)], {code: bars}, BacktestSettings(cash_krw=CASH)
+    ).run()
 
     expected, expected_equity = vectorised(bars, fast, slow)
     got = result.trades

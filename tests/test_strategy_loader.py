@@ -33,16 +33,20 @@ GOOD_CONFIG = 'universe: ["005930"]\n'
 
 def test_repository_strategies_load() -> None:
     items = {i.name: i for i in StrategyLoader().discover()}
-    assert items["sample"].ok and items["sample"].enabled
+    assert items["sample"].ok
+    assert items["sample"].enabled
     assert isinstance(items["sample"].config.parameters, SampleParameters)
-    assert items["sma_cross"].ok and not items["sma_cross"].enabled
+    assert items["sma_cross"].ok
+    assert not items["sma_cross"].enabled
     strategy = items["sample"].create()
     assert strategy.universe == ("005930", "000660", "035420", "035720")
     assert strategy.risk.max_daily_trades == 5
 
 
 def test_typo_names_file_key_and_nearest(tmp_path: Path) -> None:
-    make_folder(tmp_path, "typo", GOOD_CONFIG + "risk_management:\n  stop_los_pct: 0.03\n", GOOD_CODE)
+    make_folder(
+        tmp_path, "typo", GOOD_CONFIG + "risk_management:\n  stop_los_pct: 0.03\n", GOOD_CODE
+    )
     item = StrategyLoader(root=tmp_path).discover()[0]
     assert not item.ok
     assert str(tmp_path / "typo" / "config.yaml") in item.error
@@ -54,9 +58,11 @@ def test_parameter_model_errors_name_the_key(tmp_path: Path) -> None:
     folder = make_folder(tmp_path, "params", GOOD_CONFIG, None)
     shutil.copy(STRATEGIES_DIR / "sample" / "strategy.py", folder / "strategy.py")
     (folder / "config.yaml").write_text(
-        GOOD_CONFIG + "parameters:\n  rsi_period: many\n  ma_shrot_period: 3\n", encoding="utf-8")
+        GOOD_CONFIG + "parameters:\n  rsi_period: many\n  ma_shrot_period: 3\n", encoding="utf-8"
+    )
     item = StrategyLoader(root=tmp_path).discover()[0]
-    assert "parameters.rsi_period" in item.error and "integer" in item.error
+    assert "parameters.rsi_period" in item.error
+    assert "integer" in item.error
     assert "did you mean 'ma_short_period'" in item.error
 
 
@@ -87,7 +93,8 @@ def test_broken_folder_is_skipped_others_load(tmp_path: Path) -> None:
     make_folder(tmp_path, "d_good", GOOD_CONFIG, GOOD_CODE)
     items = {i.name: i for i in StrategyLoader(root=tmp_path).discover()}
     assert "SyntaxError" in items["a_broken"].error
-    assert "exactly one" in items["b_two"].error and "Good, Other" in items["b_two"].error
+    assert "exactly one" in items["b_two"].error
+    assert "Good, Other" in items["b_two"].error
     assert "found none" in items["c_none"].error
     assert items["d_good"].ok
     assert [i.name for i in StrategyLoader(root=tmp_path).load_enabled()] == ["d_good"]

@@ -104,5 +104,7 @@ class FeeModel:
     def describe(self) -> dict[str, str]:
         return {
             "commission_rate": str(self.commission_rate),
-            "sell_tax_rate": "dated schedule" if self.flat_sell_tax is None else str(self.flat_sell_tax),
+            "sell_tax_rate": "dated schedule"
+            if self.flat_sell_tax is None
+            else str(self.flat_sell_tax),
         }

@@ -75,19 +75,28 @@ class SampleStrategy(BaseStrategy):
             return None
         price = data.last("close")
         metadata = {
-            "sma_short": round(s_now, 2), "sma_long": round(l_now, 2), "rsi": round(r_now, 2),
+            "sma_short": round(s_now, 2),
+            "sma_long": round(l_now, 2),
+            "rsi": round(r_now, 2),
             "close": price,
         }
         position = self.get_position(stock_code)
         if position is not None:
-            return self._sell_signal(stock_code, position.avg_price, price,
-                                     (s_prev, s_now, l_prev, l_now, r_now), metadata)
+            return self._sell_signal(
+                stock_code,
+                position.avg_price,
+                price,
+                (s_prev, s_now, l_prev, l_now, r_now),
+                metadata,
+            )
         if self.trades_today >= self.risk.max_daily_trades:
             return None
         reasons = []
         if s_prev <= l_prev and s_now > l_now:
-            reasons.append(f"golden cross: SMA{p.ma_short_period} {s_now:,.0f} > "
-                           f"SMA{p.ma_long_period} {l_now:,.0f}")
+            reasons.append(
+                f"golden cross: SMA{p.ma_short_period} {s_now:,.0f} > "
+                f"SMA{p.ma_long_period} {l_now:,.0f}"
+            )
         if r_prev < p.rsi_oversold <= r_now:
             reasons.append(f"RSI{p.rsi_period} left oversold: {r_prev:.1f} → {r_now:.1f}")
         vol_mean = data.last("volume_mean")
@@ -109,16 +118,22 @@ class SampleStrategy(BaseStrategy):
         )
 
     def _sell_signal(
-        self, code: str, avg_price: float, price: float,
-        values: tuple[float, float, float, float, float], metadata: dict[str, float],
+        self,
+        code: str,
+        avg_price: float,
+        price: float,
+        values: tuple[float, float, float, float, float],
+        metadata: dict[str, float],
     ) -> Signal | None:
         p: SampleParameters = self.params
         s_prev, s_now, l_prev, l_now, r_now = values
         reasons = []
         stop = False
         if s_prev >= l_prev and s_now < l_now:
-            reasons.append(f"dead cross: SMA{p.ma_short_period} {s_now:,.0f} < "
-                           f"SMA{p.ma_long_period} {l_now:,.0f}")
+            reasons.append(
+                f"dead cross: SMA{p.ma_short_period} {s_now:,.0f} < "
+                f"SMA{p.ma_long_period} {l_now:,.0f}"
+            )
         if r_now > p.rsi_overbought:
             reasons.append(f"RSI{p.rsi_period} overbought: {r_now:.1f}")
         change = price / avg_price - 1.0

@@ -43,9 +43,17 @@ class SmaCrossStrategy(BaseStrategy):
         f0, f1, s0, s1 = fast[-2], fast[-1], slow[-2], slow[-1]
         if f0 <= s0 and f1 > s1:  # NaN compares False: no signal during warm-up
             if self.get_position(stock_code) is None:
-                return Signal(SignalType.BUY, stock_code, confidence=100.0,
-                              reasons=(f"SMA{self.params.fast} crossed above SMA{self.params.slow}",))
+                return Signal(
+                    SignalType.BUY,
+                    stock_code,
+                    confidence=100.0,
+                    reasons=(f"SMA{self.params.fast} crossed above SMA{self.params.slow}",),
+                )
         elif f0 >= s0 and f1 < s1 and self.get_position(stock_code) is not None:
-            return Signal(SignalType.SELL, stock_code, confidence=100.0,
-                          reasons=(f"SMA{self.params.fast} crossed below SMA{self.params.slow}",))
+            return Signal(
+                SignalType.SELL,
+                stock_code,
+                confidence=100.0,
+                reasons=(f"SMA{self.params.fast} crossed below SMA{self.params.slow}",),
+            )
         return None
