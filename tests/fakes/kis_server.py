@@ -1,0 +1,431 @@
+"""A stateful fake of the KIS REST API, usable in-process and over real HTTP on loopback.
+
+``FakeKIS`` is a plain callable app: ``fake(httpx.Request) -> httpx.Response``.
+
+* in-process: ``httpx.Client(transport=fake.transport())`` (``httpx.MockTransport``);
+* over HTTP: ``with FakeKISServer(fake) as server: ... server.base_url`` (a
+  ``ThreadingHTTPServer`` on ``127.0.0.1``, port chosen by the OS).
+
+What it models (see ``shared/kis/KIS_API_FACTS.md``): ``/oauth2/tokenP`` (24 h tokens, the
+same token within 6 h, HTTP 403 ``EGW00133`` on a second request within 60 s), expired
+tokens (``EGW00123``, HTTP 500 by default), a strict per-app-key sliding 1 s window
+(``EGW00201``, HTTP 500; refused requests do not count), accounts with cash and holdings,
+cash orders that rest and fill (auto or by hand, fully or partly), revise/cancel, balance
+and daily-ccld paging (20/15 rows a page virtual, 50/100 real) with ``tr_cont`` and
+``ctx_area_*`` cursors, daily and minute charts, tr_ids of the wrong environment refused
+(HTTP 500 ``모의투자 TR 이 아닙니다.``), orders outside 09:00–15:30 refused, and faults.
+
+Control API for tests (all thread-safe): :meth:`FakeKIS.set_price`, :meth:`advance`,
+:meth:`fill_order`, :meth:`end_of_day`, :meth:`inject`, :meth:`expire_tokens`,
+:meth:`add_account`, :meth:`account`, :meth:`order`, and the counters in ``fake.stats``.
+
+Auto-fill (``auto_fill=True``): during market hours an open order fills whenever it is
+marketable at the current price — market orders at the current price, limit buys at
+``min(limit, price)``, limit sells at ``max(limit, price)`` — at most ``fill_qty_per_match``
+shares per matching pass (``None`` = all). Matching runs after every order, price change
+and clock move made through the fake, and before every REST request.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+from . import endpoints as ep
+from .account import BUY, SELL, FakeAccount, FakeOrder, Holding
+from .clock import FakeClock
+from .http_server import FakeDrop, FakeKISServer, FakeTimeout
+from .market import FakeMarket
+
+DEFAULT_APP_KEY = "PSFAKEAPPKEY0000000000000000000000000"
+DEFAULT_APP_SECRET = "fake-app-secret-" + "x" * 40
+DEFAULT_ACCOUNT_NO = "50000000-01"
+
+FAULT_KINDS = ("http_500", "timeout", "drop", "malformed_json", "token_expired", "rate_limit")
+
+
+@dataclass
+class Fault:
+    """One injected fault, fired on the next ``count`` requests whose path contains
+    ``path`` (``None`` = any REST path; the token endpoint is matched only by name).
+
+    ``after_processing``: the request takes effect first (an order is placed), then the
+    answer is replaced by the fault — the ambiguous case for orders.
+    """
+
+    kind: str
+    path: str | None = None
+    count: int = 1
+    after_processing: bool = False
+    hold_s: float = 1.0
+
+
+@dataclass
+class FakeStats:
+    requests: int = 0
+    rate_limited: int = 0
+    tokens_issued: int = 0
+    token_throttled: int = 0
+    faults_fired: int = 0
+    by_path: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Token:
+    app_key: str
+    issued_at: datetime
+    expires_at: datetime
+    revoked: bool = False
+
+
+Route = Callable[[ep.Ctx], ep.Result]
+_TRADING = "/uapi/domestic-stock/v1/trading/"
+_QUOTES = "/uapi/domestic-stock/v1/quotations/"
+
+
+class FakeKIS:
+    """The fake KIS app. See the module docstring.
+
+    Parameters
+    ----------
+    env:
+        ``"virtual"`` (default) or ``"real"``: accepted tr_ids, page sizes, default limit.
+    clock:
+        Shared :class:`FakeClock` (default: 2025-06-16 09:30 KST, a day with real data).
+    rate_limit_per_s:
+        Requests per app key per rolling second (default 1 virtual / 18 real).
+    rate_clock:
+        Monotonic seconds for the rate window (default ``time.monotonic``).
+    with_default_account:
+        Create the account of ``DEFAULT_APP_KEY`` (100,000,000 KRW, no holdings).
+    """
+
+    def __init__(
+        self,
+        *,
+        env: str = "virtual",
+        clock: FakeClock | None = None,
+        rate_limit_per_s: int | None = None,
+        rate_clock: Callable[[], float] = time.monotonic,
+        auto_fill: bool = True,
+        fill_qty_per_match: int | None = None,
+        enforce_market_hours: bool = True,
+        expired_token_status: int = 500,
+        codes: list[str] | None = None,
+        with_default_account: bool = True,
+    ) -> None:
+        if env not in ("virtual", "real"):
+            raise ValueError("env must be 'virtual' or 'real'")
+        self.env = env
+        self.clock = clock or FakeClock()
+        self.market = FakeMarket(self.clock, codes=codes)
+        self.rate_limit_per_s = rate_limit_per_s or (18 if env == "real" else 1)
+        self.rate_clock = rate_clock
+        self.auto_fill = auto_fill
+        self.fill_qty_per_match = fill_qty_per_match
+        self.enforce_market_hours = enforce_market_hours
+        self.expired_token_status = expired_token_status
+        self.balance_page_size = 50 if env == "real" else 20
+        self.ccld_page_size = 100 if env == "real" else 15
+        self.stats = FakeStats()
+        self.accounts: dict[str, FakeAccount] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._token_requested_at: dict[str, datetime] = {}
+        self._windows: dict[str, deque[float]] = {}
+        self._faults: list[Fault] = []
+        self._lock = threading.RLock()
+        v = "V" if env == "virtual" else "T"
+        self._routes: dict[tuple[str, str], tuple[set[str], Route]] = {
+            ("POST", _TRADING + "order-cash"): (
+                {v + "TTC0012U", v + "TTC0802U", v + "TTC0011U", v + "TTC0801U"}, self._order_cash),
+            ("POST", _TRADING + "order-rvsecncl"): (
+                {v + "TTC0013U", v + "TTC0803U"}, lambda c: ep.order_rvsecncl(self, c)),
+            ("GET", _TRADING + "inquire-balance"): (
+                {v + "TTC8434R"}, lambda c: ep.inquire_balance(self, c)),
+            ("GET", _TRADING + "inquire-psbl-order"): (
+                {v + "TTC8908R"}, lambda c: ep.inquire_psbl_order(self, c)),
+            ("GET", _TRADING + "inquire-daily-ccld"): (
+                {v + "TTC0081R", v + "TTC8001R"}, lambda c: ep.inquire_daily_ccld(self, c)),
+            ("GET", _TRADING + "inquire-psbl-rvsecncl"): (
+                {"TTTC0084R", "TTTC8036R"} if env == "real" else set(),
+                lambda c: ep.inquire_psbl_rvsecncl(self, c)),
+            ("GET", _QUOTES + "inquire-price"): (
+                {"FHKST01010100"}, lambda c: ep.inquire_price(self, c)),
+            ("GET", _QUOTES + "inquire-daily-itemchartprice"): (
+                {"FHKST03010100"}, lambda c: ep.daily_chart(self, c)),
+            ("GET", _QUOTES + "inquire-time-itemchartprice"): (
+                {"FHKST03010200"}, lambda c: ep.minute_chart(self, c)),
+        }
+        if with_default_account:
+            self.add_account(DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_ACCOUNT_NO)
+
+    # --- control API ------------------------------------------------------------------
+    def add_account(
+        self, app_key: str, app_secret: str, account_no: str, *, cash_krw: int = 100_000_000,
+        holdings: dict[str, tuple[int, int]] | None = None,
+    ) -> FakeAccount:
+        """Register an app key with its account; ``holdings`` = code -> (qty, avg price)."""
+        with self._lock:
+            acct = FakeAccount(app_key, app_secret, account_no, cash_krw)
+            for code, (qty, avg) in (holdings or {}).items():
+                acct.holdings[code] = Holding(qty, qty * avg)
+            self.accounts[app_key] = acct
+            return acct
+
+    def account(self, app_key: str = DEFAULT_APP_KEY) -> FakeAccount:
+        """The live account object (read it under no assumptions of a copy)."""
+        return self.accounts[app_key]
+
+    def order(self, odno: str, app_key: str = DEFAULT_APP_KEY) -> FakeOrder:
+        with self._lock:
+            return self.accounts[app_key].find(odno)
+
+    def set_price(self, code: str, price: int | None) -> None:
+        """Override the current price of ``code`` (``None`` = back to the data path); matches."""
+        with self._lock:
+            self.market.set_price(code, price)
+            self.match()
+
+    def advance(self, seconds: float = 0, **kwargs: float) -> datetime:
+        """Move the shared clock forward (``minutes=``, ``hours=``, ``days=`` too); matches."""
+        with self._lock:
+            now = self.clock.advance(seconds, **kwargs)
+            self.match()
+            return now
+
+    def fill_order(self, odno: str, qty: int | None = None, price: int | None = None,
+                   app_key: str = DEFAULT_APP_KEY) -> FakeOrder:
+        """Fill ``qty`` shares (default: all remaining) of an open order at ``price``
+        (default: its limit, or the current price for a market order)."""
+        with self._lock:
+            acct = self.accounts[app_key]
+            order = acct.find(odno)
+            fill_price = price or order.price or self.market.price(order.code)
+            acct.apply_fill(order, qty or order.remaining, fill_price)
+            return order
+
+    def end_of_day(self) -> int:
+        """Cancel every open order of every account (KIS expires day orders at the close);
+        returns how many were cancelled."""
+        with self._lock:
+            count = 0
+            for acct in self.accounts.values():
+                for order in acct.open_orders():
+                    acct.cancel(order, None, self.clock())
+                    count += 1
+            return count
+
+    def inject(self, kind: str, *, path: str | None = None, count: int = 1,
+               after_processing: bool = False, hold_s: float = 1.0) -> Fault:
+        """Queue a fault (kinds: ``http_500``, ``timeout``, ``drop``, ``malformed_json``,
+        ``token_expired``, ``rate_limit``)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+        fault = Fault(kind, path, count, after_processing, hold_s)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def expire_tokens(self, app_key: str | None = None) -> None:
+        """Make the issued tokens (of ``app_key``, or all) expired now."""
+        with self._lock:
+            for tok in self._tokens.values():
+                if app_key is None or tok.app_key == app_key:
+                    tok.expires_at = self.clock()
+
+    def upper_limits(self) -> dict[str, int]:
+        return {code: self.market.limits(code)[0] for code in self.market.stocks}
+
+    def match(self) -> None:
+        """Fill marketable open orders (auto-fill) at the current prices."""
+        with self._lock:
+            if not self.auto_fill or not ep.market_open(self.clock()):
+                return
+            for acct in self.accounts.values():
+                for order in acct.open_orders():
+                    price = self.market.price(order.code)
+                    if order.is_market:
+                        fill_price = price
+                    elif order.side == BUY and price <= order.price:
+                        fill_price = min(order.price, price)
+                    elif order.side == SELL and price >= order.price:
+                        fill_price = max(order.price, price)
+                    else:
+                        continue
+                    qty = min(order.remaining, self.fill_qty_per_match or order.remaining)
+                    acct.apply_fill(order, qty, fill_price)
+
+    def transport(self) -> httpx.MockTransport:
+        """An in-process transport serving this app."""
+        return httpx.MockTransport(self.handle_mock)
+
+    def handle_mock(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self(request)
+        except FakeTimeout as exc:
+            raise httpx.ReadTimeout("fake KIS: no answer", request=request) from exc
+        except FakeDrop as exc:
+            raise httpx.RemoteProtocolError("fake KIS: connection closed",
+                                            request=request) from exc
+
+    # --- the app ----------------------------------------------------------------------
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = urlsplit(str(request.url)).path
+        with self._lock:
+            self.stats.requests += 1
+            self.stats.by_path[path] += 1
+            fault = self._take_fault(path, after=False)
+            if fault is not None:
+                return self._fire(fault, request)
+            status, body, tr_cont = self._dispatch(request, path)
+            fault = self._take_fault(path, after=True) if status == 200 else None
+            if fault is not None:
+                return self._fire(fault, request)
+        headers = {"tr_cont": tr_cont, "tr_id": request.headers.get("tr_id", ""),
+                   "gt_uid": secrets.token_hex(16)}
+        return httpx.Response(status, json=body, headers=headers)
+
+    def _take_fault(self, path: str, *, after: bool) -> Fault | None:
+        for fault in self._faults:
+            if fault.after_processing != after:
+                continue
+            if fault.path is None and not path.startswith("/uapi/"):
+                continue
+            if fault.path is not None and fault.path not in path:
+                continue
+            fault.count -= 1
+            if fault.count <= 0:
+                self._faults.remove(fault)
+            self.stats.faults_fired += 1
+            return fault
+        return None
+
+    def _fire(self, fault: Fault, request: httpx.Request) -> httpx.Response:
+        if fault.kind == "timeout":
+            raise FakeTimeout(fault.hold_s)
+        if fault.kind == "drop":
+            raise FakeDrop()
+        if fault.kind == "malformed_json":
+            return httpx.Response(200, content=b'{"rt_cd": "0", "output": [',
+                                  headers={"content-type": "application/json"})
+        if fault.kind == "token_expired":
+            return httpx.Response(self.expired_token_status, json={
+                "rt_cd": "1", "msg_cd": "EGW00123", "msg1": "기간이 만료된 token 입니다."})
+        if fault.kind == "rate_limit":
+            return self._rate_limited()
+        return httpx.Response(500, text="<html>500 Internal Server Error</html>")
+
+    def _rate_limited(self) -> httpx.Response:
+        self.stats.rate_limited += 1
+        return httpx.Response(500, json={"rt_cd": "1", "msg_cd": "EGW00201",
+                                         "msg1": "초당 거래건수를 초과하였습니다."})
+
+    def _body(self, request: httpx.Request) -> dict[str, Any]:
+        raw = request.read()
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _dispatch(self, request: httpx.Request, path: str) -> ep.Result:
+        if path == "/oauth2/tokenP" and request.method == "POST":
+            return self._token(self._body(request))
+        if not path.startswith("/uapi/"):
+            return ep.fail("OPSQ0002", "없는 서비스 코드 입니다", status=404)
+        app_key = request.headers.get("appkey", "")
+        acct = self.accounts.get(app_key)
+        if acct is None or request.headers.get("appsecret") != acct.app_secret:
+            return ep.fail("EGW00103", "유효하지 않은 AppKey입니다.", status=403)
+        if not self._admit(app_key):
+            return 500, json.loads(self._rate_limited().content), ""
+        if path == "/uapi/hashkey":
+            return 200, ep.hashkey(self._body(request)), ""
+        auth = self._check_token(request, app_key)
+        if auth is not None:
+            return auth
+        route = self._routes.get((request.method, path))
+        if route is None:
+            return ep.fail("OPSQ0002", "없는 서비스 코드 입니다", status=404)
+        allowed, handler = route
+        tr_id = request.headers.get("tr_id", "")
+        if tr_id not in allowed:
+            text = f"{'모의' if self.env == 'virtual' else '실전'}투자 TR 이 아닙니다."
+            return ep.fail("OPSQ0002", text, status=500)
+        self.match()
+        ctx = ep.Ctx(acct, tr_id, dict(parse_qsl(request.url.query.decode(),
+                                                 keep_blank_values=True)),
+                     self._body(request), request.headers.get("tr_cont", ""), self.clock())
+        return handler(ctx)
+
+    def _order_cash(self, ctx: ep.Ctx) -> ep.Result:
+        side = BUY if ctx.tr_id[4:] in ("0012U", "0802U") else SELL
+        return ep.order_cash(self, ctx, side)
+
+    def _admit(self, app_key: str) -> bool:
+        now = self.rate_clock()
+        window = self._windows.setdefault(app_key, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.rate_limit_per_s:
+            return False
+        window.append(now)
+        return True
+
+    def _check_token(self, request: httpx.Request, app_key: str) -> ep.Result | None:
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            return ep.fail("EGW00205", "credentials_type이 유효하지 않습니다.(Bearer)", status=500)
+        token = self._tokens.get(auth[7:])
+        if token is None or token.app_key != app_key or token.revoked:
+            return ep.fail("EGW00121", "유효하지 않은 token 입니다.", status=500)
+        if self.clock() >= token.expires_at:
+            return ep.fail("EGW00123", "기간이 만료된 token 입니다.",
+                           status=self.expired_token_status)
+        return None
+
+    def _token(self, body: dict[str, Any]) -> ep.Result:
+        app_key = str(body.get("appkey", ""))
+        acct = self.accounts.get(app_key)
+        if (body.get("grant_type") != "client_credentials" or acct is None
+                or body.get("appsecret") != acct.app_secret):
+            return 403, {"error_code": "EGW00103",
+                         "error_description": "유효하지 않은 AppKey입니다."}, ""
+        now = self.clock()
+        last = self._token_requested_at.get(app_key)
+        if last is not None and (now - last).total_seconds() < 60:
+            self.stats.token_throttled += 1
+            text = "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)"
+            return 403, {"error_code": "EGW00133", "error_description": text}, ""
+        self._token_requested_at[app_key] = now
+        current = [(k, t) for k, t in self._tokens.items()
+                   if t.app_key == app_key and not t.revoked and now < t.expires_at]
+        if current and now - current[-1][1].issued_at < ep.TOKEN_SAME_WITHIN:
+            value, tok = current[-1]
+        else:
+            value = "fake-" + secrets.token_urlsafe(48)
+            tok = _Token(app_key, now, now + ep.TOKEN_LIFETIME)
+            self._tokens[value] = tok
+            self.stats.tokens_issued += 1
+        return 200, {"access_token": value, "token_type": "Bearer",
+                     "expires_in": int((tok.expires_at - now).total_seconds()),
+                     "access_token_token_expired": ep.expiry_text(tok.expires_at)}, ""
+
+
+__all__ = ["FakeDrop", "FakeKIS", "FakeKISServer", "FakeStats", "FakeTimeout", "Fault"]
