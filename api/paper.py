@@ -38,7 +38,7 @@ from framework.types import (
 )
 from utils.clock import system_now
 from utils.fees import FeeModel
-from utils.ticks import round_to_tick, tick_size
+from utils.ticks import add_ticks, round_to_tick
 
 
 @dataclass
@@ -49,18 +49,19 @@ class _PaperOrder:
     limit_price: int | None
     status: OrderStatus = OrderStatus.SUBMITTED
     filled_qty: int = 0
+    cancelled_qty: int = 0
     fills: list[Fill] = field(default_factory=list)
     message: str = ""
 
     @property
     def remaining(self) -> int:
-        return self.request.qty - self.filled_qty
+        return self.request.qty - self.cancelled_qty - self.filled_qty
 
     def state(self) -> OrderState:
         return OrderState(
             broker_order_id=self.broker_order_id,
             status=self.status,
-            qty=self.request.qty,
+            qty=self.request.qty - self.cancelled_qty,
             filled_qty=self.filled_qty,
             fills=tuple(self.fills),
             client_order_id=self.request.client_order_id,
@@ -186,6 +187,10 @@ class PaperBroker(Broker, OrderExecutor):
             raise OrderRejectedError(f"unknown order {broker_order_id}")
         if order.status.is_final:
             raise OrderRejectedError(f"order {broker_order_id} is already {order.status.value}")
+        if qty is not None and 0 < qty < order.remaining:  # partial cancel: the rest rests
+            order.cancelled_qty += qty
+            order.message = f"{qty} shares cancelled"
+            return
         self._close(order, OrderStatus.CANCELLED, "cancelled")
 
     def get_order(self, broker_order_id: str) -> OrderState:
@@ -235,8 +240,8 @@ class PaperBroker(Broker, OrderExecutor):
         if order.limit_price is None:
             if not self.slippage_ticks:
                 return open_
-            move = self.slippage_ticks * tick_size(open_)
-            return open_ + move if side is OrderSide.BUY else max(1, open_ - move)
+            ticks = self.slippage_ticks if side is OrderSide.BUY else -self.slippage_ticks
+            return max(1, add_ticks(open_, ticks))
         if side is OrderSide.BUY:
             return min(open_, order.limit_price) if low <= order.limit_price else None
         return max(open_, order.limit_price) if high >= order.limit_price else None

@@ -185,10 +185,14 @@ class OrderManager:
             order.commission_krw += fill.commission_krw
             order.tax_krw += fill.tax_krw
             order.updated_at = fill.time
-            status = (
-                OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
-            )
-            self._set_status(order, status, f"fill {fill.qty} @ {fill.price}", when=fill.time)
+            note = f"fill {fill.qty} @ {fill.price}"
+            if order.status.is_final:  # a late fill of a cancelled order: money moved, stays final
+                self.journal.order(order, f"late {note}")
+            else:
+                status = (
+                    OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
+                )
+                self._set_status(order, status, note, when=fill.time)
             new.append(fill)
         return new
 
