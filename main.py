@@ -105,7 +105,7 @@ def _setup_logging(verbosity: int) -> None:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
     from core.data_collector import load_universe, to_date
-    from core.report import format_summary, write_report
+    from core.report import compute_metrics, format_summary, write_report
     from core.risk import RiskLimits
 
     defaults = settings.backtest
@@ -156,16 +156,15 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     backtest = Backtest(strategies, bars, bt_settings)
     result = backtest.run()
     result.started_at = started_at
+    metrics = compute_metrics(result)
     if not args.no_db:
         from db.repository import Repository
 
         repo = Repository(args.db or database_url(settings))
-        backtest.save(repo, result, started_at)
+        backtest.save(repo, result, started_at, summary=metrics)
     out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
     paths = write_report(result, out, html=not args.no_html, xlsx=not args.no_xlsx)
-    from core.report import compute_metrics
-
-    print(format_summary(compute_metrics(result)))
+    print(format_summary(metrics))
     print(f"run id: {result.run_id}")
     print(f"report: {out}")
     for kind, path in paths.items():

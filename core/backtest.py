@@ -371,8 +371,18 @@ class Backtest:
             events=list(self.journal.events),
         )
 
-    def save(self, repository: Any, result: BacktestResult, started_at: datetime) -> None:
-        """Write the run to the database, tagged by ``run_id`` (same tables as live)."""
+    def save(
+        self,
+        repository: Any,
+        result: BacktestResult,
+        started_at: datetime,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the run to the database, tagged by ``run_id`` (same tables as live).
+
+        ``repository`` is a :class:`db.repository.Repository`; ``summary`` (the metrics) is
+        stored with the run.
+        """
         repo = repository
         repo.create_run("backtest", result.settings, started_at, run_id=self.run_id)
         for slot in self.trader.slots.values():
@@ -404,7 +414,7 @@ class Backtest:
                 data=ev["data"],
                 at=ev["at"],
             )
-        repo.finish_run(self.run_id, datetime.now(started_at.tzinfo), {})
+        repo.finish_run(self.run_id, datetime.now(started_at.tzinfo), summary or {})
 
 
 def default_out_dir(root: Path, run_id: str) -> Path:

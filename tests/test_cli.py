@@ -117,6 +117,8 @@ def test_backtest_writes_report_and_database(tmp_path: Path, krx_recent: Path) -
         "select equity_krw from equity_snapshots where run_id=? order by at desc limit 1", (run_id,)
     ).fetchone()[0]
     assert last_equity == summary["final_equity"]
+    stored = json.loads(con.execute("select summary from runs").fetchone()[0])
+    assert stored["final_equity"] == summary["final_equity"]
 
 
 def test_plain_run_without_credentials_says_backtest_first(
