@@ -11,6 +11,8 @@ Sizing a buy (``size_buy``)::
     weight  = confidence_weight(confidence) × (1.5 if STRONG_BUY else 1)
     limit   = max_position_size × strategy_equity × weight − value already held in the stock
     budget  = min(limit, strategy free capital, free cash)
+
+An explicit quantity (``Signal.qty``) skips the limit but not the strategy's free capital.
     qty     = floor(budget / (price × (1 + commission_rate)))
 
 ``confidence_weight`` maps 90 → 1.0 and 60 → 0.5, linearly (``(c − 30) / 60`` clipped to
@@ -126,13 +128,18 @@ class FundManager:
         strategy_equity = self.allocation(strategy) * equity_krw
         limit = max_position_size * strategy_equity * weight - held_value_krw
         with self._lock:
-            strategy_free = (
-                strategy_equity - strategy_invested_krw - self.strategy_reserved_krw(strategy)
-            )
-            budget = min(limit, strategy_free, self.free_krw)
+            budget = min(limit, self.strategy_free_krw(strategy, equity_krw, strategy_invested_krw))
         if budget <= 0:
             return 0
         return max(0, math.floor(budget / (price_krw * (1.0 + commission_rate))))
+
+    def strategy_free_krw(self, strategy: str, equity_krw: int, invested_krw: int) -> int:
+        """KRW the strategy may still commit: its allocation of ``equity_krw`` minus what it has
+        invested (``invested_krw``, cost basis) and reserved, capped by the free cash."""
+        with self._lock:
+            own = self.allocation(strategy) * equity_krw - invested_krw
+            own -= self.strategy_reserved_krw(strategy)
+            return max(0, min(int(own), self.free_krw))
 
     # --- reserve / commit / release -----------------------------------------------------
     def reserve(self, strategy: str, stock_code: str, amount_krw: int) -> Reservation:

@@ -282,8 +282,11 @@ class Trader:
             held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
             strategy_invested_krw=self.portfolio.invested_krw(slot.name),
         )
-        if signal.qty is not None:  # explicit size: capped by free cash only
-            qty = min(signal.qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref_price)))
+        if signal.qty is not None:  # explicit size: capped by the strategy's free capital
+            free = self.funds.strategy_free_krw(
+                slot.name, equity, self.portfolio.invested_krw(slot.name)
+            )
+            qty = min(signal.qty, self.fees.max_affordable_qty(free, int(ref_price)))
         reason = (
             self.risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0

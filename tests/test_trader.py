@@ -170,3 +170,20 @@ def test_two_strategies_keep_separate_positions_and_never_overspend(data_dir: Pa
     assert result.equity["cash_krw"].iloc[-1] == 5_000_000 - spent
     # both strategies asked; the second buy was sized from what the first left free
     assert len(result.orders) >= 2
+
+
+def test_explicit_qty_is_capped_by_the_strategy_allocation(data_dir: Path) -> None:
+    class AllIn(BaseStrategy):
+        def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
+            if len(data) == 30:
+                return Signal(SignalType.BUY, stock_code, qty=1_000_000)
+            return None
+
+    frame = bars_of(data_dir, "005930")
+    cfg = StrategyConfig(name="allin", universe=("005930",), allocation=0.2)
+    result = Backtest([AllIn(cfg)], {"005930": frame}, BacktestSettings(cash_krw=10_000_000)).run()
+    price = int(frame["close"].iloc[29])
+    qty = 2_000_000 // price  # 20 % of equity, less commission: drop shares until it fits
+    while qty * price + qty * price * 15 // 100_000 > 2_000_000:
+        qty -= 1
+    assert int(result.fills["qty"].sum()) == qty
