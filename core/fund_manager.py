@@ -168,6 +168,8 @@ class FundManager:
         Spending beyond the reservation draws on free cash; ``FundsError`` if even that is
         not enough (the fill would double-spend another reservation's won).
         """
+        if cost_krw < 0:
+            raise ValueError(f"a buy cost must not be negative, got {cost_krw}")
         with self._lock:
             res = self._reservations.get(reservation_id) if reservation_id is not None else None
             from_res = min(cost_krw, res.remaining_krw) if res else 0

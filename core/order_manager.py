@@ -101,7 +101,14 @@ class OrderManager:
 
     def submit(self, order: Order) -> Order:
         """Send a ``PENDING_NEW`` order; returns it in its new state (never raises for the
-        broker's answer: a refusal is ``REJECTED``, an ambiguous failure ``UNKNOWN``)."""
+        broker's answer: a refusal is ``REJECTED``, an ambiguous failure ``UNKNOWN``).
+
+        Raises ``ValueError`` for an order that is not ``PENDING_NEW``: an order is sent once.
+        """
+        if order.status is not OrderStatus.PENDING_NEW:
+            raise ValueError(
+                f"{order.client_order_id} is {order.status.value}; only a new order is sent"
+            )
         try:
             broker_id = self.executor.submit_order(order.to_request())
         except UnknownOrderOutcomeError as exc:

@@ -52,6 +52,16 @@ def ref_up(price: int) -> int:
     return price + (-price) % ref_tick(price)
 
 
+def ref_move(price: int, ticks: int) -> int:
+    """``price`` on the grid moved ``ticks`` KRX ticks (negative = down), not below 1."""
+    for _ in range(abs(ticks)):
+        if ticks > 0:
+            price += ref_tick(price)
+        elif price > 1:
+            price -= ref_tick(price - 1)
+    return price
+
+
 def floor_fee(amount: int, rate: Fraction) -> int:
     return amount * rate.numerator // rate.denominator
 
@@ -110,7 +120,8 @@ def scenarios(draw):
             minutes = draw(st.sampled_from((0, 1, 30, 390, 1_440, 4_320)))
             steps.append(("bar", code, o, max(o, c, hi), min(o, c, lo), c, minutes))
         else:
-            steps.append(("cancel", code, draw(st.integers(0, 100))))
+            part = draw(st.one_of(st.none(), st.integers(1, 30)))
+            steps.append(("cancel", code, draw(st.integers(0, 100)), part))
     return steps
 
 
@@ -119,17 +130,22 @@ def scenarios(draw):
     steps=scenarios(),
     cash0=st.one_of(st.integers(0, 2_000_000), st.integers(10_000_000, 100_000_000)),
     rate=st.sampled_from(RATES),
+    slippage=st.sampled_from((0, 0, 1, 3)),
     start=st.one_of(
         st.dates(date(2022, 6, 1), date(2026, 6, 1)),
         st.sampled_from((date(2022, 12, 27), date(2024, 12, 27), date(2025, 12, 27))),
     ),
 )
-def test_paper_broker_conserves_money_across_any_fill_sequence(steps, cash0, rate, start):
+def test_paper_broker_conserves_money_across_any_fill_sequence(
+    steps, cash0, rate, slippage, start
+):
     commission_rate = Fraction(rate)
     clock = Clock()
     now = datetime(start.year, start.month, start.day, 15, 30, tzinfo=KST)
     clock.set(now)
-    broker = PaperBroker(cash0, fees=FeeModel(commission_rate=rate), clock=clock)
+    broker = PaperBroker(
+        cash0, fees=FeeModel(commission_rate=rate), slippage_ticks=slippage, clock=clock
+    )
     portfolio = Portfolio()
 
     cash = cash0
@@ -164,10 +180,15 @@ def test_paper_broker_conserves_money_across_any_fill_sequence(steps, cash0, rat
                 pending.append(RefOrder(cid, code, side, qty, grid, now))
         elif kind == "cancel":
             if pending:
-                victim = pending.pop(step[2] % len(pending))
+                victim = pending[step[2] % len(pending)]
+                part = step[3]  # None: cancel all that is unfilled
                 state = broker.find_order(victim.cid)
                 assert state is not None
-                broker.cancel_order(state.broker_order_id, code)
+                broker.cancel_order(state.broker_order_id, victim.code, part)
+                if part is not None and part < victim.qty:
+                    victim.qty -= part  # the rest keeps resting
+                else:
+                    pending.remove(victim)
         else:
             _, _, o, hi, lo, c, minutes = step
             now += timedelta(minutes=minutes)
@@ -176,7 +197,7 @@ def test_paper_broker_conserves_money_across_any_fill_sequence(steps, cash0, rat
             expected = []
             for ref in [p for p in pending if p.code == code and p.created < now]:
                 if ref.limit is None:
-                    price = o
+                    price = ref_move(o, slippage if ref.side is OrderSide.BUY else -slippage)
                 elif ref.side is OrderSide.BUY:
                     price = min(o, ref.limit) if lo <= ref.limit else None
                 else:

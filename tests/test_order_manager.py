@@ -377,7 +377,10 @@ def test_late_fill_after_cancel_keeps_the_order_final():
     assert om.apply_fill(order, fill(order, "F2", 2, 72_300, 2)) is True  # money moved
 
     assert order.filled_qty == 5
-    assert order.status.is_final
+    assert order.filled_amount_krw == 5 * 72_300
+    assert order.status is OrderStatus.CANCELLED
+    assert om.open_orders() == []
+    assert om.apply_fill(order, fill(order, "F2", 2, 72_300, 2)) is False  # still deduplicated
 
 
 # --- cancel -----------------------------------------------------------------------------------
@@ -436,3 +439,53 @@ def test_lifecycle_against_paper_broker():
     assert order.status is OrderStatus.CANCELLED
     assert (order.filled_qty, order.avg_fill_price, order.commission_krw) == (13, 72_300, 140)
     assert om.apply_state(order, broker.get_order(order.broker_order_id)) == []
+
+
+def test_cancel_through_paper_broker_ends_cancelled():
+    clock = Clock()
+    clock.set(T0)
+    broker = PaperBroker(1_000_000, clock=clock)
+    om = OrderManager(broker, MemoryJournal(), clock, "S1")
+    order = om.create(
+        strategy="s1", stock_code=CODE, side=OrderSide.BUY, order_type=OrderType.LIMIT,
+        qty=10, price=70_000,
+    )
+    om.submit(order)
+    assert order.broker_order_id is not None
+
+    assert om.cancel(order) is True
+    om.apply_state(order, broker.get_order(order.broker_order_id))
+
+    assert order.status is OrderStatus.CANCELLED
+    assert om.cancel(order) is False  # final: not sent again
+    assert broker.process_bar(CODE, T0 + timedelta(days=1), 69_000, 69_000, 69_000, 69_000) == []
+
+
+def test_partial_cancel_through_paper_broker_ends_cancelled_with_the_filled_part():
+    clock = Clock()
+    clock.set(T0)
+    broker = PaperBroker(1_000_000, clock=clock)
+    om = OrderManager(broker, MemoryJournal(), clock, "S1")
+    order = om.create(
+        strategy="s1", stock_code=CODE, side=OrderSide.BUY, order_type=OrderType.LIMIT,
+        qty=10, price=70_000,
+    )
+    om.submit(order)
+    assert order.broker_order_id is not None
+    broker.cancel_order(order.broker_order_id, CODE, 4)
+
+    broker.process_bar(CODE, T0 + timedelta(days=1), 70_000, 70_000, 70_000, 70_000)
+    new = om.apply_state(order, broker.get_order(order.broker_order_id))
+
+    assert [(f.qty, f.price) for f in new] == [(6, 70_000)]
+    assert order.status is OrderStatus.CANCELLED  # 4 of 10 never filled
+    assert (order.filled_qty, order.commission_krw) == (6, 63)  # 420,000 × 0.00015
+
+
+def test_an_order_is_never_submitted_twice():
+    om, executor, _ = make("B1")
+    order = new_order(om, qty=10)
+    om.submit(order)
+    with pytest.raises(ValueError, match="only a new order is sent"):
+        om.submit(order)
+    assert len(executor.submits) == 1

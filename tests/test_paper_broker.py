@@ -450,11 +450,40 @@ def test_cancelled_sell_frees_its_shares_for_a_new_sell():
 
 
 def test_partial_cancel_leaves_the_rest_resting():
-    broker, _ = make_broker(10_000_000)
+    broker, _ = make_broker(1_000_000)
     _, bid = order(broker, OrderSide.BUY, 10, 72_000)
+
     broker.cancel_order(bid, CODE, qty=4)
+
+    state = broker.get_order(bid)
+    assert (state.status, state.qty, state.filled_qty) == (OrderStatus.SUBMITTED, 6, 0)
+    # only the 6 resting shares hold cash: 432,000 + floor(64.8)
+    assert broker.get_balance().orderable_krw == 1_000_000 - 432_000 - 64
     fills = bar(broker, T0 + DAY, 72_000, 72_000, 72_000, 72_000)
-    assert [f.qty for f in fills] == [6]
+    assert [(f.qty, f.price) for f in fills] == [(6, 72_000)]
+    assert broker.cash_krw == 1_000_000 - 432_000 - 64
+    state = broker.get_order(bid)
+    assert (state.status, state.qty, state.filled_qty) == (OrderStatus.FILLED, 6, 6)
+    assert not broker.has_pending(CODE)
+
+
+@pytest.mark.parametrize("qty", [10, 11, None])
+def test_cancel_of_all_that_is_unfilled_closes_the_order(qty: int | None):
+    broker, _ = make_broker(1_000_000)
+    _, bid = order(broker, OrderSide.BUY, 10, 72_000)
+    broker.cancel_order(bid, CODE, qty=qty)
+    assert broker.get_order(bid).status is OrderStatus.CANCELLED
+    assert not broker.has_pending(CODE)
+
+
+def test_partial_cancel_of_a_sell_frees_those_shares():
+    broker, clock = make_broker(1_000_000)
+    hold(broker, clock, 10, 70_000)
+    _, bid = order(broker, OrderSide.SELL, 10, 90_000)
+    broker.cancel_order(bid, CODE, qty=4)
+    with pytest.raises(OrderRejectedError):
+        order(broker, OrderSide.SELL, 5)
+    order(broker, OrderSide.SELL, 4)
 
 
 def test_find_order_by_client_id():
