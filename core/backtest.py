@@ -21,7 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -416,6 +415,3 @@ class Backtest:
             )
         repo.finish_run(self.run_id, datetime.now(started_at.tzinfo), summary or {})
 
-
-def default_out_dir(root: Path, run_id: str) -> Path:
-    return root / "reports" / run_id[:12]

@@ -255,7 +255,7 @@ class Trader:
             self._reject(slot, signal, reason)
             return None
         if signal.signal_type.is_sell:
-            return self._sell(slot, signal, held, price)
+            return self._sell(slot, signal, held)
         return self._buy(slot, signal, price)
 
     def _order_type(self, signal: Signal) -> tuple[OrderType, int | None]:
@@ -271,22 +271,22 @@ class Trader:
         order_type, limit = self._order_type(signal)
         ref_price = float(limit) if limit is not None else price
         equity = self.equity_krw()
-        qty = self.funds.size_buy(
-            strategy=slot.name,
-            price_krw=ref_price,
-            equity_krw=equity,
-            max_position_size=slot.strategy.risk.max_position_size,
-            commission_rate=self.fees.commission_rate_f,
-            confidence=signal.confidence,
-            strong=signal.signal_type is SignalType.STRONG_BUY,
-            held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
-            strategy_invested_krw=self.portfolio.invested_krw(slot.name),
-        )
+        invested = self.portfolio.invested_krw(slot.name)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
-            free = self.funds.strategy_free_krw(
-                slot.name, equity, self.portfolio.invested_krw(slot.name)
-            )
+            free = self.funds.strategy_free_krw(slot.name, equity, invested)
             qty = min(signal.qty, self.fees.max_affordable_qty(free, int(ref_price)))
+        else:
+            qty = self.funds.size_buy(
+                strategy=slot.name,
+                price_krw=ref_price,
+                equity_krw=equity,
+                max_position_size=slot.strategy.risk.max_position_size,
+                commission_rate=self.fees.commission_rate_f,
+                confidence=signal.confidence,
+                strong=signal.signal_type is SignalType.STRONG_BUY,
+                held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
+                strategy_invested_krw=invested,
+            )
         reason = (
             self.risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0
@@ -315,7 +315,7 @@ class Trader:
         self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
 
-    def _sell(self, slot: StrategySlot, signal: Signal, held: int, price: float) -> Order | None:
+    def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
         qty = held if signal.qty is None else min(signal.qty, held)
         order_type, limit = self._order_type(signal)
         order = self.orders.create(

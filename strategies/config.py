@@ -180,14 +180,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_strategy_config(
-    path: Path, name: str, parameters_model: type[BaseModel] | None = None
+    path: Path,
+    name: str,
+    parameters_model: type[BaseModel] | None = None,
+    raw: dict[str, Any] | None = None,
 ) -> StrategyConfig:
     """Validate ``config.yaml`` at ``path`` for strategy ``name``.
 
-    ``parameters_model`` (a strategy's ``Parameters``) validates the ``parameters`` section.
-    Raises ``ConfigError`` with one line per problem.
+    ``parameters_model`` (a strategy's ``Parameters``) validates the ``parameters`` section;
+    ``raw`` is the file's content when the caller has read it already. Raises ``ConfigError``
+    with one line per problem.
     """
-    raw = read_yaml(path)
+    raw = dict(read_yaml(path) if raw is None else raw)
     raw.setdefault("name", name)
     try:
         config = StrategyConfig.model_validate(raw)
@@ -291,14 +295,15 @@ class StrategyLoader:
         name = folder.name
         item = LoadedStrategy(name=name, folder=folder)
         try:
-            raw_type = read_yaml(folder / "config.yaml").get("type", "python")
+            raw = read_yaml(folder / "config.yaml")
+            raw_type = raw.get("type", "python")
             if raw_type in BUILTIN_TYPES and not (folder / "strategy.py").is_file():
                 cls = BUILTIN_TYPES[raw_type]()
             elif (folder / "strategy.py").is_file():
                 cls = _find_strategy_class(_import_strategy_module(folder), folder / "strategy.py")
             else:
                 raise StrategyLoadError(f"{folder}: no strategy.py (and type is {raw_type!r})")
-            item.config = load_strategy_config(folder / "config.yaml", name, cls.Parameters)
+            item.config = load_strategy_config(folder / "config.yaml", name, cls.Parameters, raw)
             if hasattr(cls, "validate_config"):
                 cls.validate_config(item.config, folder / "config.yaml")
             item.cls = cls
