@@ -29,6 +29,7 @@ class PositionRecord(Protocol):
     reasons: tuple[str, ...]
     metadata: dict[str, Any]
     realized_pnl_krw: int
+    peak_price: float | None
 
     @property
     def avg_price(self) -> float: ...
@@ -104,6 +105,7 @@ def position_fields(position: PositionRecord) -> dict[str, Any]:
         "reasons": tuple(position.reasons),
         "metadata": dict(position.metadata),
         "realized_pnl_krw": position.realized_pnl_krw,
+        "peak_price": position.peak_price,
     }
 
 

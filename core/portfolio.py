@@ -32,6 +32,8 @@ class Position:
     target_price: float | None = None
     reasons: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    peak_price: float | None = None
+    """Highest price seen since entry (KRW), for the trailing stop."""
     # round-trip accumulators
     bought_qty: int = 0
     buy_amount_krw: int = 0

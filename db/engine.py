@@ -1,8 +1,8 @@
 """Engine creation: which database, and the SQLite settings that make it safe to share.
 
 ``database_url()`` picks the URL (argument > ``DATABASE_URL`` > ``kis_trader.db`` in the
-current directory); ``make_engine()`` builds the engine; ``create_schema()`` creates missing
-tables (Alembic migrations will take this over; the metadata is ``db.models.Base.metadata``).
+current directory); ``make_engine()`` builds the engine; ``create_schema()`` brings the schema
+to the newest Alembic revision (``db/migrations``, run from code by :mod:`db.migrate`).
 
 SQLite transactions
 -------------------
@@ -26,8 +26,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
-
-from db.models import Base
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +111,17 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int, wal: bool) ->
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the tables and indexes of :data:`db.models.Base.metadata` that are missing.
+def create_schema(engine: Engine) -> str:
+    """Bring the database to the newest schema by running the Alembic migrations; return the
+    revision (see :func:`db.migrate.upgrade_schema`).
 
-    Existing tables are left as they are (no migration); Alembic will replace this.
+    An empty database gets every table; one made by the old ``Base.metadata.create_all`` is
+    adopted (stamped ``0001_initial``) and upgraded with its data kept; one already at head
+    costs a single read of ``alembic_version``. Raises ``RuntimeError`` for a database of
+    unknown origin or revision and ``sqlalchemy.exc.SQLAlchemyError`` if it cannot be reached.
     """
-    Base.metadata.create_all(engine)
-    logger.debug("schema ensured on %s", engine.url.render_as_string(hide_password=True))
+    from db.migrate import upgrade_schema  # db.migrate imports this module
+
+    revision = upgrade_schema(engine)
+    logger.debug("schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
+    return revision

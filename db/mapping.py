@@ -42,6 +42,8 @@ ORDER_FRAME_COLUMNS = (
     "message",
     "created_at",
     "updated_at",
+    "replaces",
+    "attempt",
 )
 FILL_FRAME_COLUMNS = (
     "fill_id",
@@ -105,7 +107,14 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def order_values(order: Order, now: dt.datetime) -> dict[str, Any]:
-    """Column values (ORM attribute names) of ``order``; missing times become ``now``."""
+    """Column values (ORM attribute names) of ``order``; missing times become ``now``.
+
+    Raises ``ValueError`` for a naive time or a negative ``attempt``, ``TypeError`` for a
+    money, quantity or ``attempt`` that is not a whole number.
+    """
+    attempt = whole(order.attempt)
+    if attempt < 0:
+        raise ValueError(f"order.attempt must be >= 0, got {attempt!r}")
     created = aware(order.created_at, "order.created_at") if order.created_at else now
     updated = aware(order.updated_at, "order.updated_at") if order.updated_at else created
     return {
@@ -129,6 +138,8 @@ def order_values(order: Order, now: dt.datetime) -> dict[str, Any]:
         "message": order.message or "",
         "created_at": created,
         "updated_at": updated,
+        "replaces": order.replaces,
+        "attempt": attempt,
     }
 
 
@@ -152,6 +163,7 @@ def initial_and_final_status(order_id: int, values: Mapping[str, Any]) -> list[d
 
 
 def to_order(row: OrderRow) -> Order:
+    """The framework :class:`Order` of a stored row (every field, incl. re-placement)."""
     return Order(
         client_order_id=row.client_order_id,
         strategy=row.strategy,
@@ -173,6 +185,8 @@ def to_order(row: OrderRow) -> Order:
         metadata=dict(row.meta or {}),
         signal_type=SignalType(row.signal_type) if row.signal_type else None,
         message=row.message or "",
+        replaces=row.replaces,
+        attempt=row.attempt,
     )
 
 

@@ -19,6 +19,9 @@ Conventions
   (SQLite has no time-zone type, so a plain ``DateTime(timezone=True)`` would drop the
   offset and return naive values).
 - JSON columns use :class:`sqlalchemy.JSON` (TEXT on SQLite, JSON on PostgreSQL).
+- The schema changes only through the Alembic revisions in ``db/migrations`` (run at
+  start-up by :func:`db.engine.create_schema`): a column added here needs a revision too
+  (``tests/test_db_migrations.py`` compares the migrated schema with this metadata).
 - Enums are stored as their ``.value`` strings (``"pending_new"``, ``"buy"``) in plain
   ``String`` columns, so a new enum member needs no migration.
 """
@@ -150,6 +153,10 @@ class OrderRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    replaces: Mapped[str | None] = mapped_column(String(64))
+    """Client order id of the timed-out order this one re-places; ``None`` for an original."""
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """0 for an original order, n for its n-th re-placement after a timeout."""
 
 
 class OrderStatusRow(Base):
@@ -229,6 +236,8 @@ class PositionRow(Base):
     closed_at: Mapped[datetime | None]
     realized_pnl_krw: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime]
+    peak_price: Mapped[float | None]
+    """Highest price (KRW per share) since entry, for a trailing stop; ``None`` if unknown."""
 
 
 class EquitySnapshotRow(Base):

@@ -3,7 +3,10 @@
 Thread-safe: each call opens its own session from a ``sessionmaker`` and keeps the
 transaction short; nothing returned is an ORM row (plain values, framework dataclasses,
 dicts or DataFrames). On SQLite every write transaction starts with ``BEGIN IMMEDIATE``
-(see :mod:`db.engine`), so concurrent read-modify-write calls are serialised.
+(see :mod:`db.engine`), so concurrent read-modify-write calls are serialised. On PostgreSQL
+(``postgresql+psycopg://``) a read-modify-write locks its row (``SELECT ... FOR UPDATE``)
+and an insert that loses a race with another writer (unique key) re-reads the winner's row
+inside a savepoint, so the result is the same as on SQLite.
 
 Units: money is ``int`` KRW, quantities ``int`` shares, times tz-aware ``Asia/Seoul``. Every
 write raises ``ValueError`` for a naive datetime and ``TypeError`` for a money or quantity
@@ -17,12 +20,23 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CursorResult, Engine, String, Table, insert, select, type_coerce, update
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Select,
+    String,
+    Table,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import SQLITE_BEGIN_OPTION, create_schema, make_engine
@@ -65,6 +79,35 @@ _DIALECT_INSERTS: dict[str, Callable[[Table], Any]] = {
 _FILLS = cast(Table, FillRow.__table__)
 _HISTORY = cast(Table, OrderStatusRow.__table__)
 _EQUITY = cast(Table, EquitySnapshotRow.__table__)
+_RUNS = cast(Table, RunRow.__table__)
+
+_Row = TypeVar("_Row")
+
+
+def _lock_or_insert(
+    session: Session, stmt: Select[Any], make: Callable[[], _Row]
+) -> tuple[_Row, bool]:
+    """The row of ``stmt`` locked ``FOR UPDATE`` (``(row, False)``), or a new row from
+    ``make()`` flushed inside a savepoint (``(row, True)``).
+
+    If the insert violates a unique key because a concurrent transaction inserted the same
+    row first (PostgreSQL: both saw none), the savepoint is rolled back and the winner's row
+    is read and locked instead. Any other ``IntegrityError`` (e.g. an unknown ``run_id``)
+    is raised.
+    """
+    found = session.scalars(stmt.with_for_update()).one_or_none()
+    if found is not None:
+        return cast(_Row, found), False
+    new = make()
+    try:
+        with session.begin_nested():
+            session.add(new)
+    except IntegrityError:
+        found = session.scalars(stmt.with_for_update()).one_or_none()
+        if found is None:
+            raise
+        return cast(_Row, found), False
+    return new, True
 
 
 class Repository:
@@ -77,7 +120,8 @@ class Repository:
         sets up SQLite WAL and ``BEGIN IMMEDIATE``), a URL, or ``None`` for
         :func:`db.engine.database_url`.
     create:
-        Create missing tables on construction (default ``True``).
+        Bring the schema to the newest migration on construction (default ``True``; see
+        :func:`db.engine.create_schema`: about a millisecond when already there).
     clock:
         Source of "now" (tz-aware) for times the caller leaves out.
     """
@@ -147,6 +191,41 @@ class Repository:
             s.add(row)
         return run_id
 
+    def ensure_run(
+        self, mode: str, config: Mapping[str, Any], started_at: dt.datetime, run_id: str
+    ) -> bool:
+        """Create the run ``run_id`` if it does not exist; ``True`` if it was created.
+
+        An existing run is left as it is (its mode, config and start time are not changed)
+        and ``False`` is returned. Live trading keeps one long-lived ``run_id`` per account,
+        so the orders and positions of the run are found again after a restart. Safe
+        against a concurrent call with the same id (``INSERT ... ON CONFLICT DO NOTHING``).
+
+        Raises ``ValueError`` for an unknown mode, an empty ``run_id`` or a naive
+        ``started_at``; ``TypeError`` if ``config`` is not JSON-serialisable.
+        """
+        if mode not in RUN_MODES:
+            raise ValueError(f"mode must be one of {RUN_MODES}, got {mode!r}")
+        if not run_id:
+            raise ValueError("run_id must not be empty")
+        values = {
+            "run_id": run_id,
+            "mode": mode,
+            "started_at": aware(started_at, "started_at"),
+            "finished_at": None,
+            "config": plain(config),
+            "summary": None,
+        }
+        stmt = (
+            self._insert(_RUNS)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(_RUNS.c.run_id)
+        )
+        with self._write() as s:
+            # RETURNING, not rowcount: psycopg does not keep an INSERT's rowcount
+            return s.execute(stmt).first() is not None
+
     def finish_run(self, run_id: str, finished_at: dt.datetime, summary: Mapping[str, Any]) -> None:
         """Set a run's end time and summary (JSON). ``KeyError`` if the run does not exist."""
         values = {"finished_at": aware(finished_at, "finished_at"), "summary": plain(summary)}
@@ -174,14 +253,14 @@ class Repository:
         """Insert or update the strategy ``name`` (enabled flag and config JSON)."""
         now = self._now()
         with self._write() as s:
-            row = s.scalars(select(StrategyRow).where(StrategyRow.name == name)).one_or_none()
-            if row is None:
-                s.add(
-                    StrategyRow(
-                        name=name, enabled=bool(enabled), config=plain(config), updated_at=now
-                    )
-                )
-            else:
+            row, inserted = _lock_or_insert(
+                s,
+                select(StrategyRow).where(StrategyRow.name == name),
+                lambda: StrategyRow(
+                    name=name, enabled=bool(enabled), config=plain(config), updated_at=now
+                ),
+            )
+            if not inserted:
                 row.enabled, row.config, row.updated_at = bool(enabled), plain(config), now
 
     def get_strategies(self) -> list[dict[str, Any]]:
@@ -198,23 +277,21 @@ class Repository:
         status differs from the stored one; ``at`` is ``order.updated_at`` (else now). Times
         left ``None`` on the order become now (``created_at`` is kept from the first save).
         ``run_id`` is used on insert only: an order stays with the run that created it.
+        ``order.replaces`` (client order id of the timed-out order it re-places) and
+        ``order.attempt`` (re-placement number, 0 for an original) are stored as well.
 
-        Raises ``ValueError`` for naive times; ``sqlalchemy.exc.IntegrityError`` if the run
-        does not exist.
+        Raises ``ValueError`` for naive times or a negative ``attempt``; ``TypeError`` for
+        fractional money or quantities; ``sqlalchemy.exc.IntegrityError`` if the run does
+        not exist.
         """
         now = self._now()
         values = order_values(order, now)
         at = values["updated_at"] if order.updated_at else now
         with self._write() as s:
             stmt = select(OrderRow).where(OrderRow.client_order_id == order.client_order_id)
-            row = s.scalars(stmt.with_for_update()).one_or_none()
-            if row is None:
-                row = OrderRow(run_id=run_id, **values)
-                s.add(row)
-                s.flush()
-                changed = True
-            else:
-                changed = row.status != values["status"]
+            row, inserted = _lock_or_insert(s, stmt, lambda: OrderRow(run_id=run_id, **values))
+            changed = inserted or row.status != values["status"]
+            if not inserted:
                 if order.created_at is None:
                     values["created_at"] = row.created_at
                 for key, value in values.items():
@@ -266,7 +343,8 @@ class Repository:
         """A run's orders, one row each in insertion order, columns ``ORDER_FRAME_COLUMNS``.
 
         Money and quantities int64 (``price`` nullable ``Int64``: market orders have none),
-        ``avg_fill_price`` float64, enums as their string values, times tz Asia/Seoul.
+        ``avg_fill_price`` float64, enums as their string values, times tz Asia/Seoul;
+        ``replaces`` the re-placed client order id or ``None``, ``attempt`` int64.
         """
         stmt = select(OrderRow).where(OrderRow.run_id == run_id).order_by(OrderRow.id)
         with self._reader() as s:
@@ -274,7 +352,7 @@ class Repository:
         return frame(
             records,
             ORDER_FRAME_COLUMNS,
-            ints=("qty", "filled_qty", "filled_amount_krw", "commission_krw", "tax_krw"),
+            ints=("qty", "filled_qty", "filled_amount_krw", "commission_krw", "tax_krw", "attempt"),
             nullable_ints=("price",),
             floats=("avg_fill_price",),
             times=("created_at", "updated_at"),
@@ -296,13 +374,15 @@ class Repository:
     def save_fill(self, run_id: str, fill: Fill, strategy: str) -> bool:
         """Store ``fill`` unless its ``fill_id`` is already stored; ``True`` if inserted."""
         values = fill_values(run_id, fill, strategy)
-        stmt = self._insert(_FILLS).values(values)
+        stmt = (
+            self._insert(_FILLS)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["fill_id"])
+            .returning(_FILLS.c.id)
+        )
         with self._write() as s:
-            res = cast(
-                CursorResult[Any],
-                s.execute(stmt.on_conflict_do_nothing(index_elements=["fill_id"])),
-            )
-            return bool(res.rowcount == 1)
+            # RETURNING, not rowcount: psycopg does not keep an INSERT's rowcount
+            return s.execute(stmt).first() is not None
 
     def save_fills_bulk(self, run_id: str, items: Iterable[tuple[str, Fill]]) -> None:
         """Store ``(strategy, fill)`` pairs in one transaction, skipping known ``fill_id``s."""
@@ -329,6 +409,18 @@ class Repository:
             times=("time",),
         )
 
+    def get_fill_ids(self, run_id: str | None = None) -> set[str]:
+        """The stored ``fill_id``s of ``run_id`` (of every run if ``None``).
+
+        After a restart the engine loads them so a fill the broker reports again is applied
+        to positions and cash once (:meth:`save_fill` already stores it once).
+        """
+        stmt = select(FillRow.fill_id)
+        if run_id is not None:
+            stmt = stmt.where(FillRow.run_id == run_id)
+        with self._reader() as s:
+            return set(s.scalars(stmt))
+
     # -------------------------------------------------------------------- positions
 
     def save_position(
@@ -348,6 +440,7 @@ class Repository:
         reasons: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
         realized_pnl_krw: int = 0,
+        peak_price: float | None = None,
     ) -> int:
         """Write the strategy's position in ``stock_code``; return the row id.
 
@@ -356,8 +449,11 @@ class Repository:
         closes it (``qty`` normally 0; ``closed_at`` required). ``avg_price`` is KRW per
         share excluding fees, ``cost_basis_krw`` what the shares cost including fees,
         ``realized_pnl_krw`` the position's cumulative realised P&L net of fees (replaces
-        the stored value). Raises ``ValueError`` for an unknown status, a negative qty, a
-        naive time or a close without ``closed_at``.
+        the stored value). ``stop_loss``, ``target_price`` and ``peak_price`` (the highest
+        price since entry, for a trailing stop) are KRW per share or ``None`` and, like the
+        other fields, replace the stored values. Raises ``ValueError`` for an unknown
+        status, a negative qty, a naive time or a close without ``closed_at``; ``TypeError``
+        for fractional ``qty``, ``cost_basis_krw`` or ``realized_pnl_krw``.
         """
         if status not in POSITION_STATUSES:
             raise ValueError(f"status must be one of {POSITION_STATUSES}, got {status!r}")
@@ -373,6 +469,7 @@ class Repository:
             "closed_at": aware(closed_at, "closed_at") if closed_at else None,
             "stop_loss": None if stop_loss is None else float(stop_loss),
             "target_price": None if target_price is None else float(target_price),
+            "peak_price": None if peak_price is None else float(peak_price),
             "reasons": [str(r) for r in reasons],
             "meta": plain(metadata or {}),
             "realized_pnl_krw": whole(realized_pnl_krw),
@@ -386,17 +483,18 @@ class Repository:
                 PositionRow.stock_code == stock_code,
                 PositionRow.status == "holding",
             )
-            row = s.scalars(stmt.with_for_update()).one_or_none()
-            if row is None:
-                row = PositionRow(
+            row, inserted = _lock_or_insert(
+                s,
+                stmt,
+                lambda: PositionRow(
                     run_id=run_id,
                     strategy=strategy,
                     stock_code=stock_code,
                     opened_at=opened_at,
                     **values,
-                )
-                s.add(row)
-            else:
+                ),
+            )
+            if not inserted:
                 for key, value in values.items():
                     setattr(row, key, value)
             s.flush()
@@ -406,7 +504,12 @@ class Repository:
         self, run_id: str | None = None, strategy: str | None = None, status: str | None = "holding"
     ) -> list[dict[str, Any]]:
         """Positions as dicts (all columns; ``reasons`` a tuple, ``metadata`` a dict), oldest
-        first. ``None`` for a filter means any (``status=None``: holding and closed)."""
+        first. ``None`` for a filter means any (``status=None``: holding and closed).
+
+        Keys: ``id, run_id, strategy, stock_code, qty, avg_price, cost_basis_krw, stop_loss,
+        target_price, peak_price, reasons, metadata, status, opened_at, closed_at,
+        realized_pnl_krw, updated_at`` (prices KRW per share, money int KRW, times
+        Asia/Seoul; ``peak_price`` ``None`` when unknown)."""
         stmt = select(PositionRow).order_by(PositionRow.id)
         if run_id is not None:
             stmt = stmt.where(PositionRow.run_id == run_id)
@@ -480,6 +583,22 @@ class Repository:
             for i, c in enumerate(EQUITY_FRAME_COLUMNS)
         }
         return pd.DataFrame(data, index=index.tz_convert(KST).rename("at"))
+
+    def get_last_equity(
+        self, run_id: str, before: dt.datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The run's latest equity snapshot at or before ``before`` (the latest of all if
+        ``None``): ``{at, cash_krw, holdings_value_krw, equity_krw}`` (``at`` tz Asia/Seoul,
+        amounts int KRW), or ``None`` if there is none. ``ValueError`` for a naive
+        ``before``. Live trading resumes its cash and equity from it after a restart.
+        """
+        t = _EQUITY.c
+        stmt = select(t.at, *(t[c] for c in EQUITY_FRAME_COLUMNS)).where(t.run_id == run_id)
+        if before is not None:
+            stmt = stmt.where(t.at <= aware(before, "before"))
+        with self._reader() as s:
+            row = s.execute(stmt.order_by(t.at.desc()).limit(1)).one_or_none()
+        return None if row is None else dict(row._mapping)
 
     # ----------------------------------------------------------------------- events
 

@@ -203,6 +203,10 @@ class Order:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     signal_type: SignalType | None = None
     message: str = ""
+    replaces: str | None = None
+    """Client order id of the timed-out order this one re-places (``None``: an original)."""
+    attempt: int = 0
+    """0 for an original order, n for its n-th re-placement after a timeout."""
 
     @property
     def remaining_qty(self) -> int:
@@ -294,6 +298,8 @@ class Quote:
     low: int | None = None
     volume: int | None = None
     prev_close: int | None = None
+    name: str | None = None
+    """The stock's Korean name (``삼성전자``) when the source gives it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,23 @@
-"""Shared fixtures: the real market data directory and strategy configs."""
+"""Shared fixtures: the real market data directory, strategy configs and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from config.settings import data_root
+
+PG_URL_ENV = "KIS_TRADER_TEST_PG_URL"
+REQUIRE_PG_ENV = "KIS_TRADER_REQUIRE_PG"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +37,62 @@ def krx_long(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def krx_recent(data_dir: Path) -> Path:
     return data_dir / "krx" / "daily_2023_2025"
+
+
+# ------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """Admin URL of a real PostgreSQL server (``KIS_TRADER_TEST_PG_URL``), e.g.
+    ``postgresql+psycopg://user:pass@127.0.0.1:55432/db``; its role needs ``CREATEDB``.
+
+    Unset: the test is skipped, or fails if ``KIS_TRADER_REQUIRE_PG=1`` (CI, where
+    ``.ci/run`` starts a server). Tests should not use this database itself but a fresh one
+    from :func:`pg_db_url` / :func:`pg_fresh_database`.
+    """
+    url = os.environ.get(PG_URL_ENV, "").strip()
+    if not url:
+        message = f"{PG_URL_ENV} is not set: no PostgreSQL server to test against"
+        if os.environ.get(REQUIRE_PG_ENV, "").strip() == "1":
+            pytest.fail(f"{message}, but {REQUIRE_PG_ENV}=1")
+        pytest.skip(message)
+    if make_url(url).get_backend_name() != "postgresql":
+        pytest.fail(f"{PG_URL_ENV} must be a postgresql:// URL")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_admin_engine(pg_url: str) -> Iterator[Engine]:
+    """Autocommit engine on the :func:`pg_url` database, for CREATE/DROP DATABASE."""
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@contextmanager
+def _fresh_database(admin: Engine, admin_url: str) -> Iterator[str]:
+    name = f"kis_test_{uuid.uuid4().hex[:16]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:  # FORCE: ends sessions a failed test left open
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_fresh_database(
+    pg_admin_engine: Engine, pg_url: str
+) -> Callable[[], AbstractContextManager[str]]:
+    """Factory: ``with pg_fresh_database() as url:`` gives the URL of a new, empty
+    database (uniquely named), dropped on exit. For fixtures of any scope."""
+    return partial(_fresh_database, pg_admin_engine, pg_url)
+
+
+@pytest.fixture
+def pg_db_url(pg_fresh_database: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
+    """URL of an empty PostgreSQL database of this test only (dropped afterwards)."""
+    with pg_fresh_database() as url:
+        yield url

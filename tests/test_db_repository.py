@@ -1,4 +1,11 @@
-"""Repository on a real SQLite file: orders, fills, positions, equity, events, restart."""
+"""Repository on a real SQLite file and a real PostgreSQL database: orders, fills,
+positions, equity, events, restart.
+
+Every test taking ``repo`` / ``db_url`` runs on both back ends (``[sqlite]`` on a file in
+``tmp_path``, ``[postgresql]`` on a fresh database of the server in
+``KIS_TRADER_TEST_PG_URL``, skipped without one unless ``KIS_TRADER_REQUIRE_PG=1``).
+Tests of SQLite engine settings use ``sqlite_url`` only.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from core.journal import DatabaseJournal, position_fields
+from core.portfolio import Position
 from db.engine import database_url, make_engine
 from db.repository import Repository
 from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, SignalType
@@ -21,6 +31,7 @@ from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Sign
 KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
 MAX_KRW = 10**13
+BACKENDS = ("sqlite", "postgresql")
 
 
 def _clock() -> datetime:
@@ -28,8 +39,16 @@ def _clock() -> datetime:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'trader.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """A new, empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_url
+    return str(request.getfixturevalue("pg_db_url"))
 
 
 @pytest.fixture
@@ -326,7 +345,7 @@ def test_events_and_runs(repo, run_id):
     assert (strategy["enabled"], strategy["config"]) == (False, {"k": 2})
 
 
-def test_second_repository_on_same_file_sees_everything(db_url, repo, run_id):
+def test_second_repository_on_same_database_sees_everything(db_url, repo, run_id):
     repo.save_order(run_id, _order("live-1", status=OrderStatus.SUBMITTED, broker_order_id="B"))
     repo.save_fill(run_id, _fill("F-9", cid="live-1"), "momentum")
     repo.save_position(
@@ -382,12 +401,20 @@ def test_concurrent_save_order_loses_nothing(repo, run_id):
     assert [s for s, _, _ in repo.get_order_history("shared")] == [OrderStatus.SUBMITTED]
 
 
-@pytest.fixture(scope="module")
-def shared_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Repository, str]]:
-    path = tmp_path_factory.mktemp("money") / "money.db"
-    r = Repository(f"sqlite:///{path}", clock=_clock)
-    yield r, r.create_run("backtest", {}, T0)
-    r.close()
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_repo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Repository, str]]:
+    def open_repo(url: str) -> Iterator[tuple[Repository, str]]:
+        r = Repository(url, clock=_clock)
+        yield r, r.create_run("backtest", {}, T0)
+        r.close()
+
+    if request.param == "sqlite":
+        yield from open_repo(f"sqlite:///{tmp_path_factory.mktemp('money') / 'money.db'}")
+        return
+    with request.getfixturevalue("pg_fresh_database")() as url:
+        yield from open_repo(url)
 
 
 money = st.integers(min_value=0, max_value=MAX_KRW)
@@ -407,6 +434,9 @@ money = st.integers(min_value=0, max_value=MAX_KRW)
 def test_money_round_trips_exactly(shared_repo, price, commission, tax, cash, held, pnl, qty, n):
     repo, run_id = shared_repo
     cid = uuid.uuid4().hex
+    # A fill's amount (qty x price) is money too: keep it within the exact range tested
+    # (the fills frame is int64, and no trade is worth more than 10^13 KRW).
+    fill_qty = 1 + qty % (MAX_KRW // price)
     order = _order(
         cid,
         qty=qty,
@@ -423,7 +453,7 @@ def test_money_round_trips_exactly(shared_repo, price, commission, tax, cash, he
         client_order_id=cid,
         stock_code="005930",
         side=OrderSide.SELL,
-        qty=qty,
+        qty=fill_qty,
         price=price,
         time=T0,
         commission_krw=commission,
@@ -454,6 +484,7 @@ def test_money_round_trips_exactly(shared_repo, price, commission, tax, cash, he
     )
     fills = repo.get_fills(run_id).set_index("fill_id")
     assert int(fills.loc[cid, "price"]) == price
+    assert int(fills.loc[cid, "amount_krw"]) == fill_qty * price
     assert int(fills.loc[cid, "tax_krw"]) == tax
     assert repo.get_equity(run_id).loc[at].tolist() == [cash, held, cash + held]
     [pos] = [p for p in repo.get_positions(run_id, strategy=cid) if p["id"] == pos_id]
@@ -470,8 +501,8 @@ def test_database_url_precedence(monkeypatch, tmp_path):
     assert database_url() == f"sqlite:///{tmp_path / 'kis_trader.db'}"
 
 
-def test_sqlite_engine_uses_wal_foreign_keys_and_busy_timeout(db_url):
-    engine = make_engine(db_url, busy_timeout_s=5)
+def test_sqlite_engine_uses_wal_foreign_keys_and_busy_timeout(sqlite_url):
+    engine = make_engine(sqlite_url, busy_timeout_s=5)
     try:
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -479,3 +510,202 @@ def test_sqlite_engine_uses_wal_foreign_keys_and_busy_timeout(db_url):
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------ live-trading additions
+
+
+def test_replacement_order_fields_round_trip(db_url, repo, run_id):
+    original = _order("o-1", status=OrderStatus.CANCELLED, broker_order_id="B-1")
+    replacement = _order("o-1-r2", replaces="o-1", attempt=2, status=OrderStatus.SUBMITTED)
+    repo.save_order(run_id, original)
+    repo.save_order(run_id, replacement)
+    repo.save_orders_bulk(run_id, [_order("bt-r1", replaces="bt", attempt=1)])
+
+    assert repo.get_order("o-1") == original
+    assert (original.replaces, original.attempt) == (None, 0)
+    assert repo.get_order("o-1-r2") == replacement
+    assert [(o.client_order_id, o.replaces, o.attempt) for o in repo.get_open_orders()] == [
+        ("o-1-r2", "o-1", 2),
+        ("bt-r1", "bt", 1),
+    ]
+    df = repo.get_orders(run_id).set_index("client_order_id")
+    assert df.loc["o-1-r2", "replaces"] == "o-1"
+    assert pd.isna(df.loc["o-1", "replaces"])
+    assert df["attempt"].tolist() == [0, 2, 1]
+    assert str(df["attempt"].dtype) == "int64"
+
+    with pytest.raises(ValueError, match="attempt"):
+        repo.save_order(run_id, _order("bad", attempt=-1))
+    with pytest.raises(TypeError):
+        repo.save_order(run_id, _order("bad", attempt=1.5))
+    assert repo.get_order("bad") is None
+
+    replacement.attempt, replacement.status = 3, OrderStatus.FILLED  # updated in place
+    repo.save_order(run_id, replacement)
+    repo.close()
+    restarted = Repository(db_url)
+    try:
+        assert restarted.get_order("o-1-r2").attempt == 3
+    finally:
+        restarted.close()
+
+
+def test_position_peak_price_is_stored_and_replaced(repo, run_id):
+    common = {"strategy": "trail", "stock_code": "005930", "status": "holding", "opened_at": T0}
+    pos_id = repo.save_position(
+        run_id, **common, qty=10, avg_price=70_000.0, cost_basis_krw=700_000
+    )
+    assert repo.get_positions(run_id)[0]["peak_price"] is None
+    repo.save_position(
+        run_id, **common, qty=10, avg_price=70_000.0, cost_basis_krw=700_000, peak_price=72_500.5
+    )
+    [pos] = repo.get_positions(run_id)
+    assert (pos["id"], pos["peak_price"]) == (pos_id, 72_500.5)
+    repo.save_position(
+        run_id, **common, qty=10, avg_price=70_000.0, cost_basis_krw=700_000, peak_price=74_000
+    )
+    assert repo.get_positions(run_id)[0]["peak_price"] == 74_000.0
+
+
+def test_journal_position_fields_are_accepted(repo, run_id):
+    """The engine's journal (backtest and live) passes ``position_fields`` as keywords."""
+    position = Position(
+        "trail",
+        "000660",
+        qty=5,
+        cost_basis_krw=600_000,
+        opened_at=T0,
+        stop_loss=110_000.0,
+        reasons=("breakout",),
+        metadata={"atr": 2_000},
+        peak_price=125_000.0,
+    )
+    assert "peak_price" in position_fields(position)
+    journal = DatabaseJournal(repo, run_id)
+    journal.position(position)
+    [held] = repo.get_positions(run_id, strategy="trail")
+    assert (held["qty"], held["avg_price"], held["peak_price"]) == (5, 120_000.0, 125_000.0)
+    assert (held["reasons"], held["metadata"]) == (("breakout",), {"atr": 2_000})
+
+    position.qty, position.cost_basis_krw, position.realized_pnl_krw = 0, 0, 24_000
+    journal.position(position, closed_at=T0 + timedelta(days=3))
+    [closed] = repo.get_positions(run_id, status="closed")
+    assert (closed["id"], closed["realized_pnl_krw"]) == (held["id"], 24_000)
+    assert closed["closed_at"] == T0 + timedelta(days=3)
+
+
+def test_ensure_run_creates_once_and_keeps_the_first(db_url, repo):
+    live_id = "live-12345678-01"
+    assert repo.ensure_run("live", {"account": "12345678-01"}, T0, live_id) is True
+    later = T0 + timedelta(days=1)
+    assert repo.ensure_run("live", {"account": "changed"}, later, live_id) is False
+    run = repo.get_run(live_id)
+    assert (run["mode"], run["config"], run["started_at"]) == (
+        "live",
+        {"account": "12345678-01"},
+        T0,
+    )
+    repo.save_order(live_id, _order("live-1", status=OrderStatus.SUBMITTED))
+    repo.close()
+
+    restarted = Repository(db_url, clock=_clock)  # the process starts again, same run id
+    try:
+        assert restarted.ensure_run("live", {}, later, live_id) is False
+        assert [o.client_order_id for o in restarted.get_open_orders(live_id)] == ["live-1"]
+        assert len(restarted.list_runs()) == 1
+        with pytest.raises(ValueError, match="mode"):
+            restarted.ensure_run("paper", {}, T0, "x")
+        with pytest.raises(ValueError, match="empty"):
+            restarted.ensure_run("live", {}, T0, "")
+        with pytest.raises(ValueError, match="tz-aware"):
+            restarted.ensure_run("live", {}, datetime(2024, 1, 1), "y")  # noqa: DTZ001
+        assert restarted.get_run("x") is None
+    finally:
+        restarted.close()
+
+
+def test_get_fill_ids_per_run_and_overall(repo, run_id):
+    other = repo.create_run("live", {}, T0)
+    assert repo.get_fill_ids() == set()
+    repo.save_fill(run_id, _fill("F-1"), "momentum")
+    repo.save_fills_bulk(run_id, [("momentum", _fill("F-2")), ("momentum", _fill("F-1"))])
+    repo.save_fill(other, _fill("F-3"), "momentum")
+
+    assert repo.get_fill_ids(run_id) == {"F-1", "F-2"}
+    assert repo.get_fill_ids(other) == {"F-3"}
+    assert repo.get_fill_ids() == {"F-1", "F-2", "F-3"}
+    assert repo.get_fill_ids("no-such-run") == set()
+
+
+def test_get_last_equity_and_minute_snapshot_upsert(repo, run_id):
+    assert repo.get_last_equity(run_id) is None
+    minutes = [T0 + timedelta(minutes=i) for i in range(5)]
+    repo.save_equity_snapshots(
+        run_id, [(t, 1_000 + i, 10 * i, 1_000 + 11 * i) for i, t in enumerate(minutes)]
+    )
+    # live trading writes each minute and may restart: the same minute again replaces it
+    repo.save_equity_snapshots(run_id, [(minutes[4], 7, 8, 15)])
+    repo.save_equity_snapshots(run_id, [(minutes[4], 9, 8, 17)])
+
+    assert repo.get_last_equity(run_id) == {
+        "at": minutes[4],
+        "cash_krw": 9,
+        "holdings_value_krw": 8,
+        "equity_krw": 17,
+    }
+    last = repo.get_last_equity(run_id, before=minutes[2] + timedelta(seconds=30))
+    assert last == {
+        "at": minutes[2],
+        "cash_krw": 1_002,
+        "holdings_value_krw": 20,
+        "equity_krw": 1_022,
+    }
+    assert repo.get_last_equity(run_id, before=minutes[1])["at"] == minutes[1]  # inclusive
+    # the same instant given in UTC
+    assert repo.get_last_equity(run_id, before=minutes[3].astimezone(UTC))["at"] == minutes[3]
+    assert repo.get_last_equity(run_id, before=minutes[0] - timedelta(seconds=1)) is None
+    assert repo.get_last_equity("no-such-run") is None
+    assert str(repo.get_last_equity(run_id)["at"].tzinfo) == "Asia/Seoul"
+    assert len(repo.get_equity(run_id)) == 5
+    with pytest.raises(ValueError, match="tz-aware"):
+        repo.get_last_equity(run_id, before=datetime(2024, 3, 4, 9, 3))  # noqa: DTZ001
+
+
+def test_concurrent_first_save_of_one_position_keeps_one_holding_row(repo, run_id):
+    n_threads = 8
+    errors: list[BaseException] = []
+    ids: list[int] = []
+    barrier = threading.Barrier(n_threads)
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                ids.append(
+                    repo.save_position(
+                        run_id,
+                        strategy="shared",
+                        stock_code="005930",
+                        qty=1 + t + i,
+                        avg_price=70_000.0,
+                        cost_basis_krw=70_000 * (1 + t + i),
+                        status="holding",
+                        opened_at=T0,
+                        peak_price=71_000.0 + t,
+                    )
+                )
+                repo.upsert_strategy("shared", bool(t % 2), {"t": t})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+    assert errors == []
+    assert len(set(ids)) == 1
+    assert len(repo.get_positions(run_id, status=None)) == 1
+    assert len(repo.get_strategies()) == 1
