@@ -6,27 +6,42 @@ and a shared fake ``clock``.
 
 Orders are never retried. When :meth:`KISBroker.submit_order` raises
 ``UnknownOrderOutcomeError``, call :meth:`KISBroker.find_order` with the same client order
-id before sending anything else. **Matching rule** (KIS has no client order id field): among
-the day's orders from ``inquire-daily-ccld`` (cancel confirmations excluded), the order with
-the same code, side, quantity and limit price (``0`` for market orders), an order time
-(``ord_tmd``, whole seconds) no earlier than 5 s before the submit started and no later
-than 10 min after it, and an order number not already claimed by another client order id
-known to this broker. The earliest such order wins. ``None`` means KIS has no such order:
-it is then safe to submit again (after the answer could no longer be in flight). The
-attempts are kept in memory only; after a restart use :meth:`list_orders` and reconcile.
+id before sending anything else. **Matching rule** (KIS has no client order id field), used
+by :meth:`KISBroker.match_order` and so by ``find_order``: among the orders of the submit's
+day from ``inquire-daily-ccld`` (cancel confirmations excluded), the order with the same
+code, side, quantity and limit price (``0`` for market orders), an order time (``ord_tmd``,
+whole seconds) no earlier than 5 s before the submit started and no later than 10 min after
+it, and an order number neither in the caller's ``claimed`` set nor attributed by this
+broker to another client order id. The earliest such order wins. ``None`` means KIS has no
+such order: it is then safe to submit again (after the answer could no longer be in flight).
+
+Restart: the per-order memory (client id, fills already reported) lives in this object
+only. After a restart, call :meth:`KISBroker.restore_order` for every order the database
+holds (broker id, client id, filled shares and KRW so far, order day) and
+:meth:`KISBroker.match_order` for every order recorded as ``PENDING_NEW`` without a broker
+id; :meth:`KISBroker.list_orders` shows the day's orders for the rest of the reconciliation.
 
 Fills: KIS reports cumulative quantities per order (``tot_ccld_qty``/``tot_ccld_amt``), not
 executions. Each increase seen by :meth:`get_order` becomes one :class:`Fill` with
 ``fill_id = "<ord_dt>-<odno>-<cumulative qty>"``, price = amount increase / quantity
 increase (rounded), and fees estimated with ``commission_rate``/``sell_tax_rate``
-(truncated to whole KRW). Treat ``filled_qty`` as the authoritative total.
+(truncated to whole KRW). Treat ``filled_qty`` as the authoritative total. A restored order
+starts from the restored figures; if KIS's cumulative amount at an unchanged quantity
+differs from the restored one, KIS's amount becomes the base of the next fill's price (and
+a restored amount that would give a price ≤ 0 is replaced by KIS's average price).
+
+Quotes: ``inquire-price`` carries no stock name, so :meth:`KISBroker.get_quote` takes
+``Quote.name`` from a per-process cache filled from holdings, order rows and, the first time
+a code is quoted, one ``inquire-daily-itemchartprice`` header (``hts_kor_isnm``). A failed
+name lookup leaves ``name`` ``None`` and does not fail the quote.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -37,11 +52,16 @@ from api import kis_account_api, kis_chart_api, kis_market_api, kis_order_api
 from api.circuit_breaker import KISCircuitBreaker
 from api.kis_auth import Clock, get_logger, kst_now
 from api.kis_http import KISClient, KISRateLimiter
-from api.kis_schemas import DailyOrderRow, parse_ymd, to_int
+from api.kis_schemas import KST, DailyOrderRow, parse_ymd, to_int
 from api.kis_settings import KISSettings
 from framework.broker import Broker
 from framework.data import DataProvider
-from framework.errors import DataError, OrderRejectedError, UnknownOrderOutcomeError
+from framework.errors import (
+    BrokerError,
+    DataError,
+    OrderRejectedError,
+    UnknownOrderOutcomeError,
+)
 from framework.executor import OrderExecutor, OrderState
 from framework.types import (
     Balance,
@@ -65,7 +85,6 @@ BUYING_POWER_REFERENCE_CODE = "005930"
 class _Submission:
     request: OrderRequest
     sent_at: datetime
-    odno: str | None = None
 
 
 @dataclass(slots=True)
@@ -117,6 +136,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         self._lock = threading.RLock()
         self._submissions: dict[str, _Submission] = {}
         self._orders: dict[str, _OrderMemo] = {}
+        self._by_client: dict[str, str] = {}
+        self._names: dict[str, str] = {}
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env", **kwargs: object) -> KISBroker:
@@ -158,14 +179,22 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         """Holdings with a quantity above zero (``inquire-balance``, all pages)."""
         rows, _ = kis_account_api.inquire_balance(self.client)
         holdings = [row.to_holding() for row in rows]
+        with self._lock:
+            for h in holdings:
+                if h.name:
+                    self._names.setdefault(h.stock_code, h.name)
         return [h for h in holdings if h.qty > 0]
 
     def get_quote(self, stock_code: str) -> Quote:
-        """Latest price (``inquire-price`` FHKST01010100). ``DataError`` if unknown."""
-        return kis_market_api.inquire_price(self.client, stock_code)
+        """Latest price (``inquire-price`` FHKST01010100), KRW, with the stock's name (see
+        the module docstring: one ``inquire-daily-itemchartprice`` FHKST03010100 call the
+        first time a code's name is needed). ``DataError`` if the code is unknown."""
+        return self._named(kis_market_api.inquire_price(self.client, stock_code))
 
     def get_quotes(self, stock_codes: Iterable[str]) -> dict[str, Quote]:
-        return kis_market_api.inquire_prices(self.client, stock_codes)
+        """:meth:`get_quote` for each distinct code (KIS has no batch quote on REST)."""
+        quotes = kis_market_api.inquire_prices(self.client, stock_codes)
+        return {code: self._named(quote) for code, quote in quotes.items()}
 
     def get_buying_power(self, stock_code: str, price_krw: int = 0) -> tuple[int, int]:
         """``(orderable KRW, orderable shares)`` for a buy of ``stock_code`` at ``price_krw``."""
@@ -198,10 +227,10 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         (not placed).
         """
         with self._lock:
-            if request.client_order_id in self._submissions:
+            cid = request.client_order_id
+            if cid in self._submissions or cid in self._by_client:
                 raise OrderRejectedError(
-                    f"client order id {request.client_order_id!r} was already submitted; "
-                    "use find_order()"
+                    f"client order id {cid!r} was already submitted; use find_order()"
                 )
             submission = _Submission(request, self._clock())
             self._submissions[request.client_order_id] = submission
@@ -216,7 +245,7 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                 self._submissions.pop(request.client_order_id, None)
             raise
         with self._lock:
-            submission.odno = ack.odno
+            self._by_client[request.client_order_id] = ack.odno
             self._memo(ack.odno, ack.krx_fwdg_ord_orgno, request.client_order_id,
                        submission.sent_at.strftime("%Y%m%d"))
         log.info("order %s sent: %s %s %d @ %s -> %s", request.client_order_id,
@@ -250,9 +279,10 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         return ack.odno
 
     def get_order(self, broker_order_id: str) -> OrderState:
-        """Status, quantities and fills of one order (``inquire-daily-ccld`` by ``ODNO``).
+        """Status, quantities and fills of one order (``inquire-daily-ccld`` TTTC0081R /
+        VTTC0081R, by ``ODNO``, on the order's day when known, else today).
 
-        Raises ``BrokerError`` if KIS does not know the order.
+        Raises ``OrderRejectedError`` if KIS does not know the order.
         """
         memo = self._orders.get(broker_order_id)
         day = self._day_of(memo)
@@ -263,43 +293,101 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         return self._state(rows[0])
 
     def find_order(self, client_order_id: str) -> OrderState | None:
-        """Resolve an unknown outcome: see the matching rule in the module docstring."""
+        """Resolve an unknown outcome of a submit made by this broker object: the known
+        order of ``client_order_id``, else :meth:`match_order` on the submitted request.
+        ``None``: no submit of that id is known, or KIS has no matching order."""
         with self._lock:
+            odno = self._by_client.get(client_order_id)
             submission = self._submissions.get(client_order_id)
-            if submission is None:
-                return None
-            if submission.odno:
-                odno = submission.odno
-                claimed: set[str] = set()
-            else:
-                odno = None
-                claimed = {s.odno for s in self._submissions.values() if s.odno}
         if odno:
             return self.get_order(odno)
-        req = submission.request
-        day = submission.sent_at.date()
+        if submission is None:
+            return None
+        state = self.match_order(submission.request, submission.sent_at)
+        if state is None:
+            log.info("order %s: KIS has no matching order", client_order_id)
+        else:
+            log.info("order %s resolved to KIS order %s", client_order_id, state.broker_order_id)
+        return state
+
+    def match_order(
+        self, request: OrderRequest, sent_at: datetime, claimed: Collection[str] = ()
+    ) -> OrderState | None:
+        """Find KIS's order for ``request`` whose submit started at ``sent_at`` (tz-aware;
+        its KST day is searched), by the matching rule of the module docstring, with
+        ``inquire-daily-ccld`` (TTTC0081R / VTTC0081R) filtered by code and side.
+
+        Order numbers in ``claimed`` are skipped, and so are those this broker already
+        attributes to another client order id. The match is registered under
+        ``request.client_order_id``: :meth:`get_order`, :meth:`find_order` and the fills
+        carry that id. Works after a restart (nothing of the submit need be in memory).
+        Returns ``None`` when KIS has no such order.
+        """
+        if sent_at.tzinfo is None:
+            raise ValueError("sent_at must be tz-aware")
+        cid = request.client_order_id
+        with self._lock:
+            taken = set(claimed)
+            taken.update(odno for odno, memo in self._orders.items()
+                         if memo.client_order_id and memo.client_order_id != cid)
+        day = sent_at.astimezone(KST).date()
         rows = kis_account_api.inquire_daily_orders(
-            self.client, day, day, stock_code=req.stock_code, side=req.side
+            self.client, day, day, stock_code=request.stock_code, side=request.side
         )
-        lo, hi = submission.sent_at - MATCH_BEFORE, submission.sent_at + MATCH_AFTER
+        lo, hi = sent_at - MATCH_BEFORE, sent_at + MATCH_AFTER
         candidates = [
             r for r in rows
-            if not r.is_cancel_record and r.pdno == req.stock_code and r.side is req.side
-            and r.qty == req.qty and r.price_krw == (req.price or 0) and r.odno not in claimed
+            if not r.is_cancel_record and r.pdno == request.stock_code
+            and r.side is request.side and r.qty == request.qty
+            and r.price_krw == (request.price or 0) and r.odno not in taken
             and r.ordered_at is not None and lo <= r.ordered_at <= hi
         ]
         if not candidates:
-            log.info("order %s: KIS has no matching order", client_order_id)
             return None
         row = min(candidates, key=lambda r: (r.ord_tmd, r.odno))
         with self._lock:
-            submission.odno = row.odno
-            self._memo(row.odno, row.ord_gno_brno, client_order_id, row.ord_dt)
-        log.info("order %s resolved to KIS order %s", client_order_id, row.odno)
+            memo = self._memo(row.odno, row.ord_gno_brno, cid, row.ord_dt)
+            memo.client_order_id = cid
+            self._by_client[cid] = row.odno
         return self._state(row)
 
+    def restore_order(
+        self,
+        broker_order_id: str,
+        client_order_id: str,
+        *,
+        filled_qty: int,
+        filled_amount_krw: int,
+        day: date,
+    ) -> None:
+        """Seed the memory of KIS order ``broker_order_id`` (``ODNO``) placed on ``day``
+        (KST) as ``client_order_id``, with ``filled_qty`` shares already filled for
+        ``filled_amount_krw`` KRW in total (the fills the caller has recorded).
+
+        No request is sent. The next :meth:`get_order` reports only fills beyond
+        ``filled_qty``, with the usual fill ids, carrying ``client_order_id``; the state's
+        ``fills`` then hold only the fills found after the restore. Call it once per order,
+        on a fresh broker (after a restart), before polling the order.
+        """
+        if filled_qty < 0 or filled_amount_krw < 0:
+            raise ValueError("restored quantities must not be negative")
+        with self._lock:
+            memo = self._memo(broker_order_id, "", client_order_id, day.strftime("%Y%m%d"))
+            memo.client_order_id = client_order_id
+            memo.ord_dt = day.strftime("%Y%m%d")
+            memo.seen_qty, memo.seen_amount = filled_qty, filled_amount_krw
+            memo.fills.clear()
+            self._by_client[client_order_id] = broker_order_id
+        log.info("order %s restored as KIS order %s (%d shares, %d KRW filled)",
+                 client_order_id, broker_order_id, filled_qty, filled_amount_krw)
+
     def list_orders(self, day: date | None = None, *, open_only: bool = False) -> list[OrderState]:
-        """Every order of ``day`` (default today), or only the open ones."""
+        """Every order of ``day`` (default today), or only the open ones, oldest first
+        (``inquire-daily-ccld`` TTTC0081R / VTTC0081R, all pages; cancel records left out).
+
+        Fills are reported as by :meth:`get_order`: restore known orders first, or the
+        whole cumulative quantity of an order unknown to this broker shows as one fill.
+        """
         day = day or self._clock().date()
         rows = kis_account_api.inquire_daily_orders(
             self.client, day, day, unfilled_only=open_only
@@ -336,13 +424,39 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                 return row.ord_gno_brno
         raise OrderRejectedError(f"KIS has no order {odno} on {day}")
 
+    def _named(self, quote: Quote) -> Quote:
+        code = quote.stock_code
+        if quote.name:
+            with self._lock:
+                self._names.setdefault(code, quote.name)
+            return quote
+        with self._lock:
+            name = self._names.get(code)
+        if name is None:
+            try:
+                name = kis_chart_api.stock_name(self.client, code)
+            except (BrokerError, DataError) as exc:
+                log.info("no name for %s: %s", code, exc)
+                return quote
+            if not name:
+                return quote
+            with self._lock:
+                self._names.setdefault(code, name)
+        return dataclasses.replace(quote, name=name)
+
     def _state(self, row: DailyOrderRow) -> OrderState:
         with self._lock:
             memo = self._memo(row.odno, row.ord_gno_brno, None, row.ord_dt)
+            if row.prdt_name and row.pdno:
+                self._names.setdefault(row.pdno, row.prdt_name)
             filled, amount = row.filled_qty, row.filled_amount_krw
             if filled > memo.seen_qty:
                 delta_qty, delta_amount = filled - memo.seen_qty, amount - memo.seen_amount
                 price = round(delta_amount / delta_qty)
+                if price <= 0:  # a restored amount KIS disagrees with: use KIS's average
+                    log.warning("order %s: restored amount %d KRW does not fit KIS's %d KRW",
+                                row.odno, memo.seen_amount, amount)
+                    price = round(amount / filled)
                 gross = price * delta_qty
                 tax = int(gross * self.settings.sell_tax_rate) if row.side is OrderSide.SELL else 0
                 memo.fills.append(Fill(
@@ -358,6 +472,13 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                     broker_order_id=row.odno,
                 ))
                 memo.seen_qty, memo.seen_amount = filled, amount
+            elif filled == memo.seen_qty and amount != memo.seen_amount:
+                log.info("order %s: KIS's filled amount is %d KRW, %d KRW was restored; "
+                         "KIS's figure is used from now on", row.odno, amount, memo.seen_amount)
+                memo.seen_amount = amount
+            elif filled < memo.seen_qty:
+                log.warning("order %s: KIS reports %d shares filled, fewer than the %d known",
+                            row.odno, filled, memo.seen_qty)
             return OrderState(
                 broker_order_id=row.odno,
                 status=row.status() if row.qty > 0 else OrderStatus.UNKNOWN,
@@ -365,4 +486,9 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                 filled_qty=filled,
                 fills=tuple(memo.fills),
                 client_order_id=memo.client_order_id,
+                stock_code=row.pdno or None,
+                side=row.side,
+                price=row.limit_price,
+                ordered_at=row.ordered_at,
+                cancelled_qty=row.cancelled_qty,
             )

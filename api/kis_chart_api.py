@@ -5,6 +5,7 @@ function                 endpoint (quotations/…)            tr_id          row
 =======================  =================================  =============  ==============
 ``daily_bars``           inquire-daily-itemchartprice       FHKST03010100  100, newest 1st
 ``minute_bars_today``    inquire-time-itemchartprice        FHKST03010200  30, newest 1st
+``stock_name``           inquire-daily-itemchartprice       FHKST03010100  (header only)
 =======================  =================================  =============  ==============
 
 Both page backwards: the next call ends one day (one minute) before the oldest row
@@ -115,3 +116,23 @@ def minute_bars_today(
     if not rows:
         raise DataError(f"no minute bars for {stock_code} today")
     return _frame(rows)
+
+
+def stock_name(client: KISClient, stock_code: str) -> str:
+    """The Korean name of ``stock_code`` (``hts_kor_isnm`` of the ``output1`` header of
+    ``inquire-daily-itemchartprice``, tr_id FHKST03010100; ``inquire-price`` has no name).
+
+    One call asking for today's bar only. ``""`` if KIS gives no name; ``DataError`` for an
+    unknown code.
+    """
+    validate_code(stock_code)
+    today = ymd(client.clock().date())
+    params = DailyChartParams(
+        FID_INPUT_ISCD=stock_code, FID_INPUT_DATE_1=today, FID_INPUT_DATE_2=today
+    )
+    body = client.get(DAILY_CHART_PATH, TR_DAILY_CHART, params.to_wire()).body
+    _check_known(body, stock_code)
+    header = body.get("output1")
+    if not isinstance(header, dict):
+        return ""
+    return ChartHeader.model_validate(header).hts_kor_isnm.strip()

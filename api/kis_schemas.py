@@ -224,6 +224,18 @@ class DailyOrderRow(_Wire):
         return to_int(self.rmn_qty)
 
     @property
+    def cancelled_qty(self) -> int:
+        """취소확인수량 (``cnc_cfrm_qty``): shares cancelled or moved away by a revise."""
+        return to_int(self.cnc_cfrm_qty)
+
+    @property
+    def limit_price(self) -> int | None:
+        """Limit price in KRW; ``None`` for a market order (``ord_dvsn_cd 01`` or price 0)."""
+        if self.ord_dvsn_cd == "01":
+            return None
+        return self.price_krw or None
+
+    @property
     def ordered_at(self) -> datetime | None:
         if len(self.ord_dt) != 8:
             return None
@@ -259,9 +271,14 @@ class PriceOutput(_Wire):
     stck_mxpr: str = "0"
     stck_llam: str = "0"
     prdy_vrss: str = "0"
+    hts_kor_isnm: str = ""
 
     def to_quote(self, stock_code: str, time: datetime) -> Quote:
-        """``prev_close`` is the base price ``stck_sdpr`` (normally yesterday's close)."""
+        """``prev_close`` is the base price ``stck_sdpr`` (normally yesterday's close).
+
+        ``name`` comes from ``hts_kor_isnm`` when the answer has it (the documented
+        ``inquire-price`` output does not: KIS gives the name in the chart TRs' ``output1``).
+        """
         return Quote(
             stock_code=stock_code,
             price=to_int(self.stck_prpr),
@@ -271,11 +288,13 @@ class PriceOutput(_Wire):
             low=to_int(self.stck_lwpr) or None,
             volume=to_int(self.acml_vol),
             prev_close=to_int(self.stck_sdpr) or None,
+            name=self.hts_kor_isnm.strip() or None,
         )
 
 
 class ChartHeader(_Wire):
-    """``output1`` of the chart TRs; ``stck_prpr == "0"`` means an unknown code."""
+    """``output1`` of the chart TRs (FHKST03010100, FHKST03010200): ``stck_prpr == "0"``
+    means an unknown code; ``hts_kor_isnm`` is the stock's Korean name (HTS 한글 종목명)."""
 
     stck_prpr: str = "0"
     hts_kor_isnm: str = ""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from framework.broker import Broker
 from framework.errors import DataError, InsufficientFundsError, OrderRejectedError
@@ -58,6 +58,9 @@ class _PaperOrder:
         return self.request.qty - self.cancelled_qty - self.filled_qty
 
     def state(self) -> OrderState:
+        """``qty`` excludes partially cancelled shares; ``cancelled_qty`` counts them plus
+        the remainder of an order closed as CANCELLED/EXPIRED."""
+        closed = self.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
         return OrderState(
             broker_order_id=self.broker_order_id,
             status=self.status,
@@ -65,6 +68,11 @@ class _PaperOrder:
             filled_qty=self.filled_qty,
             fills=tuple(self.fills),
             client_order_id=self.request.client_order_id,
+            stock_code=self.request.stock_code,
+            side=self.request.side,
+            price=self.limit_price,
+            ordered_at=self.created_at,
+            cancelled_qty=self.cancelled_qty + (self.remaining if closed else 0),
         )
 
 
@@ -202,6 +210,13 @@ class PaperBroker(Broker, OrderExecutor):
     def find_order(self, client_order_id: str) -> OrderState | None:
         broker_id = self._by_client.get(client_order_id)
         return None if broker_id is None else self._orders[broker_id].state()
+
+    def list_orders(self, day: date | None = None, *, open_only: bool = False) -> list[OrderState]:
+        """Orders accepted on ``day`` (default: the clock's today), in submit order; with
+        ``open_only`` only those still resting."""
+        day = day or self.clock().date()
+        states = [o.state() for o in self._orders.values() if o.created_at.date() == day]
+        return [s for s in states if s.status.is_open] if open_only else states
 
     def has_pending(self, stock_code: str) -> bool:
         return bool(self._pending.get(stock_code))

@@ -112,9 +112,53 @@ def test_revise_and_cancel(tmp_path: Path) -> None:
         orders = broker.list_orders()
     assert new != odno
     assert (old_state.status, old_state.filled_qty) == (OrderStatus.CANCELLED, 2)
+    assert (old_state.qty, old_state.cancelled_qty, old_state.price) == (10, 8, 56_000)
     assert (new_state.status, new_state.qty) == (OrderStatus.SUBMITTED, 8)
+    assert (new_state.price, new_state.cancelled_qty, new_state.client_order_id) == (
+        56_500, 0, "r-1")
     assert cancelled.status is OrderStatus.CANCELLED
+    assert cancelled.cancelled_qty == 8
     assert {s.broker_order_id for s in orders} == {odno, new}
+
+
+def test_order_state_describes_the_order(tmp_path: Path) -> None:
+    fake = fast_fake(auto_fill=False)
+    with http_broker(fake, tmp_path) as (broker, _):
+        limit = broker.submit_order(buy("o-1", 2, 56_000))
+        fake.advance(3)
+        market = broker.submit_order(OrderRequest("o-2", "000660", OrderSide.BUY,
+                                                  OrderType.MARKET, 1))
+        states = {s.broker_order_id: s for s in broker.list_orders()}
+    first, second = states[limit], states[market]
+    assert (first.stock_code, first.side, first.price) == ("005930", OrderSide.BUY, 56_000)
+    assert first.ordered_at == datetime(2025, 6, 16, 9, 30, tzinfo=KST)
+    assert (second.stock_code, second.side, second.price) == ("000660", OrderSide.BUY, None)
+    assert second.ordered_at == datetime(2025, 6, 16, 9, 30, 3, tzinfo=KST)
+    assert (first.client_order_id, second.client_order_id) == ("o-1", "o-2")
+
+
+def test_quote_names_come_from_the_chart_header_once(tmp_path: Path) -> None:
+    fake = fast_fake(auto_fill=False)
+    with http_broker(fake, tmp_path, max_read_retries=0) as (broker, _):
+        quote = broker.get_quote("005930")
+        again = broker.get_quote("005930")
+        quotes = broker.get_quotes(["005930", "000660"])
+        lookups = fake.stats.by_path[DAILY]
+        fake.inject("http_500", path="inquire-daily-itemchartprice")
+        unnamed = broker.get_quote("035720")  # the name lookup failed: the quote did not
+        named = broker.get_quote("035720")
+        lower_limit = fake.market.limits("005380")[1]
+        odno = broker.submit_order(buy("q-1", 1, lower_limit, code="005380"))
+        broker.get_order(odno)  # the order row names the stock
+        before = fake.stats.by_path[DAILY]
+        from_order = broker.get_quote("005380")
+        after = fake.stats.by_path[DAILY]
+    assert (quote.name, again.name) == ("삼성전자", "삼성전자")
+    assert {c: q.name for c, q in quotes.items()} == {"005930": "삼성전자", "000660": "SK하이닉스"}
+    assert lookups == 2  # one per code
+    assert (unnamed.name, unnamed.price > 0, named.name) == (None, True, "카카오")
+    assert from_order.name == "현대차"
+    assert after == before
 
 
 def test_daily_orders_paged(tmp_path: Path) -> None:

@@ -520,3 +520,60 @@ def test_get_quote_after_a_bar_is_its_close():
 def test_negative_starting_cash_is_refused():
     with pytest.raises(ValueError):
         PaperBroker(-1)
+
+
+# --- order state and listing -------------------------------------------------------------
+
+
+def test_order_state_describes_the_order():
+    broker, clock = make_broker(1_000_000)
+    _, limit_id = order(broker, OrderSide.BUY, 10, 72_050)  # rounded down to the tick
+    clock.set(T0 + timedelta(seconds=5))
+    _, market_id = order(broker, OrderSide.BUY, 2)
+    broker.cancel_order(limit_id, CODE, qty=4)
+
+    limit, market = broker.get_order(limit_id), broker.get_order(market_id)
+
+    assert (limit.stock_code, limit.side, limit.price, limit.ordered_at) == (
+        CODE, OrderSide.BUY, 72_000, T0)
+    assert limit.cancelled_qty == 4
+    assert (market.price, market.ordered_at, market.cancelled_qty) == (
+        None, T0 + timedelta(seconds=5), 0)
+    broker.cancel_order(limit_id, CODE)
+    assert broker.get_order(limit_id).cancelled_qty == 10  # 4 earlier + the 6 resting
+
+
+def test_cut_buy_counts_the_unfilled_rest_as_cancelled():
+    broker, _ = make_broker(1_000_000)
+    cid, _ = order(broker, OrderSide.BUY, 20)
+    bar(broker, T0 + DAY, 72_300, 72_500, 72_000, 72_400)
+    state = broker.find_order(cid)
+    assert state is not None
+    assert (state.filled_qty, state.cancelled_qty) == (13, 7)
+
+
+def test_list_orders_of_a_day():
+    broker, clock = make_broker(1_000_000)
+    _, first = order(broker, OrderSide.BUY, 1, 70_000)
+    _, second = order(broker, OrderSide.BUY, 1, 60_000)
+    bar(broker, T0 + timedelta(minutes=1), 70_000, 70_000, 69_000, 69_500)  # fills the first
+    clock.set(T0 + DAY)
+    _, third = order(broker, OrderSide.BUY, 1, 50_000)
+
+    today = broker.list_orders()
+    yesterday = broker.list_orders(T0.date())
+    still_open = broker.list_orders(T0.date(), open_only=True)
+
+    assert [s.broker_order_id for s in today] == [third]
+    assert [s.broker_order_id for s in yesterday] == [first, second]
+    assert [s.broker_order_id for s in still_open] == [second]
+    assert broker.list_orders((T0 + 2 * DAY).date()) == []
+
+
+def test_restart_helpers_are_harmless_defaults():
+    broker, _ = make_broker(1_000_000)
+    cid, bid = order(broker, OrderSide.BUY, 1, 70_000)
+    request = OrderRequest(cid, CODE, OrderSide.BUY, OrderType.LIMIT, 1, 70_000)
+    broker.restore_order(bid, cid, filled_qty=0, filled_amount_krw=0, day=T0.date())
+    assert broker.match_order(request, T0) is None
+    assert broker.get_order(bid).fills == ()

@@ -12,28 +12,66 @@ tokens (``EGW00123``, HTTP 500 by default), a strict per-app-key sliding 1 s win
 (``EGW00201``, HTTP 500; refused requests do not count), accounts with cash and holdings,
 cash orders that rest and fill (auto or by hand, fully or partly), revise/cancel, balance
 and daily-ccld paging (20/15 rows a page virtual, 50/100 real) with ``tr_cont`` and
-``ctx_area_*`` cursors, daily and minute charts, tr_ids of the wrong environment refused
-(HTTP 500 ``모의투자 TR 이 아닙니다.``), orders outside 09:00–15:30 refused, and faults.
+``ctx_area_*`` cursors, daily and minute charts (the stock's Korean name in ``output1``
+``hts_kor_isnm``, as KIS gives it; ``inquire-price`` has no name field), tr_ids of the
+wrong environment refused (HTTP 500 ``모의투자 TR 이 아닙니다.``), orders outside
+09:00–15:30 refused, and faults.
 
-Control API for tests (all thread-safe): :meth:`FakeKIS.set_price`, :meth:`advance`,
-:meth:`fill_order`, :meth:`end_of_day`, :meth:`inject`, :meth:`expire_tokens`,
+Control API for tests (all thread-safe): :meth:`FakeKIS.set_price`, :meth:`advance`
+(hooks in ``fake.on_clock`` see every move it makes), :meth:`fill_order`,
+:meth:`end_of_day`, :meth:`inject`, :meth:`set_random_faults`, :meth:`expire_tokens`,
 :meth:`add_account`, :meth:`account`, :meth:`order`, and the counters in ``fake.stats``.
+
+Faults. :meth:`FakeKIS.inject` queues faults for the next matching requests. Kinds:
+``http_500`` (an HTML 500 page), ``timeout`` (the connection is held ``hold_s`` seconds and
+closed unanswered; in-process: ``httpx.ReadTimeout`` at once), ``drop`` (closed at once),
+``malformed_json`` (a cut JSON body, HTTP 200), ``token_expired`` (the token the request
+carries is expired now and the answer is ``EGW00123``), ``rate_limit`` (HTTP 500
+``EGW00201`` as real KIS). Random mode (``FakeKIS(fault_rate=, fault_kinds=, fault_seed=)``
+or :meth:`FakeKIS.set_random_faults`): every REST request under ``/uapi/`` (never the token
+endpoint) fails with probability ``fault_rate`` with a kind drawn uniformly from
+``fault_kinds`` (default ``RANDOM_FAULT_KINDS``; timeouts hold ``fault_hold_s``, 0.2 s). On
+the order endpoints (``order-cash``, ``order-rvsecncl``) a drawn answer-losing fault
+(``http_500``, ``timeout``, ``drop``, ``malformed_json``) comes *after processing* half of
+the time: the order takes effect and its answer is lost, the ambiguous case. ``rate_limit``
+and ``token_expired`` are gateway refusals and always come before processing (KIS checks
+them before the order reaches the exchange), so a client may rightly treat them as "not
+placed". The same seed and the same sequence of requests give the same faults. Fired faults
+are counted in ``stats.faults_fired``, per kind in ``stats.faults_by_kind`` and, for those
+after processing, in ``stats.faults_after_processing``.
+
+Control API over HTTP, for a bot running in another process (served by
+:class:`FakeKISServer` on the same loopback port; :class:`FakeKISControl` is a client):
+
+* ``GET /_fake/clock`` -> ``{"now": iso}``;
+* ``POST /_fake/advance`` with ``{"seconds": 90.0}`` (≥ 0) -> ``{"now": iso}``;
+* ``POST /_fake/set_price`` with ``{"code": "005930", "price": 72000}`` (``"price": null``
+  = back to the data path) -> ``{"code": ..., "price": <current price>, "now": iso}``.
+
+``iso`` is ISO 8601 with the offset (``2025-06-16T09:30:00+09:00``). ``advance`` moves the
+shared clock and runs a matching pass, as :meth:`FakeKIS.advance` does; ``set_price`` as
+:meth:`FakeKIS.set_price`. Errors: HTTP 400 (bad body), 404 (unknown path or code), 405
+(wrong method), each with ``{"error": text}``. These paths never count as KIS requests
+(``stats.requests``, ``stats.by_path``), never get faults and ignore the rate limit;
+``stats.control_requests`` counts them.
 
 Auto-fill (``auto_fill=True``): during market hours an open order fills whenever it is
 marketable at the current price — market orders at the current price, limit buys at
 ``min(limit, price)``, limit sells at ``max(limit, price)`` — at most ``fill_qty_per_match``
 shares per matching pass (``None`` = all). Matching runs after every order, price change
-and clock move made through the fake, and before every REST request.
+and clock move made through the fake, and before every REST request. It works on the
+fake's accounts only, so it is the same whichever client (or process) placed the order.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,6 +90,13 @@ DEFAULT_APP_SECRET = "fake-app-secret-" + "x" * 40
 DEFAULT_ACCOUNT_NO = "50000000-01"
 
 FAULT_KINDS = ("http_500", "timeout", "drop", "malformed_json", "token_expired", "rate_limit")
+RANDOM_FAULT_KINDS = ("http_500", "timeout", "rate_limit", "token_expired", "malformed_json")
+"""Default kinds of the random fault mode."""
+ANSWER_LOST_KINDS = frozenset({"http_500", "timeout", "drop", "malformed_json"})
+"""Kinds that may hit an order after it was processed (random mode: half of the time)."""
+ORDER_PATHS = ("/order-cash", "/order-rvsecncl")
+CONTROL_PREFIX = "/_fake/"
+DEFAULT_FAULT_HOLD_S = 0.2
 
 
 @dataclass
@@ -72,12 +117,27 @@ class Fault:
 
 @dataclass
 class FakeStats:
+    """Counters of the fake; ``requests``/``by_path`` count KIS requests (not control)."""
+
     requests: int = 0
     rate_limited: int = 0
     tokens_issued: int = 0
     token_throttled: int = 0
     faults_fired: int = 0
+    faults_after_processing: int = 0
+    control_requests: int = 0
     by_path: Counter[str] = field(default_factory=Counter)
+    faults_by_kind: Counter[str] = field(default_factory=Counter)
+
+
+def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(kinds)
+    if not chosen:
+        raise ValueError("at least one fault kind is needed")
+    for kind in chosen:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+    return chosen
 
 
 @dataclass
@@ -108,6 +168,10 @@ class FakeKIS:
         Monotonic seconds for the rate window (default ``time.monotonic``).
     with_default_account:
         Create the account of ``DEFAULT_APP_KEY`` (100,000,000 KRW, no holdings).
+    fault_rate, fault_kinds, fault_seed, fault_hold_s:
+        Random fault mode (see the module docstring): probability per REST request (0..1),
+        the kinds drawn from, the seed of the draws (``None`` = unpredictable) and how long
+        a ``timeout`` holds the connection (seconds).
     """
 
     def __init__(
@@ -123,6 +187,10 @@ class FakeKIS:
         expired_token_status: int = 500,
         codes: list[str] | None = None,
         with_default_account: bool = True,
+        fault_rate: float = 0.0,
+        fault_kinds: Iterable[str] = RANDOM_FAULT_KINDS,
+        fault_seed: int | None = None,
+        fault_hold_s: float = DEFAULT_FAULT_HOLD_S,
     ) -> None:
         if env not in ("virtual", "real"):
             raise ValueError("env must be 'virtual' or 'real'")
@@ -144,6 +212,15 @@ class FakeKIS:
         self._windows: dict[str, deque[float]] = {}
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
+        self.on_clock: list[Callable[[datetime], None]] = []
+        """Hooks called with the new time whenever :meth:`advance` (or ``POST
+        /_fake/advance``) moves the clock, before the matching pass (a scripted market)."""
+        self.fault_rate = 0.0
+        self.fault_kinds: tuple[str, ...] = RANDOM_FAULT_KINDS
+        self.fault_hold_s = DEFAULT_FAULT_HOLD_S
+        self._fault_rng = random.Random()
+        self.set_random_faults(fault_rate, kinds=fault_kinds, seed=fault_seed,
+                               hold_s=fault_hold_s)
         v = "V" if env == "virtual" else "T"
         self._routes: dict[tuple[str, str], tuple[set[str], Route]] = {
             ("POST", _TRADING + "order-cash"): (
@@ -197,9 +274,12 @@ class FakeKIS:
             self.match()
 
     def advance(self, seconds: float = 0, **kwargs: float) -> datetime:
-        """Move the shared clock forward (``minutes=``, ``hours=``, ``days=`` too); matches."""
+        """Move the shared clock forward (``minutes=``, ``hours=``, ``days=`` too), call the
+        ``on_clock`` hooks with the new time, then match."""
         with self._lock:
             now = self.clock.advance(seconds, **kwargs)
+            for hook in list(self.on_clock):
+                hook(now)
             self.match()
             return now
 
@@ -227,18 +307,37 @@ class FakeKIS:
 
     def inject(self, kind: str, *, path: str | None = None, count: int = 1,
                after_processing: bool = False, hold_s: float = 1.0) -> Fault:
-        """Queue a fault (kinds: ``http_500``, ``timeout``, ``drop``, ``malformed_json``,
-        ``token_expired``, ``rate_limit``)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+        """Queue a fault for the next ``count`` requests whose path contains ``path``
+        (kinds: ``http_500``, ``timeout``, ``drop``, ``malformed_json``, ``token_expired``,
+        ``rate_limit``; see the module docstring). Injected faults come before the random
+        mode's draw."""
+        _check_kinds([kind])
         fault = Fault(kind, path, count, after_processing, hold_s)
         with self._lock:
             self._faults.append(fault)
         return fault
 
     def clear_faults(self) -> None:
+        """Drop the queued (injected) faults; the random mode is left as it is."""
         with self._lock:
             self._faults.clear()
+
+    def set_random_faults(self, rate: float, *, kinds: Iterable[str] = RANDOM_FAULT_KINDS,
+                          seed: int | None = None,
+                          hold_s: float = DEFAULT_FAULT_HOLD_S) -> None:
+        """Make every later REST request fail with probability ``rate`` (0..1; 0 = off)
+        with a kind drawn from ``kinds``; ``seed`` restarts the draws (``None`` =
+        unpredictable); ``hold_s`` = seconds a ``timeout`` holds the connection."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate must be within 0..1, got {rate!r}")
+        if hold_s < 0:
+            raise ValueError("hold_s must not be negative")
+        chosen = _check_kinds(kinds)
+        with self._lock:
+            self.fault_rate = float(rate)
+            self.fault_kinds = chosen
+            self.fault_hold_s = hold_s
+            self._fault_rng = random.Random(seed)
 
     def expire_tokens(self, app_key: str | None = None) -> None:
         """Make the issued tokens (of ``app_key``, or all) expired now."""
@@ -285,15 +384,18 @@ class FakeKIS:
     # --- the app ----------------------------------------------------------------------
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = urlsplit(str(request.url)).path
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(request, path)
         with self._lock:
             self.stats.requests += 1
             self.stats.by_path[path] += 1
-            fault = self._take_fault(path, after=False)
-            if fault is not None:
+            fault = self._take_fault(path, after=False) or self._draw_fault(path)
+            if fault is not None and not fault.after_processing:
                 return self._fire(fault, request)
             status, body, tr_cont = self._dispatch(request, path)
-            fault = self._take_fault(path, after=True) if status == 200 else None
-            if fault is not None:
+            if fault is None and status == 200:
+                fault = self._take_fault(path, after=True)
+            if fault is not None and status == 200:
                 return self._fire(fault, request)
         headers = {"tr_cont": tr_cont, "tr_id": request.headers.get("tr_id", ""),
                    "gt_uid": secrets.token_hex(16)}
@@ -310,11 +412,26 @@ class FakeKIS:
             fault.count -= 1
             if fault.count <= 0:
                 self._faults.remove(fault)
-            self.stats.faults_fired += 1
             return fault
         return None
 
+    def _draw_fault(self, path: str) -> Fault | None:
+        """The random mode's draw for one REST request (the token endpoint never draws)."""
+        if self.fault_rate <= 0 or not path.startswith("/uapi/"):
+            return None
+        rng = self._fault_rng
+        if rng.random() >= self.fault_rate:
+            return None
+        kind = rng.choice(self.fault_kinds)
+        after = (path.endswith(ORDER_PATHS) and kind in ANSWER_LOST_KINDS
+                 and rng.random() < 0.5)
+        return Fault(kind, path, 1, after, self.fault_hold_s)
+
     def _fire(self, fault: Fault, request: httpx.Request) -> httpx.Response:
+        self.stats.faults_fired += 1
+        self.stats.faults_by_kind[fault.kind] += 1
+        if fault.after_processing:
+            self.stats.faults_after_processing += 1
         if fault.kind == "timeout":
             raise FakeTimeout(fault.hold_s)
         if fault.kind == "drop":
@@ -323,11 +440,51 @@ class FakeKIS:
             return httpx.Response(200, content=b'{"rt_cd": "0", "output": [',
                                   headers={"content-type": "application/json"})
         if fault.kind == "token_expired":
+            auth = request.headers.get("authorization", "")
+            token = self._tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
+            if token is not None:
+                token.expires_at = min(token.expires_at, self.clock())
             return httpx.Response(self.expired_token_status, json={
                 "rt_cd": "1", "msg_cd": "EGW00123", "msg1": "기간이 만료된 token 입니다."})
         if fault.kind == "rate_limit":
             return self._rate_limited()
         return httpx.Response(500, text="<html>500 Internal Server Error</html>")
+
+    # --- control API over HTTP -------------------------------------------------------
+    def _control(self, request: httpx.Request, path: str) -> httpx.Response:
+        """``/_fake/...``: see the module docstring. Not a KIS request."""
+        with self._lock:
+            self.stats.control_requests += 1
+        name = path[len(CONTROL_PREFIX):]
+        methods = {"clock": "GET", "advance": "POST", "set_price": "POST"}
+        if name not in methods:
+            return _control_answer(404, {"error": f"no control endpoint {path}"})
+        if request.method != methods[name]:
+            return _control_answer(405, {"error": f"{path} takes {methods[name]}"})
+        if name == "clock":
+            return _control_answer(200, {"now": self.clock().isoformat()})
+        try:
+            body = json.loads(request.read() or b"{}")
+            if not isinstance(body, dict):
+                raise TypeError("the body must be a JSON object")
+            if name == "advance":
+                seconds = float(body["seconds"])
+                if not seconds >= 0:  # also refuses NaN
+                    raise ValueError("seconds must be ≥ 0")
+                return _control_answer(200, {"now": self.advance(seconds).isoformat()})
+            code = str(body["code"])
+            price = body.get("price")
+            if price is not None and (isinstance(price, bool) or not isinstance(price, int)
+                                      or price <= 0):
+                raise ValueError("price must be a positive integer (KRW) or null")
+        except (ValueError, TypeError, KeyError) as exc:
+            return _control_answer(400, {"error": f"bad body for {path}: {exc!r}"})
+        with self._lock:
+            if not self.market.known(code):
+                return _control_answer(404, {"error": f"unknown stock code {code!r}"})
+            self.set_price(code, price)
+            return _control_answer(200, {"code": code, "price": self.market.price(code),
+                                         "now": self.clock().isoformat()})
 
     def _rate_limited(self) -> httpx.Response:
         self.stats.rate_limited += 1
@@ -428,4 +585,64 @@ class FakeKIS:
                      "access_token_token_expired": ep.expiry_text(tok.expires_at)}, ""
 
 
-__all__ = ["FakeDrop", "FakeKIS", "FakeKISServer", "FakeStats", "FakeTimeout", "Fault"]
+def _control_answer(status: int, body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+class FakeKISControl:
+    """Client of the HTTP control API of a served fake (``base_url`` of a
+    :class:`FakeKISServer`), for code running in another process. An instance is also a
+    clock: ``control()`` returns the fake's current time (tz-aware KST)."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 5.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
+
+    def now(self) -> datetime:
+        """``GET /_fake/clock``."""
+        return self._time(self._http.get(CONTROL_PREFIX + "clock"))
+
+    __call__ = now
+
+    def advance(self, seconds: float) -> datetime:
+        """``POST /_fake/advance``: move the fake's clock ``seconds`` forward (it matches
+        orders); returns the new time."""
+        return self._time(self._http.post(CONTROL_PREFIX + "advance",
+                                          json={"seconds": seconds}))
+
+    def set_price(self, code: str, price: int | None) -> int:
+        """``POST /_fake/set_price``: override the price of ``code`` in KRW (``None`` =
+        back to the data); returns the current price."""
+        answer = self._http.post(CONTROL_PREFIX + "set_price",
+                                 json={"code": code, "price": price})
+        answer.raise_for_status()
+        return int(answer.json()["price"])
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FakeKISControl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _time(answer: httpx.Response) -> datetime:
+        answer.raise_for_status()
+        return datetime.fromisoformat(answer.json()["now"])
+
+
+__all__ = [
+    "ANSWER_LOST_KINDS",
+    "CONTROL_PREFIX",
+    "FAULT_KINDS",
+    "RANDOM_FAULT_KINDS",
+    "FakeDrop",
+    "FakeKIS",
+    "FakeKISControl",
+    "FakeKISServer",
+    "FakeStats",
+    "FakeTimeout",
+    "Fault",
+]

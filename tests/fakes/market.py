@@ -8,6 +8,9 @@ Intraday path of a day with a real bar ``O H L C V``: 390 one-minute bars from 0
 15:29, piecewise linear O -> H -> L -> C (O -> L -> H -> C when C < O), prices on the KRX
 tick grid, volume V spread evenly. Before 09:00 the price is the previous close; after
 15:30 it is the close. :meth:`FakeMarket.set_price` overrides the current price.
+
+Names: the Korean name KIS shows as ``hts_kor_isnm``/``prdt_name`` (``KOREAN_NAMES`` for the
+codes of the data set), else the file name's part after the code.
 """
 
 from __future__ import annotations
@@ -30,6 +33,20 @@ CLOSE = time(15, 30)
 MINUTES = 390
 
 Bar = tuple[date, int, int, int, int, int]
+
+KOREAN_NAMES = {
+    "000270": "기아",
+    "000660": "SK하이닉스",
+    "005380": "현대차",
+    "005490": "POSCO홀딩스",
+    "005930": "삼성전자",
+    "035420": "NAVER",
+    "035720": "카카오",
+    "105560": "KB금융",
+    "207940": "삼성바이오로직스",
+    "373220": "LG에너지솔루션",
+}
+"""HTS names (한글 종목명) of the codes in the shared data set."""
 MinuteBar = tuple[datetime, int, int, int, int, int]
 
 
@@ -74,7 +91,8 @@ class FakeMarket:
             for path in sorted(folder.glob("*.csv")):
                 code, _, name = path.stem.partition("_")
                 if codes is None or code in codes:
-                    self.stocks[code] = Stock(code, name, load_daily_csv(path))
+                    self.stocks[code] = Stock(code, KOREAN_NAMES.get(code, name),
+                                              load_daily_csv(path))
 
     # control -------------------------------------------------------------------------
     def add_stock(self, code: str, name: str, price: int, daily: list[Bar] | None = None) -> None:
