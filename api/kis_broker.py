@@ -163,7 +163,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
 
     # --- Broker -----------------------------------------------------------------------
     def get_balance(self) -> Balance:
-        """Cash (예수금), orderable cash (주문가능현금) and holdings value, KRW.
+        """Cash after settlement of today's trades (D+2 예수금), orderable cash (주문가능현금)
+        and holdings value, KRW.
 
         Two reads: ``inquire-balance`` (all pages) and ``inquire-psbl-order``.
         """

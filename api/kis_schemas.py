@@ -140,8 +140,11 @@ class BalanceSummary(_Wire):
 
     @property
     def cash_krw(self) -> int:
-        """예수금총금액 (deposit), KRW."""
-        return to_int(self.dnca_tot_amt)
+        """가수도정산금액 (D+2 deposit: cash once today's trades settle), KRW.
+
+        Not ``dnca_tot_amt`` (D+0): that figure moves only at settlement, two trading days
+        after a fill, so it would not reconcile with the day's fills."""
+        return to_int(self.prvs_rcdl_excc_amt)
 
     @property
     def holdings_value_krw(self) -> int:

@@ -222,6 +222,17 @@ class PaperBroker(Broker, OrderExecutor):
         return bool(self._pending.get(stock_code))
 
     # --- simulation ----------------------------------------------------------------------
+    def seed(self, cash_krw: int, holdings: dict[str, tuple[int, int]]) -> None:
+        """Start from a known account (a dry-run restarted from its book): ``cash_krw`` and
+        code → (shares, cost in KRW). Raises ``ValueError`` for negative figures or when
+        orders were already accepted."""
+        if self._orders:
+            raise ValueError("seed the paper account before any order")
+        if cash_krw < 0 or any(q < 0 or c < 0 for q, c in holdings.values()):
+            raise ValueError("cash, shares and costs must not be negative")
+        self.cash_krw = int(cash_krw)
+        self._holdings = {code: [int(q), int(c)] for code, (q, c) in holdings.items() if q > 0}
+
     def mark(self, stock_code: str, price: int) -> None:
         """Record the latest price of a stock (used for quotes and holdings value)."""
         self._last_price[stock_code] = price

@@ -272,9 +272,10 @@ class Holding:
 class Balance:
     """Account cash position in KRW.
 
-    ``cash_krw`` is the deposit; ``orderable_krw`` what can be spent on a new buy now
-    (cash minus what open buy orders hold); ``holdings_value_krw`` the market value of the
-    holdings; ``total_equity_krw`` cash plus holdings value.
+    ``cash_krw`` is the deposit once every trade so far settles (D+2); ``orderable_krw`` what
+    can be spent on a new buy now (cash minus what open buy orders hold);
+    ``holdings_value_krw`` the market value of the holdings; ``total_equity_krw`` cash plus
+    holdings value.
     """
 
     cash_krw: int
