@@ -1,6 +1,10 @@
 """kis-trader command line.
 
-    python main.py                      run the configured mode (a backtest without KIS keys)
+    python main.py                      run the configured mode (live with KIS keys in .env,
+                                        else a backtest)
+    python main.py live [--dry-run]     trade the enabled strategies through KIS (virtual
+                                        account unless KIS_ENV=real and --confirm-real)
+    python main.py reconcile            compare the database's book with the account, print it
     python main.py backtest [...]       backtest enabled strategies over CSV bars
     python main.py strategies           list discovered strategies and load errors
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
@@ -16,9 +20,11 @@ import logging
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from config.settings import (
     REPO_ROOT,
@@ -31,6 +37,10 @@ from config.settings import (
 from framework.errors import ConfigError, DataError, KisTraderError
 from strategies.config import STRATEGIES_DIR, StrategyLoader
 from utils.clock import KST
+
+if TYPE_CHECKING:
+    from core.live import LiveSession
+    from strategies.base import BaseStrategy
 
 logger = logging.getLogger("kis_trader")
 
@@ -53,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     _backtest_options(bt)
     run = sub.add_parser("run", help="run the configured mode (default command)")
     _backtest_options(run)
+    live = sub.add_parser("live", help="trade the enabled strategies through KIS")
+    _live_options(live)
+    rec = sub.add_parser("reconcile", help="compare the database's book with the account")
+    rec.add_argument("--dry-run", action="store_true", help="the dry-run book (simulated orders)")
+    rec.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
     sub.add_parser("strategies", help="list strategies, enabled or not, and load errors")
     new = sub.add_parser("new-strategy", help="copy the sample strategy to strategies/NAME")
     new.add_argument("name", help="folder name: lower-case letters, digits and _")
@@ -86,6 +101,21 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-html", action="store_true", help="skip the HTML chart")
     p.add_argument("--no-xlsx", action="store_true", help="skip the Excel workbook")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="KIS quotes and bars, simulated orders and account (nothing is sent)",
+    )
+    p.add_argument(
+        "--confirm-real",
+        action="store_true",
+        help="with KIS_ENV=real: confirm trading with real money (else a typed prompt)",
+    )
+    p.add_argument("--strategy", help="only this strategy (enabled or not)")
+    p.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -174,11 +204,15 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = args.data_dir or settings.resolve_path(settings.backtest.data_dir)
-    if kis_credentials_present():
-        print(
-            f"KIS credentials found, but live trading is not part of this build: running a "
-            f"backtest of every enabled strategy over {data_dir} instead."
+    if kis_credentials_present() and settings.mode == "auto":
+        print("KIS credentials found: live trading (python main.py live).")
+        live_args = argparse.Namespace(
+            dry_run=False, confirm_real=False, strategy=args.strategy, db=args.db,
+            strategies_dir=args.strategies_dir,
         )
+        return cmd_live(live_args, settings)
+    if kis_credentials_present():
+        print(f"mode: backtest in settings: backtesting every enabled strategy over {data_dir}.")
     else:
         print(
             f"No KIS credentials (KIS_APP_KEY, KIS_APP_SECRET, KIS_ACCOUNT_NO): running a "
@@ -210,6 +244,208 @@ def cmd_strategies(args: argparse.Namespace, settings: Settings) -> int:
             lines = [f"(could not describe: {exc})"]
         for line in lines:
             print(f"{'':<20} {line}")
+    return 0
+
+
+@dataclass
+class LiveParts:
+    """A wired live session and what must be closed after it."""
+
+    session: LiveSession
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:  # closing must go on for the rest
+                logger.exception("closing %r failed", close)
+
+
+def build_live_session(
+    settings: Settings,
+    *,
+    strategies_dir: Path = STRATEGIES_DIR,
+    strategy: str | None = None,
+    dry_run: bool = False,
+    db_url: str | None = None,
+    confirm: Callable[[], None] = lambda: None,
+    alerts: bool = True,
+    clock: Callable[[], datetime] | None = None,
+    kis_overrides: dict[str, Any] | None = None,
+    broker_options: dict[str, Any] | None = None,
+) -> LiveParts:
+    """Wire a :class:`core.live.LiveSession` from settings and the environment (``.env``).
+
+    KIS credentials come from ``KIS_*`` variables; ``KIS_ENV=real`` without ``dry_run``
+    calls ``confirm`` (which raises ``ConfigError`` to refuse). Telegram alerts and
+    commands start when ``TELEGRAM_BOT_TOKEN`` and ``TELEGRAM_CHAT_ID`` are set and
+    ``telegram.enabled`` (``TELEGRAM_API_URL`` points the bot at another Bot API server).
+    ``clock``, ``kis_overrides`` and ``broker_options`` are for simulations and tests.
+    Raises ``ConfigError`` for missing credentials or no enabled strategy.
+    """
+    import os
+
+    from api.kis_broker import KISBroker
+    from api.kis_settings import KISSettings
+    from api.paper import PaperBroker
+    from core.live import LiveSession, book_id
+    from db.repository import Repository
+    from utils.clock import now as kst_now
+    from utils.fees import FeeModel
+    from utils.market_calendar import krx_calendar
+
+    kis = KISSettings.from_env(**(kis_overrides or {}))
+    if kis.env == "real" and not dry_run:
+        confirm()
+    strategies = _load_live_strategies(strategies_dir, strategy)
+    clock = clock or kst_now
+    parts = LiveParts(session=None)  # type: ignore[arg-type]
+    market = KISBroker(kis, clock=clock, **(broker_options or {}))
+    parts.closers.append(market.close)
+    repository = Repository(db_url or database_url(settings), clock=clock)
+    parts.closers.append(repository.close)
+    fees = FeeModel(kis.commission_rate, kis.sell_tax_rate)
+    mode = "dry_run" if dry_run else "live"
+    account = kis.account_no.get_secret_value()
+    run_id = book_id(mode, kis.env, account)
+    paper: PaperBroker | None = None
+    if dry_run:
+        paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
+        _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw)
+    notifier = None
+    token, chat = os.environ.get("TELEGRAM_BOT_TOKEN"), os.environ.get("TELEGRAM_CHAT_ID")
+    session = LiveSession(
+        settings=settings,
+        strategies=strategies,
+        broker=paper or market,
+        executor=paper or market,
+        market=market,
+        repository=repository,
+        run_id=run_id,
+        mode=mode,
+        env=kis.env,
+        clock=clock,
+        calendar=krx_calendar(),
+        fees=fees,
+        on_quote=(lambda q: paper.process_quote(q.stock_code, q.time, q.price)) if paper else None,
+    )
+    if paper is not None:
+        trader = session.trader
+        paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
+    parts.session = session
+    if alerts and settings.telegram.enabled and token and chat:
+        from core.telegram_integration import Notifier
+
+        notifier = Notifier(
+            token,
+            chat,
+            base_url=os.environ.get("TELEGRAM_API_URL") or None,
+            alerts={str(k): v for k, v in settings.telegram.alerts.items()},
+            controller=session if settings.telegram.commands else None,
+            commands=settings.telegram.commands,
+            names=session.names.get,
+        )
+        notifier.start()
+        session.alerts = notifier
+        parts.closers.insert(0, notifier.stop)
+    market.breaker.add_listener(
+        lambda event: session.trader.event(
+            "circuit_breaker",
+            f"KIS circuit breaker {event.old_state} -> {event.new_state}",
+            level="warning",
+            data={"old_state": str(event.old_state), "new_state": str(event.new_state)},
+        )
+    )
+    return parts
+
+
+def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
+    items = StrategyLoader(root=root).load_enabled(only=only)
+    for item in StrategyLoader(root=root).discover() if only is None else ():
+        if not item.ok:  # a broken plugin is reported and the others trade
+            print(f"warning: strategy {item.name} not loaded: {item.error}", file=sys.stderr)
+    if not items:
+        raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
+    return [item.create() for item in items]
+
+
+def _seed_paper(paper: Any, repository: Any, run_id: str, default_cash: int) -> None:
+    """Dry-run after a restart: the simulated account continues from the book."""
+    last = repository.get_last_equity(run_id)
+    holdings = {
+        row["stock_code"]: (int(row["qty"]), int(row["cost_basis_krw"]))
+        for row in repository.get_positions(run_id, status="holding")
+    }
+    paper.seed(last["cash_krw"] if last else default_cash, holdings)
+
+
+def _confirm_real(args: argparse.Namespace) -> None:
+    """Real money needs ``--confirm-real`` or the word REAL typed at the prompt."""
+    if args.confirm_real:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            "KIS_ENV=real trades with real money: pass --confirm-real "
+            "(or run in a terminal and type REAL at the prompt)"
+        )
+    answer = input("KIS_ENV=real: orders go to your REAL account. Type REAL to continue: ")
+    if answer.strip() != "REAL":
+        raise ConfigError("real trading not confirmed")
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from core.live import ScheduledRunner
+
+    built = build_live_session(
+        settings,
+        strategies_dir=args.strategies_dir,
+        strategy=args.strategy,
+        dry_run=args.dry_run,
+        db_url=args.db or database_url(settings),
+        confirm=lambda: _confirm_real(args),
+    )
+    session = built.session
+    try:
+        report = session.start()
+        print(report.format())
+        mode = "dry run (simulated orders)" if args.dry_run else f"{session.env} account"
+        print(f"trading {', '.join(session.trader.slots)} on the {mode}; Ctrl+C stops.")
+
+        def _stop(signum: int, _frame: object) -> None:
+            session.request_stop(f"signal {signal.Signals(signum).name}")
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        ScheduledRunner(session).run()
+    finally:
+        session.stop(session.stop_reason or "stopped")
+        built.close()
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from core.reconcile import ReconcileError
+
+    built = build_live_session(
+        settings,
+        strategies_dir=args.strategies_dir,
+        strategy=None,
+        dry_run=args.dry_run,
+        db_url=args.db or database_url(settings),
+        confirm=lambda: None,  # reads only: nothing is sent
+        alerts=False,
+    )
+    try:
+        report = built.session.reconcile_only()
+    except ReconcileError as exc:
+        print(f"reconciliation failed: {exc}")
+        return 2
+    finally:
+        built.close()
+    print(report.format())
     return 0
 
 
@@ -246,6 +482,8 @@ def cmd_new_strategy(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {
     None: cmd_run,
     "run": cmd_run,
+    "live": cmd_live,
+    "reconcile": cmd_reconcile,
     "backtest": cmd_backtest,
     "strategies": cmd_strategies,
     "new-strategy": cmd_new_strategy,

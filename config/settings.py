@@ -43,8 +43,73 @@ class BacktestDefaults(_Strict):
 
 
 class RiskSettings(_Strict):
+    """Global risk limits for every strategy and mode (fractions: ``0.03`` = 3 %)."""
+
     max_order_amount_krw: int | None = Field(None, gt=0)
     max_order_qty: int | None = Field(None, gt=0)
+    max_trades_per_day: int | None = Field(None, ge=0)
+    cooldown_s: float = Field(0.0, ge=0)
+    daily_loss_limit_pct: float | None = Field(None, gt=0, lt=1)
+    portfolio_stop_pct: float | None = Field(None, gt=0, lt=1)
+
+
+class ScheduleSettings(_Strict):
+    """Intervals of the live trading jobs (seconds) on KRX trading days."""
+
+    quote_interval_s: float = Field(10.0, ge=1)
+    quote_batch_size: int = Field(20, ge=1)
+    signal_interval_s: float = Field(60.0, ge=1)
+    fill_poll_interval_s: float = Field(5.0, ge=1)
+    account_sync_interval_s: float = Field(60.0, ge=5)
+    close_report_delay_s: float = Field(300.0, ge=0)
+
+
+class OrderSettings(_Strict):
+    """Unfilled limit orders: cancel after the timeout, re-place up to ``max_replacements``."""
+
+    buy_timeout_s: float | None = Field(180.0, gt=0)
+    sell_timeout_s: float | None = Field(120.0, gt=0)
+    max_replacements: int = Field(2, ge=0, le=10)
+
+
+class UnmanagedSettings(_Strict):
+    """Exit rules for holdings found in the account that no strategy opened."""
+
+    stop_loss_pct: float | None = Field(0.05, gt=0, lt=1)
+    take_profit_pct: float | None = Field(0.10, gt=0)
+    trailing_stop_pct: float | None = Field(None, gt=0, lt=1)
+
+
+class LiveSettings(_Strict):
+    """``python main.py live``: schedule, order handling and history for signals."""
+
+    schedule: ScheduleSettings = ScheduleSettings()
+    orders: OrderSettings = OrderSettings()
+    unmanaged: UnmanagedSettings = UnmanagedSettings()
+    history_days: int = Field(200, ge=1, le=3000)
+    dry_run_cash_krw: int = Field(10_000_000, gt=0)
+
+
+class TelegramSettings(_Strict):
+    """Alerts and commands; the bot token and chat id come from ``.env`` only."""
+
+    enabled: bool = True
+    commands: bool = True
+    alerts: dict[
+        Literal[
+            "start",
+            "stop",
+            "order_sent",
+            "fill",
+            "cancel",
+            "error",
+            "circuit_breaker",
+            "reconcile",
+            "daily_report",
+            "risk",
+        ],
+        bool,
+    ] = Field(default_factory=dict)
 
 
 class DatabaseSettings(_Strict):
@@ -56,6 +121,8 @@ class Settings(_Strict):
     backtest: BacktestDefaults = BacktestDefaults()
     risk: RiskSettings = RiskSettings()
     database: DatabaseSettings = DatabaseSettings()
+    live: LiveSettings = LiveSettings()
+    telegram: TelegramSettings = TelegramSettings()
 
     def resolve_path(self, value: str) -> Path:
         """Expand ``${DATA_DIR}`` and make a relative path relative to the repository."""

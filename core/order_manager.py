@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from core.journal import Journal
@@ -32,6 +33,23 @@ from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Sign
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class OrderPolicy:
+    """How long an unfilled order may rest, and how often it is re-placed.
+
+    ``buy_timeout_s`` / ``sell_timeout_s``: seconds after which the unfilled rest of an
+    order is cancelled (``None`` = never). ``max_replacements``: how many times the rest is
+    then re-placed at the current price while the signal still holds (0 = never).
+    """
+
+    buy_timeout_s: float | None = None
+    sell_timeout_s: float | None = None
+    max_replacements: int = 0
+
+    def timeout_s(self, side: OrderSide) -> float | None:
+        return self.buy_timeout_s if side is OrderSide.BUY else self.sell_timeout_s
+
+
 class OrderManager:
     """Tracks orders by client id. Not thread-safe by itself: the Trader serialises calls."""
 
@@ -41,8 +59,11 @@ class OrderManager:
         journal: Journal,
         clock: Callable[[], datetime],
         id_prefix: str,
+        unknown_grace_s: float = 60.0,
     ):
         self.executor = executor
+        self.unknown_grace_s = unknown_grace_s
+        self._unfound_since: dict[str, datetime] = {}
         self.journal = journal
         self.clock = clock
         self.id_prefix = id_prefix
@@ -60,11 +81,33 @@ class OrderManager:
             o.strategy == strategy and o.stock_code == stock_code for o in self._open.values()
         )
 
-    def restore(self, order: Order) -> None:
-        """Track an order read back from the database (restart)."""
+    def restore(self, order: Order, fill_ids: Iterable[str] = ()) -> None:
+        """Track an order read back from the database (restart).
+
+        ``fill_ids``: ids of fills already applied (from the database), so a fill the
+        broker reports again is applied once. An order with a broker id is handed to the
+        executor's ``restore_order`` so the broker's cumulative figures continue from the
+        recorded fills.
+        """
         self.orders[order.client_order_id] = order
+        self._seen_fills.update(fill_ids)
         if not order.status.is_final:
             self._open[order.client_order_id] = order
+            if order.broker_order_id and order.created_at is not None:
+                self.executor.restore_order(
+                    order.broker_order_id,
+                    order.client_order_id,
+                    filled_qty=order.filled_qty,
+                    filled_amount_krw=order.filled_amount_krw,
+                    day=order.created_at.date(),
+                )
+
+    def adopt(self, order: Order, state: OrderState, note: str) -> list[Fill]:
+        """Attach a broker order found for a ``PENDING_NEW``/``UNKNOWN`` order after a
+        restart (matched by code, side, quantity, price and time); returns its new fills."""
+        order.broker_order_id = state.broker_order_id
+        self._set_status(order, OrderStatus.SUBMITTED, note)
+        return self.apply_state(order, state)
 
     # --- lifecycle ---------------------------------------------------------------------
     def create(
@@ -77,8 +120,14 @@ class OrderManager:
         qty: int,
         price: int | None,
         signal: Signal | None = None,
+        reasons: tuple[str, ...] | None = None,
+        replaces: Order | None = None,
     ) -> Order:
-        """A new ``PENDING_NEW`` order, journaled before it is sent."""
+        """A new ``PENDING_NEW`` order, journaled before it is sent.
+
+        ``replaces``: the timed-out order this one re-places (its reasons, metadata and
+        signal type are carried over and ``attempt`` is one more).
+        """
         now = self.clock()
         order = Order(
             client_order_id=f"{self.id_prefix}-{next(self._seq):07d}",
@@ -94,6 +143,14 @@ class OrderManager:
             metadata=dict(signal.metadata) if signal else {},
             signal_type=signal.signal_type if signal else None,
         )
+        if reasons is not None:
+            order.reasons = tuple(reasons)
+        if replaces is not None:
+            order.replaces = replaces.client_order_id
+            order.attempt = replaces.attempt + 1
+            order.reasons = order.reasons or replaces.reasons
+            order.metadata = dict(order.metadata or replaces.metadata)
+            order.signal_type = order.signal_type or replaces.signal_type
         self.orders[order.client_order_id] = order
         self._open[order.client_order_id] = order
         self.journal.order(order, "created")
@@ -129,15 +186,27 @@ class OrderManager:
         """Look an ``UNKNOWN`` order up by client id; adopt what the broker says.
 
         Returns the fills found. If the broker has no such order it stays ``UNKNOWN`` for
-        the next lookup (the order list can lag); the caller decides when to give up.
+        the next lookup (the order list can lag) until lookups have answered "no such
+        order" for ``unknown_grace_s`` seconds: then it is ``REJECTED`` (never placed), so
+        the engine may act again. A lookup that fails (broker error) proves nothing and
+        never gives up.
         """
+        cid = order.client_order_id
         try:
-            state = self.executor.find_order(order.client_order_id)
+            state = self.executor.find_order(cid)
         except BrokerError as exc:
-            logger.warning("lookup of %s failed: %s", order.client_order_id, exc)
+            logger.warning("lookup of %s failed: %s", cid, exc)
             return []
         if state is None:
+            now = self.clock()
+            first = self._unfound_since.setdefault(cid, now)
+            if (now - first).total_seconds() >= self.unknown_grace_s:
+                self._unfound_since.pop(cid, None)
+                self.give_up(
+                    order, f"the broker has no such order after {self.unknown_grace_s:.0f} s"
+                )
             return []
+        self._unfound_since.pop(cid, None)
         order.broker_order_id = state.broker_order_id
         if order.status is OrderStatus.UNKNOWN:
             self._set_status(

@@ -5,9 +5,16 @@ order :meth:`RiskManager.check_order`. A refusal is a reason string (recorded as
 ``risk_rejected`` event), never an exception in the trading loop.
 
 Checks: the trading state (``ACTIVE``; ``REDUCE_ONLY`` allows exits only; ``HALTED`` allows
-nothing new), the strategy's ``max_daily_trades``, one open order per strategy and stock at a
-time, sells only of shares the strategy holds, and global caps on order amount (KRW) and
-quantity (shares).
+nothing new), the strategy's ``max_daily_trades`` and the global ``max_trades_per_day``, one
+open order per strategy and stock at a time, sells only of shares the strategy holds, a
+cooldown after a sell before the same strategy buys the same stock again, the daily loss lock
+(no new buys once equity is ``daily_loss_limit_pct`` below the day's starting equity), and
+global caps on order amount (KRW) and quantity (shares).
+
+Exits (:func:`exit_trigger`), checked on every quote in live trading: stop loss, take profit
+and trailing stop of each position, and the portfolio stop (:meth:`RiskManager.portfolio_stop_hit`:
+equity ``portfolio_stop_pct`` below its high-water mark → sell everything, then ``HALTED``).
+All percentages are fractions (``0.05`` = 5 %).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from framework.types import OrderSide, Signal
 from strategies.config import RiskManagement
@@ -28,19 +37,121 @@ class TradingState(enum.Enum):
 
 @dataclass(frozen=True)
 class RiskLimits:
-    """Global limits for every order (``None`` = no limit)."""
+    """Global limits (``None`` = no limit). Amounts KRW, quantities shares, times seconds."""
 
     max_order_amount_krw: int | None = None
     max_order_qty: int | None = None
+    max_trades_per_day: int | None = None
+    cooldown_s: float = 0.0
+    daily_loss_limit_pct: float | None = None
+    portfolio_stop_pct: float | None = None
+
+
+class ExitLevels(Protocol):
+    """What :func:`exit_trigger` reads of a position."""
+
+    qty: int
+    stop_loss: float | None
+    target_price: float | None
+    peak_price: float | None
+
+    @property
+    def avg_price(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class ExitPolicy:
+    """Exit rules of one strategy (fractions of the average price; ``None`` = off).
+
+    An absolute ``stop_loss`` / ``target_price`` set on the position (from the strategy's
+    signal) wins over the percentage.
+    """
+
+    stop_loss_pct: float | None = None
+    take_profit_pct: float | None = None
+    trailing_stop_pct: float | None = None
+
+    @classmethod
+    def of(cls, risk: RiskManagement) -> ExitPolicy:
+        return cls(risk.stop_loss_pct, risk.take_profit_pct, risk.trailing_stop_pct)
+
+
+@dataclass(frozen=True)
+class ExitTrigger:
+    """A protective exit that fired: ``rule`` is ``stop_loss``, ``take_profit`` or
+    ``trailing_stop``; ``level`` the price (KRW) it fired at or beyond."""
+
+    rule: str
+    price: float
+    level: float
+
+    @property
+    def reason(self) -> str:
+        return f"{self.rule}: price {self.price:,.0f} crossed {self.level:,.0f}"
+
+
+def stop_level(position: ExitLevels, policy: ExitPolicy) -> float | None:
+    """Stop-loss price (KRW) of ``position`` or ``None``."""
+    if position.stop_loss is not None:
+        return position.stop_loss
+    if policy.stop_loss_pct is None or position.avg_price <= 0:
+        return None
+    return position.avg_price * (1.0 - policy.stop_loss_pct)
+
+
+def target_level(position: ExitLevels, policy: ExitPolicy) -> float | None:
+    """Take-profit price (KRW) of ``position`` or ``None``."""
+    if position.target_price is not None:
+        return position.target_price
+    if policy.take_profit_pct is None or position.avg_price <= 0:
+        return None
+    return position.avg_price * (1.0 + policy.take_profit_pct)
+
+
+def exit_trigger(position: ExitLevels, price: float, policy: ExitPolicy) -> ExitTrigger | None:
+    """The exit ``price`` (KRW, > 0) triggers for ``position``, if any.
+
+    Order of precedence: stop loss, trailing stop, take profit. The trailing stop trails
+    ``peak_price`` (the highest price since entry, kept by the caller) and only arms once
+    the peak is above the average price, so it never fires below the entry on its own.
+    """
+    if position.qty <= 0 or not price > 0:
+        return None
+    stop = stop_level(position, policy)
+    if stop is not None and price <= stop:
+        return ExitTrigger("stop_loss", price, stop)
+    peak = position.peak_price
+    if (
+        policy.trailing_stop_pct is not None
+        and peak is not None
+        and peak > position.avg_price
+    ):
+        trail = peak * (1.0 - policy.trailing_stop_pct)
+        if price <= trail:
+            return ExitTrigger("trailing_stop", price, trail)
+    target = target_level(position, policy)
+    if target is not None and price >= target:
+        return ExitTrigger("take_profit", price, target)
+    return None
 
 
 class RiskManager:
-    """Holds the trading state and applies the checks. Thread-safe state switch."""
+    """Holds the trading state and applies the checks. Thread-safe state switch.
+
+    ``clock`` gives the current time for the cooldown; the day's figures (trade count,
+    starting equity for the daily loss lock) restart with :meth:`start_day`.
+    """
 
     def __init__(self, limits: RiskLimits | None = None):
         self.limits = limits or RiskLimits()
         self._state = TradingState.ACTIVE
         self._lock = threading.Lock()
+        self._last_sell: dict[tuple[str, str], datetime] = {}
+        self.day: date | None = None
+        self.day_start_equity_krw: int | None = None
+        self.peak_equity_krw: int | None = None
+        self.trades_today = 0
+        self.daily_loss_locked = False
 
     @property
     def state(self) -> TradingState:
@@ -50,6 +161,56 @@ class RiskManager:
         with self._lock:
             self._state = state
 
+    # --- day figures -------------------------------------------------------------------
+    def start_day(self, day: date, equity_krw: int) -> None:
+        """Reset the day's trade count and loss lock; ``equity_krw`` is the day's start."""
+        with self._lock:
+            if self.day == day:
+                return
+            self.day = day
+            self.day_start_equity_krw = int(equity_krw)
+            self.trades_today = 0
+            self.daily_loss_locked = False
+            if self.peak_equity_krw is None or equity_krw > self.peak_equity_krw:
+                self.peak_equity_krw = int(equity_krw)
+
+    def record_trade(self) -> None:
+        with self._lock:
+            self.trades_today += 1
+
+    def record_sell(self, strategy: str, stock_code: str, at: datetime) -> None:
+        """Start the cooldown of (strategy, stock) at ``at``."""
+        with self._lock:
+            self._last_sell[(strategy, stock_code)] = at
+
+    def cooldown_until(self, strategy: str, stock_code: str) -> datetime | None:
+        last = self._last_sell.get((strategy, stock_code))
+        if last is None or self.limits.cooldown_s <= 0:
+            return None
+        return last + timedelta(seconds=self.limits.cooldown_s)
+
+    def update_equity(self, equity_krw: int) -> bool:
+        """Track the equity; returns True when the daily loss lock engages now."""
+        with self._lock:
+            if self.peak_equity_krw is None or equity_krw > self.peak_equity_krw:
+                self.peak_equity_krw = int(equity_krw)
+            limit = self.limits.daily_loss_limit_pct
+            start = self.day_start_equity_krw
+            if self.daily_loss_locked or limit is None or not start:
+                return False
+            if equity_krw <= start * (1.0 - limit):
+                self.daily_loss_locked = True
+                return True
+            return False
+
+    def portfolio_stop_hit(self, equity_krw: int) -> bool:
+        """True when equity is ``portfolio_stop_pct`` or more below its high-water mark."""
+        pct = self.limits.portfolio_stop_pct
+        peak = self.peak_equity_krw
+        if pct is None or not peak:
+            return False
+        return equity_krw <= peak * (1.0 - pct)
+
     def check_signal(
         self,
         signal: Signal,
@@ -58,6 +219,8 @@ class RiskManager:
         trades_today: int,
         has_open_order: bool,
         position_qty: int,
+        strategy: str = "",
+        now: datetime | None = None,
     ) -> str | None:
         """Reason to refuse acting on ``signal``, or ``None`` when it may proceed."""
         state = self._state
@@ -73,6 +236,15 @@ class RiskManager:
             return None
         if trades_today >= risk.max_daily_trades:
             return f"max_daily_trades {risk.max_daily_trades} reached"
+        limits = self.limits
+        if limits.max_trades_per_day is not None and self.trades_today >= limits.max_trades_per_day:
+            return f"max_trades_per_day {limits.max_trades_per_day} reached"
+        if self.daily_loss_locked:
+            pct = limits.daily_loss_limit_pct or 0.0
+            return f"daily loss lock: equity {pct:.1%} below the day's start"
+        until = self.cooldown_until(strategy, signal.stock_code)
+        if until is not None and now is not None and now < until:
+            return f"cooldown after a sell until {until:%H:%M:%S}"
         return None
 
     def check_order(self, side: OrderSide, qty: int, price_krw: float) -> str | None:

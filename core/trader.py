@@ -29,9 +29,9 @@ import pandas as pd
 
 from core.fund_manager import FundManager
 from core.journal import Journal
-from core.order_manager import OrderManager
+from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio, Position
-from core.risk import RiskManager
+from core.risk import ExitPolicy, ExitTrigger, RiskManager, TradingState, exit_trigger
 from framework.bars import Bars
 from framework.broker import Broker
 from framework.data import DataProvider
@@ -50,6 +50,9 @@ from framework.types import (
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.ticks import round_to_tick
+
+UNMANAGED = "unmanaged"
+"""Strategy name of holdings adopted from the account that no strategy opened."""
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,9 @@ class Trader:
         max_consecutive_errors: int = 3,
         on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
         journal_debug: bool = False,
+        order_policy: OrderPolicy | None = None,
+        default_exits: ExitPolicy | None = None,
+        names: Callable[[str], str | None] | None = None,
     ):
         self.slots: dict[str, StrategySlot] = {}
         for strategy in strategies:
@@ -124,9 +130,15 @@ class Trader:
         self.max_consecutive_errors = max_consecutive_errors
         self.on_event = on_event
         self.journal_debug = journal_debug
+        self.order_policy = order_policy or OrderPolicy()
+        self.default_exits = default_exits or ExitPolicy()
+        self.names = names
         self.prices: dict[str, float] = {}
         self._reservation_of: dict[str, int] = {}
         self._signal_of: dict[str, Signal] = {}
+        self._last_signal: dict[tuple[str, str], tuple[SignalType, datetime]] = {}
+        self._cancel_requested: dict[str, datetime] = {}
+        self._exit_cancels: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -226,6 +238,7 @@ class Trader:
             )
             return None
         slot.signals[signal.signal_type.value] += 1
+        self._last_signal[(slot.name, stock_code)] = (signal.signal_type, self.clock())
         if signal.signal_type is SignalType.HOLD:
             return signal
         if signal.stock_code != stock_code:
@@ -250,6 +263,8 @@ class Trader:
             trades_today=slot.trades_today,
             has_open_order=self.orders.has_open(slot.name, code),
             position_qty=held,
+            strategy=slot.name,
+            now=self.clock(),
         )
         if reason:
             self._reject(slot, signal, reason)
@@ -329,13 +344,48 @@ class Trader:
         )
         return self._send(slot, order, signal)
 
-    def _send(self, slot: StrategySlot, order: Order, signal: Signal) -> Order:
-        self._signal_of[order.client_order_id] = signal
-        slot.trades_today += 1
+    def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
+        if signal is not None:
+            self._signal_of[order.client_order_id] = signal
+        if slot is not None and order.attempt == 0:
+            slot.trades_today += 1
+        if order.attempt == 0:
+            self.risk.record_trade()
         self.orders.submit(order)
+        if order.status is OrderStatus.REJECTED:
+            self.notify("order_rejected", order, reason=order.message)
+        elif order.status is not OrderStatus.PENDING_NEW:
+            self.notify("order_sent", order)
         if order.status.is_final:
-            self._finalise(order)
+            self.finalise(order)
         return order
+
+    def notify(self, kind: str, order: Order, **extra: Any) -> None:
+        """Hand an order event (``order_sent``, ``order_filled``, ``order_cancelled``,
+        ``order_rejected``) to ``on_event`` (alerts); the journal has the order itself."""
+        if self.on_event is None:
+            return
+        data: dict[str, Any] = {
+            "strategy": order.strategy,
+            "code": order.stock_code,
+            "name": self.names(order.stock_code) if self.names else None,
+            "side": order.side.value,
+            "qty": order.qty,
+            "price": order.price,
+            "order_type": order.order_type.value,
+            "reasons": list(order.reasons),
+            "attempt": order.attempt,
+            "client_order_id": order.client_order_id,
+        }
+        data.update(extra)
+        message = (
+            f"{kind} {order.strategy} {order.side.value} {order.stock_code} "
+            f"{data['qty']} @ {data['price'] or 'market'}"
+        )
+        try:
+            self.on_event(kind, message, data)
+        except Exception:  # a notifier must never break trading
+            logger.exception("event handler failed for %s", kind)
 
     def _reject(self, slot: StrategySlot, signal: Signal, reason: str) -> None:
         slot.rejections[reason.split(":")[0]] += 1
@@ -353,8 +403,11 @@ class Trader:
         """KRW a buy may spend when it fills: its reservation plus free cash."""
         return self.funds.spendable_krw(self._reservation_of.get(client_order_id))
 
-    def poll_orders(self, stock_code: str | None = None) -> list[Fill]:
-        """Read the broker's state of every open order (of one stock) and apply it."""
+    def poll_orders(self, stock_code: str | None = None, *, book_cash: bool = True) -> list[Fill]:
+        """Read the broker's state of every open order (of one stock) and apply it.
+
+        ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
+        the cash from the account afterwards, which already includes these fills."""
         applied: list[Fill] = []
         for order in self.orders.open_orders(stock_code):
             if order.status is OrderStatus.UNKNOWN:
@@ -366,16 +419,20 @@ class Trader:
                     order, self.executor.get_order(order.broker_order_id)
                 )
             for fill in fills:
-                self._on_fill(order, fill)
+                self.apply_fill(order, fill, book_cash=book_cash)
             if order.status.is_final:
-                self._finalise(order)
+                self.finalise(order)
             applied.extend(fills)
         return applied
 
-    def _on_fill(self, order: Order, fill: Fill) -> None:
+    def apply_fill(self, order: Order, fill: Fill, *, book_cash: bool = True) -> None:
+        """Book one new fill of ``order``: cash (unless ``book_cash`` is False), position,
+        journal, alert, then the strategy's ``on_order_filled``."""
         slot = self.slots.get(order.strategy)
         signal = self._signal_of.get(order.client_order_id)
-        if fill.side is OrderSide.BUY:
+        if not book_cash:
+            pass
+        elif fill.side is OrderSide.BUY:
             self.funds.commit_buy(
                 self._reservation_of.get(order.client_order_id),
                 fill.amount_krw + fill.commission_krw,
@@ -390,16 +447,215 @@ class Trader:
             target_price=signal.target_price if signal else None,
             metadata=dict(signal.metadata) if signal and fill.side is OrderSide.BUY else None,
         )
+        if fill.side is OrderSide.BUY and (pos.peak_price is None or fill.price > pos.peak_price):
+            pos.peak_price = float(fill.price)
+        if fill.side is OrderSide.SELL:
+            self.risk.record_sell(order.strategy, fill.stock_code, fill.time)
         self.journal.fill(order.strategy, fill)
         self.journal.position(pos, closed_at=fill.time if trip else None)
+        self.notify(
+            "order_filled",
+            order,
+            qty=fill.qty,
+            price=fill.price,
+            amount_krw=fill.amount_krw,
+            commission_krw=fill.commission_krw,
+            tax_krw=fill.tax_krw,
+            realized_pnl_krw=trip.pnl_krw if trip else None,
+        )
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
         if slot is not None and slot.active:
             self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
-    def _finalise(self, order: Order) -> None:
+    def finalise(self, order: Order) -> None:
         self.funds.release(self._reservation_of.pop(order.client_order_id, None))
-        self._signal_of.pop(order.client_order_id, None)
+        signal = self._signal_of.pop(order.client_order_id, None)
+        timed_out = self._cancel_requested.pop(order.client_order_id, None) is not None
+        self._exit_cancels.discard(order.client_order_id)
+        if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+            self.notify(
+                "order_cancelled",
+                order,
+                qty=order.remaining_qty,
+                filled_qty=order.filled_qty,
+                reason="timeout" if timed_out else order.message,
+            )
+        if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
+            self._replace(order, signal)
+
+    # --- timeouts, re-placement and protective exits -----------------------------------
+    def manage_timeouts(self) -> int:
+        """Cancel the rest of orders resting longer than the policy allows; returns how
+        many cancels were sent. The re-placement follows when the cancel is confirmed
+        (:meth:`poll_orders` sees the order ``CANCELLED``)."""
+        now = self.clock()
+        sent = 0
+        for order in self.orders.open_orders():
+            cid = order.client_order_id
+            if cid in self._cancel_requested or order.broker_order_id is None:
+                continue
+            if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
+                continue
+            timeout = self.order_policy.timeout_s(order.side)
+            if timeout is None or order.created_at is None:
+                continue
+            if (now - order.created_at).total_seconds() < timeout:
+                continue
+            if self.orders.cancel(order):
+                self._cancel_requested[cid] = now
+                sent += 1
+                self.event(
+                    "order_timeout",
+                    f"{cid} {order.stock_code} unfilled {order.remaining_qty} of {order.qty} "
+                    f"after {timeout:.0f} s: cancel sent",
+                    data={"client_order_id": cid, "attempt": order.attempt},
+                )
+        return sent
+
+    def signal_holds(self, order: Order) -> bool:
+        """Whether the strategy still wants ``order``: its latest signal for the stock since
+        the order was created is not HOLD or the other side (none since = still holds).
+        Protective exits and orders of unmanaged holdings always hold."""
+        if order.strategy == UNMANAGED or order.metadata.get("exit_rule"):
+            return True
+        last = self._last_signal.get((order.strategy, order.stock_code))
+        if last is None or order.created_at is None or last[1] <= order.created_at:
+            return True
+        kind = last[0]
+        return kind.is_buy if order.side is OrderSide.BUY else kind.is_sell
+
+    def _replace(self, old: Order, signal: Signal | None) -> Order | None:
+        policy = self.order_policy
+        code = old.stock_code
+        slot = self.slots.get(old.strategy)
+        if old.attempt >= policy.max_replacements:
+            self.event("order_not_replaced", f"{old.client_order_id}: replacements used up")
+            return None
+        if not self.signal_holds(old):
+            self.event("order_not_replaced", f"{old.client_order_id}: the signal no longer holds")
+            return None
+        if self.risk.state is TradingState.HALTED or (
+            old.side is OrderSide.BUY and self.risk.state is TradingState.REDUCE_ONLY
+        ):
+            self.event("order_not_replaced", f"{old.client_order_id}: {self.risk.state.value}")
+            return None
+        price = self.prices.get(code)
+        if price is None:
+            return None
+        market = old.order_type is OrderType.MARKET
+        limit = None
+        if not market:
+            limit = round_to_tick(price, "up" if old.side is OrderSide.BUY else "down")
+        qty = old.remaining_qty
+        reservation = None
+        if old.side is OrderSide.BUY:
+            ref = float(limit if limit is not None else price)
+            qty = min(qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref)))
+            if qty <= 0 or self.risk.check_order(OrderSide.BUY, qty, ref):
+                self.event("order_not_replaced", f"{old.client_order_id}: no cash or limit")
+                return None
+            cost = math.ceil(qty * ref * (1.0 + self.fees.commission_rate_f))
+            need = min(cost, self.funds.free_krw)
+            try:
+                reservation = self.funds.reserve(old.strategy, code, need)
+            except FundsError as exc:
+                self.event("order_not_replaced", f"{old.client_order_id}: {exc}")
+                return None
+        else:
+            qty = min(qty, self.portfolio.qty(old.strategy, code))
+            if qty <= 0:
+                return None
+        order = self.orders.create(
+            strategy=old.strategy,
+            stock_code=code,
+            side=old.side,
+            order_type=old.order_type,
+            qty=qty,
+            price=limit,
+            signal=signal,
+            replaces=old,
+        )
+        if reservation is not None:
+            self._reservation_of[order.client_order_id] = reservation.reservation_id
+        return self._send(slot, order, signal)
+
+    def exit_policy(self, strategy: str) -> ExitPolicy:
+        slot = self.slots.get(strategy)
+        return ExitPolicy.of(slot.strategy.risk) if slot is not None else self.default_exits
+
+    def check_exits(self, stock_code: str) -> list[Order]:
+        """Apply stop loss, take profit and trailing stop to every position in
+        ``stock_code`` at its last price; a triggered exit sells the whole position at
+        market. Blocked only by ``HALTED``; an open order of the position is cancelled
+        first (the exit follows on the next check once the cancel is confirmed)."""
+        price = self.prices.get(stock_code)
+        sent: list[Order] = []
+        if price is None:
+            return sent
+        for pos in list(self.portfolio.positions()):
+            if pos.stock_code != stock_code:
+                continue
+            if pos.peak_price is None or price > pos.peak_price:
+                pos.peak_price = price
+            trigger = exit_trigger(pos, price, self.exit_policy(pos.strategy))
+            if trigger is None or self.risk.state is TradingState.HALTED:
+                continue
+            order = self.exit_position(pos, trigger)
+            if order is not None:
+                sent.append(order)
+        return sent
+
+    def exit_position(self, pos: Position, trigger: ExitTrigger) -> Order | None:
+        """Sell all of ``pos`` at market because of ``trigger`` (once: not while an order
+        for the position is open)."""
+        open_orders = [
+            o
+            for o in self.orders.open_orders(pos.stock_code)
+            if o.strategy == pos.strategy
+        ]
+        if open_orders:  # the exit waits for these to be cancelled; never re-placed
+            for o in open_orders:
+                self._cancel_requested.pop(o.client_order_id, None)
+                if o.client_order_id not in self._exit_cancels and self.orders.cancel(o):
+                    self._exit_cancels.add(o.client_order_id)
+            return None
+        order = self.orders.create(
+            strategy=pos.strategy,
+            stock_code=pos.stock_code,
+            side=OrderSide.SELL,
+            order_type=OrderType.MARKET,
+            qty=pos.qty,
+            price=None,
+            reasons=(trigger.reason,),
+        )
+        order.metadata = {"exit_rule": trigger.rule}
+        self.event(
+            "risk_exit",
+            f"{pos.strategy} {pos.stock_code}: {trigger.reason}",
+            data={
+                "strategy": pos.strategy,
+                "code": pos.stock_code,
+                "name": self.names(pos.stock_code) if self.names else None,
+                "rule": trigger.rule,
+                "price": trigger.price,
+                "trigger_price": trigger.level,
+            },
+        )
+        return self._send(self.slots.get(pos.strategy), order, None)
+
+    def exit_all(self, reason: str) -> list[Order]:
+        """Sell every position at market (the portfolio stop); open buys are cancelled."""
+        sent: list[Order] = []
+        for open_order in self.orders.open_orders():
+            if open_order.side is OrderSide.BUY:
+                self.orders.cancel(open_order)
+        for pos in list(self.portfolio.positions()):
+            price = self.prices.get(pos.stock_code, pos.avg_price)
+            order = self.exit_position(pos, ExitTrigger(reason, price, price))
+            if order is not None:
+                sent.append(order)
+        return sent
 
     def open_positions(self) -> list[Position]:
         return self.portfolio.positions()

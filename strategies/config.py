@@ -54,6 +54,7 @@ class RiskManagement(BaseModel):
     take_profit_pct: float = Field(0.10, gt=0)
     max_position_size: float = Field(0.10, gt=0, le=1.5)
     max_daily_trades: int = Field(5, ge=0)
+    trailing_stop_pct: float | None = Field(None, gt=0, lt=1)
 
 
 class StrategyConfig(BaseModel):

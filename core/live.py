@@ -1,0 +1,758 @@
+"""Live trading (and dry-run): the one ``Trader`` driven by a schedule on the KRX calendar.
+
+A :class:`LiveSession` owns the engine of one trading process and exposes its work as jobs:
+
+==============  ===========================================================================
+job             what it does
+==============  ===========================================================================
+``open``        at the session open: the day's figures (loss lock, trade counts), daily
+                history for daily-timeframe strategies, ``on_market_open``, equity snapshot
+``quotes``      every ``quote_interval_s``: quotes for the next batch of the universe (and
+                every held stock); stop loss / take profit / trailing stop on each; the
+                daily loss lock and the portfolio stop on the new equity
+``signals``     every ``signal_interval_s``: ``generate_signal`` for every strategy and stock
+                (a daily strategy sees today's bar, built from the current quote, as the
+                last row)
+``fills``       every ``fill_poll_interval_s``: open orders polled for fills; timed-out
+                orders cancelled and re-placed (``live.orders``)
+``account``     every ``account_sync_interval_s``: cash and holdings compared with the
+                account (differences journaled); equity snapshot
+``close``       ``close_report_delay_s`` after the close: last poll, ``on_market_close``,
+                equity snapshot and the daily report
+==============  ===========================================================================
+
+Two runners call these jobs: :class:`ScheduledRunner` (APScheduler in Asia/Seoul, real
+time; ``python main.py live``) and :class:`SteppedRunner` (jumps a controllable clock from
+one due job to the next; simulated days in tests and rehearsals). Both plan the day with
+:func:`plan_day`, so they run the same jobs at the same times.
+
+Before any job, :meth:`LiveSession.start` reconciles the database's book with the account
+(:mod:`core.reconcile`); a failed reconciliation raises and nothing trades.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+import pandas as pd
+
+from config.settings import Settings
+from core.fund_manager import FundManager
+from core.journal import DatabaseJournal
+from core.order_manager import OrderManager, OrderPolicy
+from core.portfolio import Portfolio
+from core.reconcile import ReconcileReport, reconcile
+from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
+from core.trader import Trader
+from framework.broker import Broker
+from framework.data import DataProvider
+from framework.errors import BrokerError, DataError, KisTraderError
+from framework.executor import OrderExecutor
+from framework.types import Quote
+from strategies.base import BaseStrategy
+from utils.fees import FeeModel
+from utils.market_calendar import KST, KRXCalendar, Session
+
+logger = logging.getLogger(__name__)
+
+JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "close")
+
+
+class QuoteSource(Protocol):
+    def get_quotes(self, stock_codes: Iterable[str]) -> dict[str, Quote]: ...
+
+
+class Alerts(Protocol):
+    """What the session needs of a notifier (``core.telegram_integration.Notifier``)."""
+
+    def on_event(self, kind: str, message: str, data: Any) -> None: ...
+
+    def stop(self, timeout_s: float = 5.0) -> None: ...
+
+
+def book_id(mode: str, env: str, account_no: str) -> str:
+    """The long-lived run id of one account's book: positions and orders are found again
+    under it after a restart. The account number is hashed (it never appears in the id)."""
+    import hashlib
+
+    digest = hashlib.sha256(account_no.encode()).hexdigest()[:10]
+    return f"{mode}-{env}-{digest}"
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of a day: first run at ``first``, then every ``every_s`` seconds until
+    ``last`` (``every_s`` ``None``: once)."""
+
+    name: str
+    first: datetime
+    every_s: float | None = None
+    last: datetime | None = None
+
+
+def plan_day(session: Session, settings: Settings, now: datetime) -> list[PlannedJob]:
+    """The jobs of ``session`` that are still due at ``now`` (a restart mid-day gets the
+    ``open`` job at once and the interval jobs from now on)."""
+    sch = settings.live.schedule
+    close_at = session.close + timedelta(seconds=sch.close_report_delay_s)
+    if now > close_at:  # (at close_at exactly: a process killed during the close job)
+        return []
+    start = max(now, session.open)
+    jobs = [PlannedJob("open", start)] if now < session.close else []
+    if now < session.close:
+        for name, every in (
+            ("fills", sch.fill_poll_interval_s),
+            ("quotes", sch.quote_interval_s),
+            ("signals", sch.signal_interval_s),
+            ("account", sch.account_sync_interval_s),
+        ):
+            jobs.append(PlannedJob(name, start, every, session.close))
+    jobs.append(PlannedJob("close", close_at))
+    return jobs
+
+
+class LiveSession:
+    """The engine of one live or dry-run process; see the module docstring.
+
+    Parameters
+    ----------
+    settings:
+        Validated global settings (``live``, ``risk``, ``telegram`` sections).
+    strategies:
+        Enabled strategies.
+    broker:
+        The account (balance, holdings): ``KISBroker`` live, ``PaperBroker`` in dry-run.
+    executor:
+        Where orders go: ``KISBroker`` live, ``PaperBroker`` in dry-run.
+    market:
+        Quotes and bars (``KISBroker`` in both modes).
+    repository:
+        ``db.repository.Repository`` (schema migrated at construction).
+    run_id:
+        The book's id (:func:`book_id`).
+    mode, env:
+        ``"live"`` or ``"dry_run"``; ``"virtual"`` or ``"real"``.
+    clock:
+        Tz-aware now (Asia/Seoul).
+    calendar:
+        :class:`~utils.market_calendar.KRXCalendar`.
+    alerts:
+        Optional notifier; receives every engine event.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        strategies: list[BaseStrategy],
+        broker: Broker,
+        executor: OrderExecutor,
+        market: DataProvider,
+        repository: Any,
+        run_id: str,
+        mode: str,
+        env: str,
+        clock: Callable[[], datetime],
+        calendar: KRXCalendar,
+        fees: FeeModel | None = None,
+        alerts: Alerts | None = None,
+        quote_source: QuoteSource | None = None,
+        on_quote: Callable[[Quote], object] | None = None,
+    ):
+        self.settings = settings
+        self.repository = repository
+        self.run_id = run_id
+        self.mode = mode
+        self.env = env
+        self.clock = clock
+        self.calendar = calendar
+        self.market = market
+        self.quote_source: QuoteSource = quote_source or market  # type: ignore[assignment]
+        self.on_quote = on_quote
+        self.alerts = alerts
+        self.names: dict[str, str] = {}
+        self.lock = threading.RLock()
+        self.stop_requested = threading.Event()
+        self.stop_reason = ""
+        self.started = False
+        self.day: date | None = None
+        self.history: dict[str, pd.DataFrame] = {}
+        self.today_bars: dict[str, dict[str, float]] = {}
+        self._batch = 0
+        self.journal = DatabaseJournal(repository, run_id)
+        live, risk = settings.live, settings.risk
+        self.fees = fees or FeeModel()
+        self.risk = RiskManager(
+            RiskLimits(
+                max_order_amount_krw=risk.max_order_amount_krw,
+                max_order_qty=risk.max_order_qty,
+                max_trades_per_day=risk.max_trades_per_day,
+                cooldown_s=risk.cooldown_s,
+                daily_loss_limit_pct=risk.daily_loss_limit_pct,
+                portfolio_stop_pct=risk.portfolio_stop_pct,
+            )
+        )
+        un = live.unmanaged
+        self.trader = Trader(
+            strategies,
+            broker=broker,
+            executor=executor,
+            data_provider=market,
+            funds=FundManager(0, {s.name: s.config.allocation for s in strategies}),
+            orders=OrderManager(executor, self.journal, clock, f"{mode[0]}{uuid.uuid4().hex[:8]}"),
+            risk=self.risk,
+            portfolio=Portfolio(),
+            journal=self.journal,
+            fees=self.fees,
+            clock=clock,
+            on_event=self._on_event,
+            order_policy=OrderPolicy(
+                live.orders.buy_timeout_s, live.orders.sell_timeout_s, live.orders.max_replacements
+            ),
+            default_exits=ExitPolicy(un.stop_loss_pct, un.take_profit_pct, un.trailing_stop_pct),
+            names=self.names.get,
+        )
+
+    # --- universe ----------------------------------------------------------------------
+    @property
+    def universe(self) -> list[str]:
+        """Every stock a strategy trades or the book holds, sorted."""
+        codes: set[str] = set()
+        for slot in self.trader.slots.values():
+            codes.update(slot.strategy.universe)
+        codes.update(p.stock_code for p in self.trader.portfolio.positions())
+        return sorted(codes)
+
+    # --- start / stop ------------------------------------------------------------------
+    def start(self) -> ReconcileReport:
+        """Record the run, reconcile the book with the account, call ``on_init``.
+
+        Raises :class:`~core.reconcile.ReconcileError` when the account cannot be checked.
+        """
+        now = self.clock()
+        with self.lock:
+            self.repository.ensure_run(
+                self.mode, {"mode": self.mode, "env": self.env}, now, self.run_id
+            )
+            for slot in self.trader.slots.values():
+                self.repository.upsert_strategy(
+                    slot.name, True, slot.strategy.config.model_dump(mode="json")
+                )
+            report = reconcile(self.trader, self.repository, self.run_id, names=self.names)
+            self.trader.start()
+            self.started = True
+        self.trader.event(
+            "session_started",
+            f"{self.mode} session started ({self.env}) with "
+            f"{', '.join(self.trader.slots) or 'no strategies'}",
+            data={"mode": self.mode, "env": self.env, "strategies": list(self.trader.slots)},
+        )
+        return report
+
+    def reconcile_only(self) -> ReconcileReport:
+        """Record the run and reconcile the book with the account; no strategy is called
+        and nothing is sent (``python main.py reconcile``)."""
+        with self.lock:
+            self.repository.ensure_run(
+                self.mode, {"mode": self.mode, "env": self.env}, self.clock(), self.run_id
+            )
+            return reconcile(self.trader, self.repository, self.run_id, names=self.names)
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop trading (idempotent): journal and alert it, flush the notifier."""
+        if not self.started:
+            return
+        self.started = False
+        self.trader.event("session_stopped", f"session stopped: {reason}", data={"reason": reason})
+        if self.alerts is not None:
+            self.alerts.stop()
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        self.stop_reason = reason
+        self.stop_requested.set()
+
+    def _restore_day_counters(self, now: datetime) -> None:
+        """Today's trades and sells already in the database (a restart mid-day): trade
+        counts per strategy and overall, and the cooldowns."""
+        orders = self.repository.get_orders(self.run_id)
+        if orders.empty:
+            return
+        today = now.astimezone(KST).date()
+        created = pd.to_datetime(orders["created_at"]).dt.tz_convert(KST).dt.date
+        todays = orders[(created == today) & (orders["attempt"] == 0)]
+        for name, count in todays.groupby("strategy").size().items():
+            slot = self.trader.slots.get(str(name))
+            if slot is not None:
+                slot.trades_today = int(count)
+        self.risk.trades_today = len(todays)
+        fills = self.repository.get_fills(self.run_id)
+        if not fills.empty:
+            for row in fills[fills["side"] == "sell"].itertuples():
+                when = pd.Timestamp(row.time).tz_convert(KST).to_pydatetime()
+                if when.date() == today:
+                    self.risk.record_sell(str(row.strategy), str(row.stock_code), when)
+
+    # --- jobs --------------------------------------------------------------------------
+    def run_job(self, name: str) -> None:
+        """Run one job under the session lock; an error is journaled, never raised."""
+        if name not in JOB_NAMES:
+            raise ValueError(f"unknown job {name!r}")
+        with self.lock:
+            if not self.started:
+                return
+            try:
+                getattr(self, f"job_{name}")()
+            except KisTraderError as exc:
+                logger.warning("job %s failed: %s", name, exc)
+                self.trader.event(
+                    "job_failed", f"{name}: {type(exc).__name__}: {exc}", level="warning"
+                )
+            except Exception as exc:
+                logger.exception("job %s crashed", name)
+                self.trader.event(
+                    "job_failed",
+                    f"{name}: {type(exc).__name__}: {exc}",
+                    level="error",
+                    data={"level": "error", "job": name},
+                )
+
+    def job_open(self) -> None:
+        """Start the day (once per day; after a restart mid-day the day's counters and
+        starting equity come back from the database)."""
+        now = self.clock()
+        today = now.astimezone(KST).date()
+        if self.day == today:
+            return
+        self.day = today
+        self._load_history(today)
+        self.refresh_quotes(self.universe)
+        start_equity = self._first_snapshot_of(today)
+        self.risk.start_day(today, start_equity or self.trader.equity_krw())
+        self.trader.market_open()  # resets the strategies' trade counts ...
+        self._restore_day_counters(now)  # ... which a restart mid-day brings back
+        self.snapshot(now)
+
+    def _first_snapshot_of(self, today: date) -> int | None:
+        equity = self.repository.get_equity(self.run_id)
+        if equity.empty:
+            return None
+        index = pd.DatetimeIndex(equity.index).tz_convert(KST)
+        todays = equity[index.date == today]
+        return None if todays.empty else int(todays["equity_krw"].iloc[0])
+
+    def _load_history(self, today: date) -> None:
+        """Daily bars up to yesterday for the codes of daily-timeframe strategies."""
+        days = self.settings.live.history_days
+        codes: set[str] = set()
+        for slot in self.trader.slots.values():
+            if slot.active and slot.strategy.timeframe == "daily":
+                codes.update(slot.strategy.universe)
+        start = today - timedelta(days=math.ceil(days * 1.5) + 10)
+        for code in sorted(codes):
+            try:
+                frame = self.market.get_daily_bars(code, start, today - timedelta(days=1))
+            except (BrokerError, DataError) as exc:
+                self.trader.event("data_missing", f"daily bars of {code}: {exc}", level="warning")
+                continue
+            self.history[code] = clean_bars(frame).tail(days)
+        self.today_bars.clear()
+
+    def job_quotes(self) -> None:
+        codes = self.universe
+        size = self.settings.live.schedule.quote_batch_size
+        held = {p.stock_code for p in self.trader.portfolio.positions()}
+        if len(codes) > size:
+            start = (self._batch * size) % len(codes)
+            batch = (codes + codes)[start : start + size]
+            self._batch += 1
+            codes = sorted(set(batch) | held)
+        self.refresh_quotes(codes)
+
+    def refresh_quotes(self, codes: list[str]) -> None:
+        """Read quotes, update prices and today's bars, apply exits and equity limits."""
+        if not codes:
+            return
+        quotes = self.quote_source.get_quotes(codes)
+        for code, quote in quotes.items():
+            price = quote.price
+            if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
+                self.trader.event("bad_quote", f"{code}: price {price!r} ignored", level="warning")
+                continue
+            if quote.name:
+                self.names.setdefault(code, quote.name)
+            self.trader.update_price(code, float(price))
+            self._update_today_bar(quote)
+            if self.on_quote is not None:
+                self.on_quote(quote)
+            self.trader.check_exits(code)
+        self._check_equity_limits()
+
+    def _update_today_bar(self, q: Quote) -> None:
+        bar = self.today_bars.get(q.stock_code)
+        price = float(q.price)
+        if bar is None:
+            bar = {"open": float(q.open or price), "high": price, "low": price, "volume": 0.0}
+            self.today_bars[q.stock_code] = bar
+        for key, value in (("open", q.open), ("high", q.high), ("low", q.low)):
+            if value and value > 0:
+                bar[key] = float(value) if key != "high" else max(bar["high"], float(value))
+        bar["high"] = max(bar["high"], price)
+        bar["low"] = min(bar["low"], price)
+        bar["close"] = price
+        if q.volume is not None and q.volume >= 0:
+            bar["volume"] = float(q.volume)
+
+    def _check_equity_limits(self) -> None:
+        equity = self.trader.equity_krw()
+        if self.risk.update_equity(equity):
+            self.trader.event(
+                "risk_exit",
+                f"daily loss lock: equity {equity:,} KRW; no new buys today",
+                level="warning",
+                data={"rule": "daily_loss_lock", "equity_krw": equity},
+            )
+        if self.risk.state is not TradingState.HALTED and self.risk.portfolio_stop_hit(equity):
+            self.trader.event(
+                "risk_exit",
+                f"portfolio stop: equity {equity:,} KRW; selling everything and halting",
+                level="error",
+                data={"rule": "portfolio_stop", "equity_krw": equity},
+            )
+            self.trader.exit_all("portfolio_stop")
+            self.set_trading_state(TradingState.HALTED, by="portfolio stop")
+
+    def frame_for(self, code: str, timeframe: str) -> pd.DataFrame | None:
+        """What a strategy sees for ``code``: daily history plus today's bar (daily), or
+        today's minute bars (minute). ``None`` when there is no usable data."""
+        if timeframe == "minute":
+            frame = clean_bars(self.market.get_minute_bars(code, self.clock().date()))
+            return frame if not frame.empty else None
+        history = self.history.get(code)
+        today = self.today_bars.get(code)
+        if today is None:
+            return None
+        day = pd.Timestamp(self.clock().astimezone(KST).date(), tz=KST)
+        row = pd.DataFrame(
+            [{k: today[k] for k in ("open", "high", "low", "close", "volume")}],
+            index=pd.DatetimeIndex([day]),
+        )
+        if history is None or history.empty:
+            return row
+        history = history[history.index < day]
+        return pd.concat([history, row])
+
+    def job_signals(self) -> None:
+        for slot in self.trader.slots.values():
+            if not slot.active:
+                continue
+            for code in slot.strategy.universe:
+                if not slot.active:
+                    break
+                try:
+                    frame = self.frame_for(code, slot.strategy.timeframe)
+                except (BrokerError, DataError) as exc:
+                    self.trader.event("data_missing", f"{code}: {exc}", level="warning")
+                    continue
+                if frame is None or frame.empty:
+                    continue
+                bars = self.trader.build_window(slot, code, frame)
+                self.trader.evaluate(slot, code, bars)
+
+    def job_fills(self) -> None:
+        self.trader.poll_orders()
+        self.trader.manage_timeouts()
+
+    def job_account(self) -> None:
+        """Poll fills, then compare the account's holdings and cash with the book."""
+        self.trader.poll_orders()
+        holdings = {h.stock_code: h.qty for h in self.trader.broker.get_holdings()}
+        balance = self.trader.broker.get_balance()
+        book: dict[str, int] = {}
+        for p in self.trader.portfolio.positions():
+            book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
+        busy = {o.stock_code for o in self.trader.orders.open_orders()}
+        for code in sorted(set(holdings) | set(book)):
+            if code not in busy and holdings.get(code, 0) != book.get(code, 0):
+                self.trader.event(
+                    "account_mismatch",
+                    f"{code}: book {book.get(code, 0)} shares, account {holdings.get(code, 0)}",
+                    level="warning",
+                    data={"code": code},
+                )
+        drift = balance.cash_krw - self.trader.funds.cash_krw
+        if drift and not self.trader.orders.open_orders():
+            self.trader.event(
+                "cash_synced",
+                f"cash {self.trader.funds.cash_krw:,} KRW set to the account's "
+                f"{balance.cash_krw:,} ({drift:+,})",
+                level="info" if abs(drift) <= 10 else "warning",
+                data={"drift_krw": drift},
+            )
+            self.trader.funds.sync_cash(balance.cash_krw)
+        self.snapshot(self.clock())
+
+    def job_close(self) -> None:
+        now = self.clock()
+        self.trader.poll_orders()
+        self.trader.market_close()
+        self.job_account()
+        report = self.daily_report(now)
+        self.trader.event("daily_report", f"daily report {report['date']}", data=report)
+
+    # --- figures -----------------------------------------------------------------------
+    def snapshot(self, when: datetime) -> None:
+        cash = self.trader.funds.cash_krw
+        equity = self.trader.equity_krw()
+        self.repository.save_equity_snapshots(self.run_id, [(when, cash, equity - cash, equity)])
+
+    def daily_report(self, now: datetime) -> dict[str, Any]:
+        today = now.astimezone(KST).date()
+        equity = self.trader.equity_krw()
+        start = self.risk.day_start_equity_krw or equity
+        fills = self.repository.get_fills(self.run_id)
+        n_fills = 0
+        if not fills.empty:
+            times = pd.to_datetime(fills["time"]).dt.tz_convert(KST).dt.date
+            n_fills = int((times == today).sum())
+        return {
+            "date": today.isoformat(),
+            "equity_krw": equity,
+            "cash_krw": self.trader.funds.cash_krw,
+            "pnl_krw": equity - start,
+            "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
+            "trades": self.risk.trades_today,
+            "fills": n_fills,
+            "positions": self.positions(),
+        }
+
+    # --- controller (Telegram commands; any thread) --------------------------------------
+    def set_trading_state(self, state: TradingState, by: str = "command") -> None:
+        self.risk.set_state(state)
+        self.trader.event(
+            "state_changed",
+            f"trading state {state.value} ({by})",
+            level="warning",
+            data={"state": state.value, "by": by},
+        )
+
+    def set_state(self, state: str) -> None:
+        self.set_trading_state(TradingState(state), by="telegram")
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.clock()
+            session = self.calendar.next_session(now)
+            is_open = session.contains(now)
+            return {
+                "mode": self.mode,
+                "env": self.env,
+                "state": self.risk.state.value,
+                "market": "open" if is_open else "closed",
+                "next_event": (session.close if is_open else session.open).isoformat(),
+                "equity_krw": self.trader.equity_krw(),
+                "cash_krw": self.trader.funds.cash_krw,
+                "strategies": [
+                    {
+                        "name": s.name,
+                        "active": s.active,
+                        "trades_today": s.trades_today,
+                        "errors": s.errors,
+                    }
+                    for s in self.trader.slots.values()
+                ],
+            }
+
+    def positions(self) -> list[dict[str, Any]]:
+        out = []
+        for p in self.trader.portfolio.positions():
+            price = self.trader.prices.get(p.stock_code, p.avg_price)
+            pnl = round(p.qty * price) - p.cost_basis_krw
+            out.append(
+                {
+                    "strategy": p.strategy,
+                    "code": p.stock_code,
+                    "name": self.names.get(p.stock_code),
+                    "qty": p.qty,
+                    "avg_price": p.avg_price,
+                    "price": price,
+                    "pnl_krw": pnl,
+                    "pnl_pct": pnl / p.cost_basis_krw * 100.0 if p.cost_basis_krw else 0.0,
+                    "stop_loss": p.stop_loss,
+                    "target_price": p.target_price,
+                }
+            )
+        return out
+
+    def pnl(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.clock()
+            equity = self.trader.equity_krw()
+            start = self.risk.day_start_equity_krw or equity
+            unrealized = sum(p["pnl_krw"] for p in self.positions())
+            return {
+                "date": now.astimezone(KST).date().isoformat(),
+                "start_equity_krw": start,
+                "equity_krw": equity,
+                "pnl_krw": equity - start,
+                "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
+                "realized_krw": sum(t.pnl_krw for t in self.trader.portfolio.round_trips),
+                "unrealized_krw": unrealized,
+                "trades": self.risk.trades_today,
+            }
+
+    def orders(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {
+                    "client_order_id": o.client_order_id,
+                    "strategy": o.strategy,
+                    "code": o.stock_code,
+                    "name": self.names.get(o.stock_code),
+                    "side": o.side.value,
+                    "qty": o.qty,
+                    "filled_qty": o.filled_qty,
+                    "price": o.price,
+                    "status": o.status.value,
+                    "created_at": o.created_at.isoformat() if o.created_at else None,
+                }
+                for o in self.trader.orders.open_orders()
+            ]
+
+    # --- events ------------------------------------------------------------------------
+    def _on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        if self.alerts is not None:
+            self.alerts.on_event(kind, message, data)
+
+
+def clean_bars(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop bars with a missing, non-finite or non-positive price (a broker glitch)."""
+    if frame.empty:
+        return frame
+    prices = frame[["open", "high", "low", "close"]].astype(float)
+    ok = prices.apply(lambda col: col.map(math.isfinite)).all(axis=1) & (prices > 0).all(axis=1)
+    return frame[ok]
+
+
+# --- runners ---------------------------------------------------------------------------
+class SteppedRunner:
+    """Runs the session's jobs on a clock that jumps from one due job to the next.
+
+    ``advance(seconds)`` moves the shared clock (the fake KIS's in tests). Used for
+    simulated days; the jobs and their times are those of :func:`plan_day`.
+    """
+
+    def __init__(self, session: LiveSession, advance: Callable[[float], Any]):
+        self.session = session
+        self.advance = advance
+
+    def run_day(self, day: date | None = None) -> Session | None:
+        """Run the rest of the session of ``day`` (default: the current or next session);
+        returns it, or ``None`` when there is nothing left to run that day."""
+        s = self.session
+        now = s.clock()
+        session = s.calendar.session(day) if day is not None else s.calendar.next_session(now)
+        if session is None:
+            return None
+        jobs = plan_day(session, s.settings, now)
+        if not jobs:
+            return None
+        due: list[tuple[datetime, int, PlannedJob]] = [(j.first, i, j) for i, j in enumerate(jobs)]
+        while due and not s.stop_requested.is_set():
+            due.sort(key=lambda d: (d[0], d[1]))
+            when, i, job = due.pop(0)
+            wait = (when - s.clock()).total_seconds()
+            if wait > 0:
+                self.advance(wait)
+            s.run_job(job.name)
+            if job.every_s is not None and job.last is not None:
+                nxt = when + timedelta(seconds=job.every_s)
+                if nxt < job.last:
+                    due.append((nxt, i, job))
+        return session
+
+
+class ScheduledRunner:
+    """APScheduler on the KRX calendar in Asia/Seoul, real time (``python main.py live``).
+
+    Every day at 07:30 (and at start) the day's jobs are planned from the calendar; on a
+    day without a session it logs when the next one opens. Jobs run one at a time.
+    Blocks in :meth:`run` until the session's stop is requested (``/stop``, SIGINT, SIGTERM).
+    """
+
+    def __init__(self, session: LiveSession):
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.session = session
+        self.scheduler = BackgroundScheduler(
+            timezone=KST,
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        )
+
+    def plan(self) -> list[PlannedJob]:
+        """(Re)plan today's jobs; returns them (empty on a day without a session left)."""
+        from apscheduler.triggers.date import DateTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        s = self.session
+        now = s.clock()
+        for job in self.scheduler.get_jobs():
+            if job.id != "plan":
+                job.remove()
+        session = s.calendar.next_session(now)
+        jobs = plan_day(session, s.settings, now) if session.day == now.date() else []
+        if not jobs:
+            logger.info(
+                "market closed; next session %s opens at %s",
+                session.day,
+                session.open.strftime("%Y-%m-%d %H:%M %Z"),
+            )
+            return []
+        for job in jobs:
+            if job.every_s is None:
+                trigger: Any = DateTrigger(run_date=job.first, timezone=KST)
+            else:
+                trigger = IntervalTrigger(
+                    seconds=job.every_s, start_date=job.first, end_date=job.last, timezone=KST
+                )
+            self.scheduler.add_job(s.run_job, trigger, args=[job.name], id=job.name)
+        logger.info(
+            "planned %d jobs for %s (%s-%s)",
+            len(jobs),
+            session.day,
+            session.open.strftime("%H:%M"),
+            session.close.strftime("%H:%M"),
+        )
+        return jobs
+
+    def run(self) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        self.scheduler.add_job(self.plan, CronTrigger(hour=7, minute=30, timezone=KST), id="plan")
+        self.plan()
+        self.scheduler.start()
+        try:
+            while not self.session.stop_requested.wait(1.0):
+                pass
+        finally:
+            self.scheduler.shutdown(wait=True)
+
+
+__all__ = [
+    "JOB_NAMES",
+    "LiveSession",
+    "PlannedJob",
+    "ScheduledRunner",
+    "SteppedRunner",
+    "book_id",
+    "clean_bars",
+    "plan_day",
+]

@@ -1,0 +1,344 @@
+"""Restart reconciliation: the database's book against the broker's account, before trading.
+
+Steps (:func:`reconcile`):
+
+1. **Restore** the open positions and the open orders of the book (``run_id``) from the
+   database into the engine, with the ids of the fills already applied.
+2. **Resolve every open order** with the broker. An order with a broker id is read back and
+   the fills that happened while the bot was down are applied once (fill ids are unique). An
+   order written down but never confirmed (``PENDING_NEW`` or ``UNKNOWN``: the process died
+   around the send) is looked up in the day's order list by code, side, quantity, price and
+   time (:meth:`~framework.executor.OrderExecutor.match_order`); found → adopted and tracked,
+   not found → ``REJECTED`` ("never reached the broker"). Nothing is re-sent.
+3. **Compare holdings** per stock (sum over strategies) with the account:
+
+   ==================  ==============================================================
+   matched             restored with its strategy, entry, stop loss and take profit
+   adopted             in the account only: an ``unmanaged`` position with the exit
+                       rules of ``live.unmanaged`` in settings
+   closed_outside      in the database only: closed (sold outside the bot)
+   qty_adjusted        quantities differ: the book is set to the account's quantity
+                       (a surplus goes to ``unmanaged``; a shortfall is taken from
+                       ``unmanaged`` first, then from the newest positions)
+   ==================  ==============================================================
+
+4. **Cash** is taken from the account (the engine's cash pool starts there).
+
+Every difference is journaled as a ``reconcile`` event and returned in the
+:class:`ReconcileReport`; the caller alerts it. A broker error on the way raises
+:class:`ReconcileError`: trading must not start on a book that could not be checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.portfolio import Position
+from core.trader import UNMANAGED, Trader
+from framework.errors import BrokerError, KisTraderError
+from framework.types import Holding, Order
+
+logger = logging.getLogger(__name__)
+
+
+class ReconcileError(KisTraderError):
+    """Reconciliation could not complete; trading must not start."""
+
+
+@dataclass
+class Difference:
+    """One finding of the reconciliation. Quantities in shares."""
+
+    kind: str  # matched | adopted | closed_outside | qty_adjusted | order_resolved
+    code: str
+    strategy: str | None = None
+    db_qty: int | None = None
+    account_qty: int | None = None
+    detail: str = ""
+    name: str | None = None
+
+
+@dataclass
+class ReconcileReport:
+    """What reconciliation found and did. ``ok`` is False only with ``error`` set."""
+
+    at: datetime
+    ok: bool = True
+    error: str | None = None
+    positions_restored: int = 0
+    orders_restored: int = 0
+    fills_applied: int = 0
+    cash_krw: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[Difference]:
+        """The differences that changed the book (everything but ``matched``)."""
+        return [d for d in self.differences if d.kind != "matched"]
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "error": self.error,
+            "positions_restored": self.positions_restored,
+            "orders_restored": self.orders_restored,
+            "fills_applied": self.fills_applied,
+            "cash_krw": self.cash_krw,
+            "differences": [asdict(d) for d in self.differences],
+        }
+
+    def format(self) -> str:
+        """Plain-text summary for the terminal."""
+        lines = [
+            f"reconciliation at {self.at:%Y-%m-%d %H:%M:%S %Z}: "
+            + ("ok" if self.ok else f"FAILED: {self.error}"),
+            f"  positions restored from the database: {self.positions_restored}",
+            f"  open orders restored: {self.orders_restored}, "
+            f"fills applied while down: {self.fills_applied}",
+            f"  cash (account): {self.cash_krw:,} KRW",
+        ]
+        if not self.differences:
+            lines.append("  no holdings in the database or the account")
+        for d in self.differences:
+            who = f" [{d.strategy}]" if d.strategy else ""
+            qty = ""
+            if d.db_qty is not None or d.account_qty is not None:
+                qty = f" db {d.db_qty if d.db_qty is not None else '-'}"
+                qty += f" / account {d.account_qty if d.account_qty is not None else '-'}"
+            detail = f": {d.detail}" if d.detail else ""
+            lines.append(f"  {d.kind:<15} {d.code}{who}{qty}{detail}")
+        return "\n".join(lines)
+
+
+def _position_from_row(row: dict[str, Any]) -> Position:
+    qty = int(row["qty"])
+    cost = int(row["cost_basis_krw"])
+    return Position(
+        strategy=row["strategy"],
+        stock_code=row["stock_code"],
+        qty=qty,
+        cost_basis_krw=cost,
+        opened_at=row["opened_at"],
+        stop_loss=row["stop_loss"],
+        target_price=row["target_price"],
+        reasons=tuple(row["reasons"]),
+        metadata=dict(row["metadata"]),
+        peak_price=row.get("peak_price"),
+        bought_qty=qty,
+        buy_amount_krw=cost,
+        realized_pnl_krw=int(row.get("realized_pnl_krw") or 0),
+    )
+
+
+def reconcile(
+    trader: Trader,
+    repository: Any,
+    run_id: str,
+    *,
+    names: dict[str, str] | None = None,
+) -> ReconcileReport:
+    """Restore the book ``run_id`` into ``trader`` and reconcile it with the broker.
+
+    ``trader`` must be freshly built (empty portfolio and order book). Returns the report;
+    raises :class:`ReconcileError` when the broker or the database cannot be read.
+    """
+    now = trader.clock()
+    report = ReconcileReport(at=now)
+    names = names or {}
+    try:
+        _restore(trader, repository, run_id, report)
+        _resolve_orders(trader, report)
+        holdings = trader.broker.get_holdings()
+        balance = trader.broker.get_balance()
+    except (BrokerError, ReconcileError) as exc:
+        report.ok, report.error = False, f"{type(exc).__name__}: {exc}"
+        raise ReconcileError(report.error) from exc
+    for h in holdings:
+        if h.name:
+            names.setdefault(h.stock_code, h.name)
+    _compare_holdings(trader, holdings, report, names)
+    trader.funds.sync_cash(balance.cash_krw)
+    report.cash_krw = balance.cash_krw
+    for d in report.changes:
+        trader.journal.event(
+            "reconcile_difference",
+            f"{d.kind} {d.code}" + (f" [{d.strategy}]" if d.strategy else "") + f": {d.detail}",
+            at=now,
+            level="warning",
+            data=asdict(d),
+        )
+    trader.event(
+        "reconcile",
+        f"reconciled: {len(report.changes)} difference(s), "
+        f"{report.positions_restored} position(s), {report.orders_restored} open order(s)",
+        data=report.as_data(),
+    )
+    return report
+
+
+def _restore(trader: Trader, repository: Any, run_id: str, report: ReconcileReport) -> None:
+    for row in repository.get_positions(run_id, status="holding"):
+        if int(row["qty"]) <= 0:
+            continue
+        trader.portfolio.restore(_position_from_row(row))
+        report.positions_restored += 1
+    fill_ids = repository.get_fill_ids(run_id)
+    for order in repository.get_open_orders(run_id):
+        trader.orders.restore(order, fill_ids)
+        report.orders_restored += 1
+
+
+def _resolve_orders(trader: Trader, report: ReconcileReport) -> None:
+    orders = trader.orders
+    claimed = {o.broker_order_id for o in orders.orders.values() if o.broker_order_id}
+    for order in list(orders.open_orders()):
+        if order.broker_order_id is None:
+            _match_unsent(trader, order, claimed, report)
+    fills = trader.poll_orders(book_cash=False)
+    report.fills_applied += len(fills)
+    for order in list(orders.open_orders()):
+        if order.broker_order_id is None:  # still unresolved: cannot be tracked
+            orders.give_up(order, "not found at the broker after a restart")
+
+
+def _match_unsent(trader: Trader, order: Order, claimed: set[str], report: ReconcileReport) -> None:
+    sent_at = order.created_at or trader.clock()
+    state = trader.executor.match_order(order.to_request(), sent_at, claimed)
+    if state is None:
+        trader.orders.give_up(order, "never reached the broker (restart)")
+        report.differences.append(
+            Difference(
+                "order_resolved",
+                order.stock_code,
+                order.strategy,
+                detail=f"{order.client_order_id} was not sent before the restart: rejected",
+            )
+        )
+        return
+    claimed.add(state.broker_order_id)
+    fills = trader.orders.adopt(order, state, f"found at broker as {state.broker_order_id}")
+    for fill in fills:
+        trader.apply_fill(order, fill, book_cash=False)
+    report.fills_applied += len(fills)
+    if order.status.is_final:
+        trader.finalise(order)
+    report.differences.append(
+        Difference(
+            "order_resolved",
+            order.stock_code,
+            order.strategy,
+            detail=f"{order.client_order_id} found at the broker as {state.broker_order_id} "
+            f"({order.status.value}, {order.filled_qty}/{order.qty} filled)",
+        )
+    )
+
+
+def _compare_holdings(
+    trader: Trader, holdings: list[Holding], report: ReconcileReport, names: dict[str, str]
+) -> None:
+    account = {h.stock_code: h for h in holdings if h.qty > 0}
+    book: dict[str, list[Position]] = {}
+    for pos in trader.portfolio.positions():
+        book.setdefault(pos.stock_code, []).append(pos)
+    now = trader.clock()
+    for code in sorted(set(account) | set(book)):
+        held = account.get(code)
+        positions = book.get(code, [])
+        db_qty = sum(p.qty for p in positions)
+        acct_qty = held.qty if held else 0
+        name = names.get(code) or (held.name if held else None) or None
+        if db_qty == acct_qty:
+            for p in positions:
+                report.differences.append(
+                    Difference("matched", code, p.strategy, p.qty, acct_qty, name=name)
+                )
+            continue
+        if not positions and held is not None:
+            pos = _unmanaged(trader, code, held.qty, held.avg_price, now)
+            report.differences.append(
+                Difference(
+                    "adopted",
+                    code,
+                    UNMANAGED,
+                    0,
+                    acct_qty,
+                    f"held in the account at {held.avg_price:,.0f} KRW: managed with the "
+                    "default stop loss / take profit",
+                    name,
+                )
+            )
+            trader.journal.position(pos)
+            continue
+        if acct_qty == 0:
+            for p in positions:
+                report.differences.append(
+                    Difference(
+                        "closed_outside", code, p.strategy, p.qty, 0, "not in the account", name
+                    )
+                )
+                _set_qty(trader, p, 0, now)
+            continue
+        report.differences.append(
+            Difference(
+                "qty_adjusted",
+                code,
+                None,
+                db_qty,
+                acct_qty,
+                f"book set to the account's {acct_qty} shares",
+                name,
+            )
+        )
+        if acct_qty > db_qty:
+            avg = held.avg_price if held else 0.0
+            existing = trader.portfolio.get(UNMANAGED, code)
+            if existing is not None:
+                _set_qty(trader, existing, existing.qty + acct_qty - db_qty, now, avg)
+            else:
+                trader.journal.position(_unmanaged(trader, code, acct_qty - db_qty, avg, now))
+            continue
+        shortfall = db_qty - acct_qty
+        ordered = sorted(
+            positions,
+            key=lambda p: (
+                p.strategy != UNMANAGED,
+                -(p.opened_at.timestamp() if p.opened_at else 0.0),
+            ),
+        )
+        for p in ordered:
+            if shortfall <= 0:
+                break
+            cut = min(p.qty, shortfall)
+            shortfall -= cut
+            _set_qty(trader, p, p.qty - cut, now)
+
+
+def _unmanaged(trader: Trader, code: str, qty: int, avg_price: float, now: datetime) -> Position:
+    pos = Position(
+        strategy=UNMANAGED,
+        stock_code=code,
+        qty=qty,
+        cost_basis_krw=round(qty * avg_price),
+        opened_at=now,
+        reasons=("adopted from the account at restart",),
+        bought_qty=qty,
+        buy_amount_krw=round(qty * avg_price),
+    )
+    trader.portfolio.restore(pos)
+    return pos
+
+
+def _set_qty(
+    trader: Trader, pos: Position, qty: int, now: datetime, avg_price: float | None = None
+) -> None:
+    """Set a position's quantity to ``qty`` (0 closes it), keeping its average price."""
+    avg = pos.avg_price if avg_price is None or pos.qty else avg_price
+    if qty > pos.qty and avg_price is not None:
+        pos.cost_basis_krw += round((qty - pos.qty) * avg_price)
+    else:
+        pos.cost_basis_krw = round(avg * qty)
+    pos.qty = qty
+    trader.journal.position(pos, closed_at=now if qty == 0 else None)
