@@ -132,3 +132,13 @@ def test_the_day_completes_with_faults_on_one_call_in_ten(
     result = run_day(tmp_path, monkeypatch, fault_rate=0.10)
     assert result["fake"].stats.faults_fired > 20
     assert result["book"]["holdings"] == {"005930": 10, "035720": 25}
+
+
+def test_the_day_on_postgresql_ends_with_the_same_book(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_db_url: str
+) -> None:
+    result = run_day(tmp_path, monkeypatch, db_url=pg_db_url)
+    assert result["book"]["holdings"] == {"005930": 10, "035720": 25}
+    orders, repo = _orders(result)
+    repo.close()
+    assert (orders["attempt"] > 0).any()
