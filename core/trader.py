@@ -139,6 +139,7 @@ class Trader:
         self._last_signal: dict[tuple[str, str], tuple[SignalType, datetime]] = {}
         self._cancel_requested: dict[str, datetime] = {}
         self._exit_cancels: set[str] = set()
+        self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -495,6 +496,8 @@ class Trader:
             cid = order.client_order_id
             if cid in self._cancel_requested or order.broker_order_id is None:
                 continue
+            if cid in self._exit_cancels:  # being cancelled for an exit: never re-placed
+                continue
             if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
                 continue
             timeout = self.order_policy.timeout_s(order.side)
@@ -588,21 +591,30 @@ class Trader:
         """Apply stop loss, take profit and trailing stop to every position in
         ``stock_code`` at its last price; a triggered exit sells the whole position at
         market. Blocked only by ``HALTED``; an open order of the position is cancelled
-        first (the exit follows on the next check once the cancel is confirmed)."""
+        first (the exit follows on the next check once the cancel is confirmed). The exit of
+        a position :meth:`exit_all` could not sell at once follows here, even ``HALTED``."""
         price = self.prices.get(stock_code)
         sent: list[Order] = []
         if price is None:
             return sent
+        for key in [k for k in self._liquidating if self.portfolio.get(*k) is None]:
+            del self._liquidating[key]  # closed meanwhile: nothing left to liquidate
         for pos in list(self.portfolio.positions()):
             if pos.stock_code != stock_code:
                 continue
             if pos.peak_price is None or price > pos.peak_price:
                 pos.peak_price = price
-            trigger = exit_trigger(pos, price, self.exit_policy(pos.strategy))
-            if trigger is None or self.risk.state is TradingState.HALTED:
+            key = (pos.strategy, pos.stock_code)
+            trigger = self._liquidating.get(key) or exit_trigger(
+                pos, price, self.exit_policy(pos.strategy)
+            )
+            if trigger is None or (
+                self.risk.state is TradingState.HALTED and key not in self._liquidating
+            ):
                 continue
             order = self.exit_position(pos, trigger)
             if order is not None:
+                self._liquidating.pop(key, None)
                 sent.append(order)
         return sent
 
@@ -614,11 +626,11 @@ class Trader:
             for o in self.orders.open_orders(pos.stock_code)
             if o.strategy == pos.strategy
         ]
+        if any(o.metadata.get("exit_rule") for o in open_orders):
+            return None  # an exit is already working: leave it be
         if open_orders:  # the exit waits for these to be cancelled; never re-placed
             for o in open_orders:
-                self._cancel_requested.pop(o.client_order_id, None)
-                if o.client_order_id not in self._exit_cancels and self.orders.cancel(o):
-                    self._exit_cancels.add(o.client_order_id)
+                self._cancel_for_exit(o)
             return None
         order = self.orders.create(
             strategy=pos.strategy,
@@ -644,17 +656,35 @@ class Trader:
         )
         return self._send(self.slots.get(pos.strategy), order, None)
 
+    def _cancel_for_exit(self, order: Order) -> None:
+        """Cancel ``order`` to make way for an exit; it is never timed out or re-placed."""
+        cid = order.client_order_id
+        self._cancel_requested.pop(cid, None)
+        if cid not in self._exit_cancels and self.orders.cancel(order):
+            self._exit_cancels.add(cid)
+
     def exit_all(self, reason: str) -> list[Order]:
-        """Sell every position at market (the portfolio stop); open buys are cancelled."""
+        """Sell every position at market (the portfolio stop); open buys are cancelled.
+
+        The cancels are polled at once; a position whose open orders are not cancelled yet
+        is sold by :meth:`check_exits` once they are (also when trading is ``HALTED``)."""
         sent: list[Order] = []
-        for open_order in self.orders.open_orders():
-            if open_order.side is OrderSide.BUY:
-                self.orders.cancel(open_order)
+        cancelled = [o for o in self.orders.open_orders() if o.side is OrderSide.BUY]
+        for open_order in cancelled:
+            self._cancel_for_exit(open_order)
+        if cancelled:
+            self.poll_orders()  # apply confirmed cancels so the exits need not wait
         for pos in list(self.portfolio.positions()):
             price = self.prices.get(pos.stock_code, pos.avg_price)
-            order = self.exit_position(pos, ExitTrigger(reason, price, price))
+            trigger = ExitTrigger(reason, price, price)
+            order = self.exit_position(pos, trigger)
             if order is not None:
                 sent.append(order)
+            elif not any(
+                o.metadata.get("exit_rule") and o.strategy == pos.strategy
+                for o in self.orders.open_orders(pos.stock_code)
+            ):
+                self._liquidating[(pos.strategy, pos.stock_code)] = trigger
         return sent
 
     def open_positions(self) -> list[Position]:
