@@ -312,7 +312,7 @@ def build_live_session(
     paper: PaperBroker | None = None
     if dry_run:
         paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
-        _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw)
+        _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw, clock())
     notifier = None
     token, chat = os.environ.get("TELEGRAM_BOT_TOKEN"), os.environ.get("TELEGRAM_CHAT_ID")
     session = LiveSession(
@@ -370,14 +370,27 @@ def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
     return [item.create() for item in items]
 
 
-def _seed_paper(paper: Any, repository: Any, run_id: str, default_cash: int) -> None:
-    """Dry-run after a restart: the simulated account continues from the book."""
+def _seed_paper(paper: Any, repository: Any, run_id: str, default_cash: int, now: datetime) -> None:
+    """Dry-run after a restart: the simulated account continues from the book.
+
+    Its holdings are the book's, summed over the strategies holding a stock, and its cash
+    the last equity snapshot's. The simulated orders of the previous process ended with it
+    (this paper account has none to poll): the book's open ones are cancelled.
+    """
+    from framework.types import OrderStatus
+
     last = repository.get_last_equity(run_id)
-    holdings = {
-        row["stock_code"]: (int(row["qty"]), int(row["cost_basis_krw"]))
-        for row in repository.get_positions(run_id, status="holding")
-    }
+    holdings: dict[str, tuple[int, int]] = {}
+    for row in repository.get_positions(run_id, status="holding"):
+        qty, cost = holdings.get(row["stock_code"], (0, 0))
+        holdings[row["stock_code"]] = (qty + int(row["qty"]), cost + int(row["cost_basis_krw"]))
     paper.seed(last["cash_krw"] if last else default_cash, holdings)
+    for order in repository.get_open_orders(run_id):
+        if order.broker_order_id is None:  # never sent: reconciliation rejects it
+            continue
+        note = "dry run restarted: the simulated order ended with the previous process"
+        order.status, order.message, order.updated_at = OrderStatus.CANCELLED, note, now
+        repository.save_order(run_id, order, note=note)
 
 
 def _confirm_real(args: argparse.Namespace) -> None:
@@ -441,7 +454,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = built.session.reconcile_only()
     except ReconcileError as exc:
-        print(f"reconciliation failed: {exc}")
+        print(f"error: reconciliation failed: {exc}", file=sys.stderr)
         return 2
     finally:
         built.close()

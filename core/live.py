@@ -379,8 +379,7 @@ class LiveSession:
         """Read quotes, update prices and today's bars, apply exits and equity limits."""
         if not codes:
             return
-        quotes = self.quote_source.get_quotes(codes)
-        for code, quote in quotes.items():
+        for code, quote in self._read_quotes(codes).items():
             price = quote.price
             if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
                 self.trader.event("bad_quote", f"{code}: price {price!r} ignored", level="warning")
@@ -393,6 +392,24 @@ class LiveSession:
                 self.on_quote(quote)
             self.trader.check_exits(code)
         self._check_equity_limits()
+
+    def _read_quotes(self, codes: list[str]) -> dict[str, Quote]:
+        """Quotes of ``codes``. A code the source refuses (``DataError``: KIS answers a
+        price of 0, an unknown code) spoils a batch: then each code is read alone and the
+        bad one is skipped with a ``bad_quote`` event, so the others still trade."""
+        try:
+            return self.quote_source.get_quotes(codes)
+        except DataError:
+            pass
+        quotes: dict[str, Quote] = {}
+        for code in codes:
+            try:
+                quotes.update(self.quote_source.get_quotes([code]))
+            except DataError as exc:
+                self.trader.event(
+                    "bad_quote", f"{code}: {exc}", level="warning", data={"code": code}
+                )
+        return quotes
 
     def _update_today_bar(self, q: Quote) -> None:
         bar = self.today_bars.get(q.stock_code)

@@ -33,6 +33,11 @@ from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Sign
 logger = logging.getLogger(__name__)
 
 
+STOP_KEY = "signal_stop_loss"
+TARGET_KEY = "signal_target_price"
+"""Order metadata keys holding the signal's stop-loss and take-profit prices (KRW)."""
+
+
 @dataclass(frozen=True)
 class OrderPolicy:
     """How long an unfilled order may rest, and how often it is re-placed.
@@ -143,6 +148,10 @@ class OrderManager:
             metadata=dict(signal.metadata) if signal else {},
             signal_type=signal.signal_type if signal else None,
         )
+        if signal is not None:  # kept with the order so a fill after a restart has them
+            for key, value in ((STOP_KEY, signal.stop_loss), (TARGET_KEY, signal.target_price)):
+                if value is not None:
+                    order.metadata = {**order.metadata, key: float(value)}
         if reasons is not None:
             order.reasons = tuple(reasons)
         if replaces is not None:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from core.fund_manager import FundManager
 from core.journal import Journal
-from core.order_manager import OrderManager, OrderPolicy
+from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
 from core.portfolio import Portfolio, Position
 from core.risk import ExitPolicy, ExitTrigger, RiskManager, TradingState, exit_trigger
 from framework.bars import Bars
@@ -430,23 +430,24 @@ class Trader:
         """Book one new fill of ``order``: cash (unless ``book_cash`` is False), position,
         journal, alert, then the strategy's ``on_order_filled``."""
         slot = self.slots.get(order.strategy)
-        signal = self._signal_of.get(order.client_order_id)
-        if not book_cash:
-            pass
-        elif fill.side is OrderSide.BUY:
+        if book_cash and fill.side is OrderSide.BUY:
             self.funds.commit_buy(
                 self._reservation_of.get(order.client_order_id),
                 fill.amount_krw + fill.commission_krw,
             )
-        else:
+        elif book_cash:
             self.funds.credit(fill.cash_delta_krw)
         pos, trip = self.portfolio.apply_fill(
             order.strategy,
             fill,
             reasons=tuple(order.reasons),
-            stop_loss=signal.stop_loss if signal else None,
-            target_price=signal.target_price if signal else None,
-            metadata=dict(signal.metadata) if signal and fill.side is OrderSide.BUY else None,
+            stop_loss=order.metadata.get(STOP_KEY),
+            target_price=order.metadata.get(TARGET_KEY),
+            metadata=(
+                {k: v for k, v in order.metadata.items() if k not in (STOP_KEY, TARGET_KEY)}
+                if fill.side is OrderSide.BUY
+                else None
+            ),
         )
         if fill.side is OrderSide.BUY and (pos.peak_price is None or fill.price > pos.peak_price):
             pos.peak_price = float(fill.price)
