@@ -432,7 +432,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        ScheduledRunner(session).run()
+        ScheduledRunner(session, say=lambda text: print(text, flush=True)).run()
     finally:
         session.stop(session.stop_reason or "stopped")
         built.close()

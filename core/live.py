@@ -703,11 +703,12 @@ class ScheduledRunner:
     Blocks in :meth:`run` until the session's stop is requested (``/stop``, SIGINT, SIGTERM).
     """
 
-    def __init__(self, session: LiveSession):
+    def __init__(self, session: LiveSession, say: Callable[[str], object] | None = None):
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.session = session
+        self.say = say
         self.scheduler = BackgroundScheduler(
             timezone=KST,
             executors={"default": ThreadPoolExecutor(1)},
@@ -727,10 +728,9 @@ class ScheduledRunner:
         session = s.calendar.next_session(now)
         jobs = plan_day(session, s.settings, now) if session.day == now.date() else []
         if not jobs:
-            logger.info(
-                "market closed; next session %s opens at %s",
-                session.day,
-                session.open.strftime("%Y-%m-%d %H:%M %Z"),
+            self._tell(
+                f"market closed; next session {session.day} opens at "
+                f"{session.open:%Y-%m-%d %H:%M %Z}: waiting"
             )
             return []
         for job in jobs:
@@ -741,14 +741,17 @@ class ScheduledRunner:
                     seconds=job.every_s, start_date=job.first, end_date=job.last, timezone=KST
                 )
             self.scheduler.add_job(s.run_job, trigger, args=[job.name], id=job.name)
-        logger.info(
-            "planned %d jobs for %s (%s-%s)",
-            len(jobs),
-            session.day,
-            session.open.strftime("%H:%M"),
-            session.close.strftime("%H:%M"),
+        when = "now" if now >= session.open else f"at {session.open:%H:%M}"
+        self._tell(
+            f"session {session.day} {session.open:%H:%M}-{session.close:%H:%M}: "
+            f"{len(jobs)} jobs planned, trading starts {when}"
         )
         return jobs
+
+    def _tell(self, message: str) -> None:
+        logger.info("%s", message)
+        if self.say is not None:
+            self.say(message)
 
     def run(self) -> None:
         from apscheduler.triggers.cron import CronTrigger

@@ -74,6 +74,7 @@ def test_live_command_starts_reconciles_and_stops_on_sigterm(tmp_path: Path) -> 
     output = "\n".join(lines)
     assert "reconciliation at" in output
     assert "on the virtual account" in output
+    assert "jobs planned, trading starts" in output or "market closed; next session" in output
     repo = Repository(db_url)
     try:
         runs = repo.list_runs("live")

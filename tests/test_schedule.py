@@ -124,4 +124,4 @@ def test_a_day_without_session_plans_nothing_and_says_until_when(
     with caplog.at_level(logging.INFO, logger="core.live"):
         assert runner.plan() == []
     assert runner.scheduler.get_jobs() == []
-    assert "next session 2025-06-16 opens at 2025-06-16 09:00" in caplog.text
+    assert "next session 2025-06-16 opens at 2025-06-16 09:00 KST: waiting" in caplog.text
