@@ -202,7 +202,7 @@ def stepped_scheduler(
     runs: list[LiveSession] = []
 
     class Stepped:
-        def __init__(self, session: LiveSession):
+        def __init__(self, session: LiveSession, say: Any = None):
             self.session = session
 
         def run(self) -> None:

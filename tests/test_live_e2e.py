@@ -63,9 +63,9 @@ def run_day(
             SteppedRunner(session, fake.advance).run_day(DAY.date())
             fake.set_random_faults(0.0)
             session.stop("end of the simulated day")
+            book = check_book(session.repository, session.run_id, fake.account())
         finally:
             parts.close()
-        book = check_book(session.repository, session.run_id, fake.account())
         return {
             "book": book,
             "session": session,
