@@ -207,7 +207,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if kis_credentials_present() and settings.mode == "auto":
         print("KIS credentials found: live trading (python main.py live).")
         live_args = argparse.Namespace(
-            dry_run=False, confirm_real=False, strategy=args.strategy, db=args.db,
+            dry_run=False,
+            confirm_real=False,
+            strategy=args.strategy,
+            db=args.db,
             strategies_dir=args.strategies_dir,
         )
         return cmd_live(live_args, settings)
@@ -284,27 +287,49 @@ def build_live_session(
     ``clock``, ``kis_overrides`` and ``broker_options`` are for simulations and tests.
     Raises ``ConfigError`` for missing credentials or no enabled strategy.
     """
-    import os
-
-    from api.kis_broker import KISBroker
     from api.kis_settings import KISSettings
-    from api.paper import PaperBroker
-    from core.live import LiveSession, book_id
-    from db.repository import Repository
     from utils.clock import now as kst_now
-    from utils.fees import FeeModel
-    from utils.market_calendar import krx_calendar
 
     kis = KISSettings.from_env(**(kis_overrides or {}))
     if kis.env == "real" and not dry_run:
         confirm()
     strategies = _load_live_strategies(strategies_dir, strategy)
     clock = clock or kst_now
-    parts = LiveParts(session=None)  # type: ignore[arg-type]
-    market = KISBroker(kis, clock=clock, **(broker_options or {}))
-    parts.closers.append(market.close)
+    closers: list[Callable[[], object]] = []
+    try:
+        return _wire_live(
+            settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {}, closers
+        )
+    except BaseException:
+        LiveParts(session=None, closers=closers).close()  # type: ignore[arg-type]
+        raise
+
+
+def _wire_live(
+    settings: Settings,
+    kis: Any,
+    strategies: list[BaseStrategy],
+    dry_run: bool,
+    db_url: str | None,
+    alerts: bool,
+    clock: Callable[[], datetime],
+    broker_options: dict[str, Any],
+    closers: list[Callable[[], object]],
+) -> LiveParts:
+    """The wiring of :func:`build_live_session`; whatever it opens goes to ``closers``."""
+    import os
+
+    from api.kis_broker import KISBroker
+    from api.paper import PaperBroker
+    from core.live import LiveSession, book_id
+    from db.repository import Repository
+    from utils.fees import FeeModel
+    from utils.market_calendar import krx_calendar
+
+    market = KISBroker(kis, clock=clock, **broker_options)
+    closers.append(market.close)
     repository = Repository(db_url or database_url(settings), clock=clock)
-    parts.closers.append(repository.close)
+    closers.append(repository.close)
     fees = FeeModel(kis.commission_rate, kis.sell_tax_rate)
     mode = "dry_run" if dry_run else "live"
     account = kis.account_no.get_secret_value()
@@ -333,7 +358,7 @@ def build_live_session(
     if paper is not None:
         trader = session.trader
         paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
-    parts.session = session
+    parts = LiveParts(session=session, closers=closers)
     if alerts and settings.telegram.enabled and token and chat:
         from core.telegram_integration import Notifier
 
@@ -348,7 +373,7 @@ def build_live_session(
         )
         notifier.start()
         session.alerts = notifier
-        parts.closers.insert(0, notifier.stop)
+        closers.insert(0, notifier.stop)
     market.breaker.add_listener(
         lambda event: session.trader.event(
             "circuit_breaker",
