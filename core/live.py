@@ -32,6 +32,7 @@ Before any job, :meth:`LiveSession.start` reconciles the database's book with th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -80,8 +81,6 @@ class Alerts(Protocol):
 def book_id(mode: str, env: str, account_no: str) -> str:
     """The long-lived run id of one account's book: positions and orders are found again
     under it after a restart. The account number is hashed (it never appears in the id)."""
-    import hashlib
-
     digest = hashlib.sha256(account_no.encode()).hexdigest()[:10]
     return f"{mode}-{env}-{digest}"
 
