@@ -386,10 +386,15 @@ def _wire_live(
 
 
 def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
-    items = StrategyLoader(root=root).load_enabled(only=only)
-    for item in StrategyLoader(root=root).discover() if only is None else ():
-        if not item.ok:  # a broken plugin is reported and the others trade
-            print(f"warning: strategy {item.name} not loaded: {item.error}", file=sys.stderr)
+    loader = StrategyLoader(root=root)
+    if only is not None:
+        items = loader.load_enabled(only=only)
+    else:  # one discovery: a broken plugin is reported and the others trade
+        found = loader.discover()
+        for item in found:
+            if not item.ok:
+                print(f"warning: strategy {item.name} not loaded: {item.error}", file=sys.stderr)
+        items = [item for item in found if item.ok and item.enabled]
     if not items:
         raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
     return [item.create() for item in items]

@@ -197,11 +197,8 @@ def _resolve_orders(trader: Trader, report: ReconcileReport) -> None:
     for order in list(orders.open_orders()):
         if order.broker_order_id is None:
             _match_unsent(trader, order, claimed, report)
-    fills = trader.poll_orders(book_cash=False)
+    fills = trader.poll_orders(book_cash=False)  # every open order now has a broker id
     report.fills_applied += len(fills)
-    for order in list(orders.open_orders()):
-        if order.broker_order_id is None:  # still unresolved: cannot be tracked
-            orders.give_up(order, "not found at the broker after a restart")
 
 
 def _match_unsent(trader: Trader, order: Order, claimed: set[str], report: ReconcileReport) -> None:

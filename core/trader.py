@@ -383,10 +383,7 @@ class Trader:
             f"{kind} {order.strategy} {order.side.value} {order.stock_code} "
             f"{data['qty']} @ {data['price'] or 'market'}"
         )
-        try:
-            self.on_event(kind, message, data)
-        except Exception:  # a notifier must never break trading
-            logger.exception("event handler failed for %s", kind)
+        self._emit(kind, message, data)
 
     def _reject(self, slot: StrategySlot, signal: Signal, reason: str) -> None:
         slot.rejections[reason.split(":")[0]] += 1
@@ -733,8 +730,13 @@ class Trader:
         if level == "debug" and not self.journal_debug:
             return
         self.journal.event(kind, message, at=self.clock(), level=level, data=data)
-        if self.on_event is not None:
-            try:
-                self.on_event(kind, message, data or {})
-            except Exception:  # a notifier must never break trading
-                logger.exception("event handler failed for %s", kind)
+        self._emit(kind, message, data or {})
+
+    def _emit(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        """Hand an event to ``on_event``; a failing handler is logged, never raised."""
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, message, data)
+        except Exception:  # a notifier must never break trading
+            logger.exception("event handler failed for %s", kind)
