@@ -135,6 +135,7 @@ def _setup_logging(verbosity: int) -> None:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
     from core.data_collector import load_universe, to_date
+    from core.order_manager import OrderPolicy
     from core.report import compute_metrics, format_summary, write_report
     from core.risk import RiskLimits
 
@@ -180,7 +181,12 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         start=start,
         end=end,
         progress=not args.no_progress,
-        risk_limits=RiskLimits(settings.risk.max_order_amount_krw, settings.risk.max_order_qty),
+        risk_limits=RiskLimits(**settings.risk.model_dump()),
+        order_policy=OrderPolicy(
+            settings.live.orders.buy_timeout_s,
+            settings.live.orders.sell_timeout_s,
+            settings.live.orders.max_replacements,
+        ),
     )
     started_at = datetime.now(KST)
     backtest = Backtest(strategies, bars, bt_settings)
@@ -354,6 +360,7 @@ def _wire_live(
         calendar=krx_calendar(),
         fees=fees,
         on_quote=(lambda q: paper.process_quote(q.stock_code, q.time, q.price)) if paper else None,
+        expire_day_orders=paper.expire_session if paper else None,
     )
     if paper is not None:
         trader = session.trader

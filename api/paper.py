@@ -14,6 +14,11 @@ Fill rules (also in README.md):
   that cash affords; the unfilled rest is cancelled. Cash never goes negative.
 * Commission on both sides and the sell-side transaction tax are truncated to the won
   (:mod:`utils.fees`).
+* A bar locked at the daily price limit (high = low at the limit from the previous close,
+  ±30 % since 2015-06-15, ±15 % before) fills no buy at the upper limit and no sell at the
+  lower limit: nobody sells into a locked limit-up, nobody buys a locked limit-down.
+* Orders are day orders (as at KIS): :meth:`PaperBroker.expire_session` expires, at a
+  session's close, every order still resting that the session's bars could have filled.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ from utils.clock import system_now
 from utils.fees import FeeModel
 from utils.ticks import add_ticks, round_to_tick
 
+_LIMIT_30_SINCE = date(2015, 6, 15)
+"""KRX daily price limit ±30 % from this day (±15 % before)."""
+_LIMIT_TOLERANCE = 0.99
+"""A locked bar within 1 % of the computed limit counts (the limit is rounded to a tick)."""
+
 
 @dataclass
 class _PaperOrder:
@@ -52,6 +62,7 @@ class _PaperOrder:
     cancelled_qty: int = 0
     fills: list[Fill] = field(default_factory=list)
     message: str = ""
+    session_day: date | None = None  # the session it rests in: the day of its first bar
 
     @property
     def remaining(self) -> int:
@@ -238,7 +249,15 @@ class PaperBroker(Broker, OrderExecutor):
         self._last_price[stock_code] = price
 
     def process_bar(
-        self, stock_code: str, when: datetime, open_: int, high: int, low: int, close: int
+        self,
+        stock_code: str,
+        when: datetime,
+        open_: int,
+        high: int,
+        low: int,
+        close: int,
+        *,
+        limit_check: bool = True,
     ) -> list[Fill]:
         """Fill the stock's resting orders against one bar, then mark it to the close.
 
@@ -248,8 +267,13 @@ class PaperBroker(Broker, OrderExecutor):
         fills: list[Fill] = []
         pending = self._pending.get(stock_code)
         if pending:
+            locked = self.locked_side(stock_code, when, high, low) if limit_check else None
             for order in list(pending):
                 if order.created_at >= when:
+                    continue
+                if order.session_day is None:
+                    order.session_day = when.date()
+                if order.request.side is locked:
                     continue
                 fill = self._try_fill(order, when, open_, high, low)
                 if fill is not None:
@@ -257,9 +281,48 @@ class PaperBroker(Broker, OrderExecutor):
         self._last_price[stock_code] = close
         return fills
 
+    def locked_side(
+        self, stock_code: str, when: datetime, high: int, low: int
+    ) -> OrderSide | None:
+        """The side that cannot fill on a bar locked at the daily limit against the last
+        price seen (call it before the bar is processed): BUY at limit-up, SELL at
+        limit-down; ``None`` for a bar with a range or without a previous price."""
+        prev = self._last_price.get(stock_code)
+        if high != low or not prev:
+            return None
+        limit = 0.30 if when.date() >= _LIMIT_30_SINCE else 0.15
+        if high >= prev * (1.0 + limit) * _LIMIT_TOLERANCE:
+            return OrderSide.BUY
+        if low <= prev * (1.0 - limit) / _LIMIT_TOLERANCE:
+            return OrderSide.SELL
+        return None
+
+    def fill_at(self, broker_order_id: str, when: datetime, price: int) -> Fill | None:
+        """Fill a resting market order now at ``price`` (KRW; a protective exit triggered
+        inside the current bar, at its level or the open). Slippage applies as at an open.
+        Returns the fill, or ``None`` when the order is not resting."""
+        order = self._orders.get(broker_order_id)
+        if order is None or order.status.is_final:
+            return None
+        if order.session_day is None:
+            order.session_day = when.date()
+        return self._try_fill(order, when, price, price, price)
+
+    def expire_session(self, day: date) -> list[str]:
+        """Expire the orders resting in the session of ``day`` (day orders end at its
+        close); an order placed after the session's last bar rests into the next session.
+        Returns the broker order ids expired."""
+        expired = []
+        for orders in list(self._pending.values()):
+            for order in list(orders):
+                if order.session_day is not None and order.session_day <= day:
+                    self._close(order, OrderStatus.EXPIRED, f"day order expired at the {day} close")
+                    expired.append(order.broker_order_id)
+        return expired
+
     def process_quote(self, stock_code: str, when: datetime, price: int) -> list[Fill]:
         """Dry-run: fill resting orders against a live price, as a one-price bar."""
-        return self.process_bar(stock_code, when, price, price, price, price)
+        return self.process_bar(stock_code, when, price, price, price, price, limit_check=False)
 
     def _fill_price(self, order: _PaperOrder, open_: int, high: int, low: int) -> int | None:
         side = order.request.side

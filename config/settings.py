@@ -51,6 +51,7 @@ class RiskSettings(_Strict):
     cooldown_s: float = Field(0.0, ge=0)
     daily_loss_limit_pct: float | None = Field(None, gt=0, lt=1)
     portfolio_stop_pct: float | None = Field(None, gt=0, lt=1)
+    max_positions: int | None = Field(None, ge=1)
 
 
 class ScheduleSettings(_Strict):
@@ -62,6 +63,7 @@ class ScheduleSettings(_Strict):
     fill_poll_interval_s: float = Field(5.0, ge=1)
     account_sync_interval_s: float = Field(60.0, ge=5)
     close_report_delay_s: float = Field(300.0, ge=0)
+    exit_at_close_lead_s: float = Field(600.0, ge=0, le=3600)
 
 
 class OrderSettings(_Strict):

@@ -1,13 +1,22 @@
 """Backtest: the ``Trader`` driven by a historical clock over stored bars.
 
-Rules (also in README.md):
+The days run through the same :class:`~core.session.TradingSession` as live trading, so the
+protective exits, the daily counters, the daily loss lock, the portfolio stop, cooldowns,
+``max_positions``, the time cut, day orders and (on intraday bars) order timeouts apply as
+they do live. Rules (also in README.md):
 
-* Time moves bar by bar over the union of the stocks' bar times. At each time, for every stock
-  with a bar: resting orders are filled against that bar (``api.paper`` fill rules), then each
-  strategy trading the stock sees the bars up to and including this one and may signal.
+* Time moves bar by bar over the union of the stocks' bar times, one trading day at a time:
+  the first bar of a day opens it (counters reset, ``on_market_open``), the end of its last
+  bar closes it (day orders still resting expire, ``on_market_close``).
+* Within a bar: resting orders fill at the open (``api.paper`` fill rules) → protective
+  exits against the bar's range, filled inside the bar (:func:`core.risk.bar_exit`) →
+  ``exit_at_close`` at the stock's last bar of the day, at its close → strategies decide at
+  the close → new orders rest until the next bar. The daily loss lock and the portfolio stop
+  mark equity at each bar's close; the time cut is placed at a day's close and fills at the
+  next open.
 * A market order decided on bar *t* fills at bar *t+1*'s open; a buy whose cost there exceeds
   the cash it may use is cut to the whole shares that cash affords. A limit order fills when a
-  later bar's range touches its price.
+  later bar's range touches its price, within its session (day orders).
 * Bars before ``start`` are visible to strategies as warm-up history; trading and the equity
   curve start at ``start``.
 * Equity is marked to each bar's close. Positions still open at the end are marked to the last
@@ -31,7 +40,7 @@ from api.paper import PaperBroker
 from core.data_collector import HistoricalDataProvider
 from core.fund_manager import FundManager
 from core.journal import MemoryJournal, position_fields
-from core.order_manager import OrderManager
+from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.results import (
     FILL_COLUMNS,
@@ -41,9 +50,11 @@ from core.results import (
     BacktestResult,
 )
 from core.risk import RiskLimits, RiskManager
+from core.session import TradingSession
 from core.trader import StrategySlot, Trader
 from framework.bars import Bars
 from framework.errors import DataError
+from framework.types import Order, OrderSide
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 
@@ -66,6 +77,8 @@ class BacktestSettings:
     end: date | None = None
     progress: bool = False
     risk_limits: RiskLimits = field(default_factory=RiskLimits)
+    order_policy: OrderPolicy = field(default_factory=OrderPolicy)
+    """Order timeouts and re-placement; they apply on intraday bars only."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -78,6 +91,14 @@ class BacktestSettings:
             "start": self.start.isoformat() if self.start else None,
             "end": self.end.isoformat() if self.end else None,
         }
+
+
+def _to_date(day_number: int) -> date:
+    """The calendar date of a day number (days since 1970-01-01 in Asia/Seoul)."""
+    return date.fromordinal(_EPOCH_ORDINAL + int(day_number))
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class _CodeState:
@@ -144,8 +165,19 @@ class Backtest:
             journal=self.journal,
             fees=self.fees,
             clock=self.now,
+            order_policy=s.order_policy,
         )
         self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
+        self.session = TradingSession(
+            self.trader,
+            self.trader.risk,
+            expire_day_orders=self.broker.expire_session,
+            fill_exit=self._fill_exit,
+        )
+
+    def _fill_exit(self, order: Order, price: float) -> None:
+        if order.broker_order_id is not None:
+            self.broker.fill_at(order.broker_order_id, self.now(), round(price))
 
     def _clip(self, code: str, frame: pd.DataFrame) -> pd.DataFrame:
         end = self.settings.end
@@ -195,10 +227,22 @@ class Backtest:
         t0 = time.perf_counter()
         states, timeline = self._prepare()
         n = len(timeline)
-        days = (timeline + _KST_OFFSET_NS) // _NS_PER_DAY
+        local = timeline + _KST_OFFSET_NS
+        days = local // _NS_PER_DAY
+        intraday = bool((local % _NS_PER_DAY).any())
+        trader, broker, session = self.trader, self.broker, self.session
+        policy = self.settings.order_policy
+        session.intraday_timeouts = intraday and (
+            policy.buy_timeout_s is not None or policy.sell_timeout_s is not None
+        )
+        exits = [trader.exit_policy(name) for name in trader.slots]
+        close_exits = any(e.exit_at_close for e in exits)
+        time_cuts = any(e.max_holding_days is not None for e in exits)
+        decide_at = intraday and any(
+            slot.strategy.config.decide_at is not None for slot in trader.slots.values()
+        )
         cash = np.empty(n, dtype=np.int64)
         holdings = np.empty(n, dtype=np.int64)
-        trader, broker = self.trader, self.broker
         prices = trader.prices
         last_price = broker._last_price
         held = broker._holdings
@@ -218,37 +262,51 @@ class Backtest:
             day = days[k]
             if day != cur_day:
                 if cur_day is not None:
-                    trader.market_close()
+                    session.close_day(_to_date(cur_day))
                 cur_day = day
-                trader.market_open()
+                session.open_day(_to_date(day), time_cut=False)
             for st in states:
                 i = st.ptr
                 if i >= st.n or st.times[i] != t:
                     continue
                 st.ptr = i + 1
                 code = st.code
-                if code in broker._pending:
-                    broker.process_bar(
-                        code,
-                        self.now(),
-                        round(st.open[i]),
-                        round(st.high[i]),
-                        round(st.low[i]),
-                        round(st.close[i]),
-                    )
-                    trader.poll_orders(code)
                 close = float(st.close[i])
+                c = round(close)
+                holding = code in held
+                if holding or code in broker._pending:
+                    h, lo = round(st.high[i]), round(st.low[i])
+                    locked = broker.locked_side(code, self.now(), h, lo) if holding else None
+                    if code in broker._pending:
+                        broker.process_bar(code, self.now(), round(st.open[i]), h, lo, c)
+                        trader.poll_orders(code)
+                    if code in held and locked is not OrderSide.SELL:
+                        session.bar(code, st.open[i], st.high[i], st.low[i])
                 prices[code] = close
-                last_price[code] = round(close)
+                last_price[code] = c
+                if close_exits and code in held and (
+                    i + 1 >= st.n or (st.times[i + 1] + _KST_OFFSET_NS) // _NS_PER_DAY != day
+                ):
+                    for order in session.exit_at_close(code):
+                        self._fill_exit(order, c)
+                    trader.poll_orders(code)
                 for slot, window in st.windows:
-                    if slot.active:
+                    if slot.active and (
+                        not decide_at or session.decides_now(slot, self.now())
+                    ):
                         window.resize(i + 1)
                         trader.evaluate(slot, code, window)
+            session.mark_equity()
+            if session.intraday_timeouts and trader.manage_timeouts():
+                trader.poll_orders()
+            if time_cuts and (k + 1 == n or days[k + 1] != day):
+                session.time_cut(_to_date(day), include_last=True)
             cash[k] = broker.cash_krw
             holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
             if not k & 4095:
                 bar.update(min(4096, n - k))
-        trader.market_close()
+        if cur_day is not None:
+            session.close_day(_to_date(cur_day))
         bar.close()
         elapsed = time.perf_counter() - t0
         return self._result(timeline, cash, holdings, elapsed)

@@ -17,9 +17,16 @@ job             what it does
                 orders cancelled and re-placed (``live.orders``)
 ``account``     every ``account_sync_interval_s``: cash and holdings compared with the
                 account (differences journaled); equity snapshot
-``close``       ``close_report_delay_s`` after the close: last poll, ``on_market_close``,
-                equity snapshot and the daily report
+``exit_close``  ``exit_at_close_lead_s`` before the close: positions of ``exit_at_close``
+                strategies sold at market
+``close``       ``close_report_delay_s`` after the close: day orders still resting expire
+                (the paper account in a dry run; KIS expires its own), last poll,
+                ``on_market_close``, equity snapshot and the daily report
 ==============  ===========================================================================
+
+The rules these jobs apply — exits, daily counters, loss lock, portfolio stop, timeouts, time
+cut, ``decide_at``, day orders — live in :class:`core.session.TradingSession`, the object the
+backtest drives too.
 
 Two runners call these jobs: :class:`ScheduledRunner` (APScheduler in Asia/Seoul, real
 time; ``python main.py live``) and :class:`SteppedRunner` (jumps a controllable clock from
@@ -51,6 +58,7 @@ from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
+from core.session import TradingSession
 from core.trader import Trader
 from framework.broker import Broker
 from framework.data import DataProvider
@@ -63,7 +71,7 @@ from utils.market_calendar import KST, KRXCalendar, Session
 
 logger = logging.getLogger(__name__)
 
-JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "close")
+JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "exit_close", "close")
 
 
 class QuoteSource(Protocol):
@@ -113,6 +121,9 @@ def plan_day(session: Session, settings: Settings, now: datetime) -> list[Planne
             ("account", sch.account_sync_interval_s),
         ):
             jobs.append(PlannedJob(name, start, every, session.close))
+        exit_at = session.close - timedelta(seconds=sch.exit_at_close_lead_s)
+        if now <= exit_at:
+            jobs.append(PlannedJob("exit_close", max(exit_at, start)))
     jobs.append(PlannedJob("close", close_at))
     return jobs
 
@@ -164,6 +175,7 @@ class LiveSession:
         alerts: Alerts | None = None,
         quote_source: QuoteSource | None = None,
         on_quote: Callable[[Quote], object] | None = None,
+        expire_day_orders: Callable[[date], object] | None = None,
     ):
         self.settings = settings
         self.repository = repository
@@ -196,6 +208,7 @@ class LiveSession:
                 cooldown_s=risk.cooldown_s,
                 daily_loss_limit_pct=risk.daily_loss_limit_pct,
                 portfolio_stop_pct=risk.portfolio_stop_pct,
+                max_positions=risk.max_positions,
             )
         )
         un = live.unmanaged
@@ -217,6 +230,12 @@ class LiveSession:
             ),
             default_exits=ExitPolicy(un.stop_loss_pct, un.take_profit_pct, un.trailing_stop_pct),
             names=self.names.get,
+        )
+        self.trading = TradingSession(
+            self.trader,
+            self.risk,
+            expire_day_orders=expire_day_orders,
+            sessions_between=calendar.sessions_between,
         )
 
     # --- universe ----------------------------------------------------------------------
@@ -333,8 +352,8 @@ class LiveSession:
         self._load_history(today)
         self.refresh_quotes(self.universe)
         start_equity = self._first_snapshot_of(today)
-        self.risk.start_day(today, start_equity or self.trader.equity_krw())
-        self.trader.market_open()  # resets the strategies' trade counts ...
+        # resets the strategies' trade counts (and sells what the time cut says) ...
+        self.trading.open_day(today, start_equity or self.trader.equity_krw())
         self._restore_day_counters(now)  # ... which a restart mid-day brings back
         self.snapshot(now)
 
@@ -389,8 +408,8 @@ class LiveSession:
             self._update_today_bar(quote)
             if self.on_quote is not None:
                 self.on_quote(quote)
-            self.trader.check_exits(code)
-        self._check_equity_limits()
+            self.trading.quote(code, float(price))
+        self.trading.mark_equity()
 
     def _read_quotes(self, codes: list[str]) -> dict[str, Quote]:
         """Quotes of ``codes``. A code the source refuses (``DataError``: KIS answers a
@@ -425,25 +444,6 @@ class LiveSession:
         if q.volume is not None and q.volume >= 0:
             bar["volume"] = float(q.volume)
 
-    def _check_equity_limits(self) -> None:
-        equity = self.trader.equity_krw()
-        if self.risk.update_equity(equity):
-            self.trader.event(
-                "risk_exit",
-                f"daily loss lock: equity {equity:,} KRW; no new buys today",
-                level="warning",
-                data={"rule": "daily_loss_lock", "equity_krw": equity},
-            )
-        if self.risk.state is not TradingState.HALTED and self.risk.portfolio_stop_hit(equity):
-            self.trader.event(
-                "risk_exit",
-                f"portfolio stop: equity {equity:,} KRW; selling everything and halting",
-                level="error",
-                data={"rule": "portfolio_stop", "equity_krw": equity},
-            )
-            self.trader.exit_all("portfolio_stop")
-            self.set_trading_state(TradingState.HALTED, by="portfolio stop")
-
     def frame_for(self, code: str, timeframe: str) -> pd.DataFrame | None:
         """What a strategy sees for ``code``: daily history plus today's bar (daily), or
         today's minute bars (minute). ``None`` when there is no usable data."""
@@ -465,8 +465,9 @@ class LiveSession:
         return pd.concat([history, row])
 
     def job_signals(self) -> None:
+        now = self.clock()
         for slot in self.trader.slots.values():
-            if not slot.active:
+            if not slot.active or not self.trading.decides_now(slot, now):
                 continue
             for code in slot.strategy.universe:
                 if not slot.active:
@@ -482,8 +483,10 @@ class LiveSession:
                 self.trader.evaluate(slot, code, bars)
 
     def job_fills(self) -> None:
-        self.trader.poll_orders()
-        self.trader.manage_timeouts()
+        self.trading.poll()
+
+    def job_exit_close(self) -> None:
+        self.trading.exit_at_close()
 
     def job_account(self) -> None:
         """Poll fills, then compare the account's holdings and cash with the book."""
@@ -516,8 +519,7 @@ class LiveSession:
 
     def job_close(self) -> None:
         now = self.clock()
-        self.trader.poll_orders()
-        self.trader.market_close()
+        self.trading.close_day(now.astimezone(KST).date())
         self.job_account()
         report = self.daily_report(now)
         self.trader.event("daily_report", f"daily report {report['date']}", data=report)
@@ -550,13 +552,7 @@ class LiveSession:
 
     # --- controller (Telegram commands; any thread) --------------------------------------
     def set_trading_state(self, state: TradingState, by: str = "command") -> None:
-        self.risk.set_state(state)
-        self.trader.event(
-            "state_changed",
-            f"trading state {state.value} ({by})",
-            level="warning",
-            data={"state": state.value, "by": by},
-        )
+        self.trading.set_trading_state(state, by)
 
     def set_state(self, state: str) -> None:
         self.set_trading_state(TradingState(state), by="telegram")

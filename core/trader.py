@@ -31,7 +31,14 @@ from core.fund_manager import FundManager
 from core.journal import Journal
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
 from core.portfolio import Portfolio, Position
-from core.risk import ExitPolicy, ExitTrigger, RiskManager, TradingState, exit_trigger
+from core.risk import (
+    ExitPolicy,
+    ExitTrigger,
+    RiskManager,
+    TradingState,
+    bar_exit,
+    exit_trigger,
+)
 from framework.bars import Bars
 from framework.broker import Broker
 from framework.data import DataProvider
@@ -258,6 +265,7 @@ class Trader:
             self._reject(slot, signal, "no price known")
             return None
         held = self.portfolio.qty(slot.name, code)
+        mine, everyone = self._position_counts(slot.name) if signal.signal_type.is_buy else (0, 0)
         reason = self.risk.check_signal(
             signal,
             slot.strategy.risk,
@@ -266,6 +274,8 @@ class Trader:
             position_qty=held,
             strategy=slot.name,
             now=self.clock(),
+            strategy_positions=mine,
+            total_positions=everyone,
         )
         if reason:
             self._reject(slot, signal, reason)
@@ -273,6 +283,15 @@ class Trader:
         if signal.signal_type.is_sell:
             return self._sell(slot, signal, held)
         return self._buy(slot, signal, price)
+
+    def _position_counts(self, strategy: str) -> tuple[int, int]:
+        """Stocks held or being bought by ``strategy`` and by every strategy (for
+        ``max_positions``): (strategy, code) pairs with shares or an open buy."""
+        pairs = {(p.strategy, p.stock_code) for p in self.portfolio.positions()}
+        pairs.update(
+            (o.strategy, o.stock_code) for o in self.orders.open_orders() if o.side is OrderSide.BUY
+        )
+        return sum(1 for s, _ in pairs if s == strategy), len(pairs)
 
     def _order_type(self, signal: Signal) -> tuple[OrderType, int | None]:
         strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
@@ -613,6 +632,54 @@ class Trader:
             order = self.exit_position(pos, trigger)
             if order is not None:
                 self._liquidating.pop(key, None)
+                sent.append(order)
+        return sent
+
+    def check_bar_exits(
+        self, stock_code: str, open_: float, high: float, low: float
+    ) -> list[tuple[Order, float]]:
+        """Apply the protective exits of every position in ``stock_code`` to one bar
+        (:func:`core.risk.bar_exit`); returns each exit order sent with the price it fills at
+        within the bar (the caller fills it there). Blocked only by ``HALTED``, as
+        :meth:`check_exits`. Afterwards each remaining position's peak takes the bar's high."""
+        sent: list[tuple[Order, float]] = []
+        for pos in list(self.portfolio.positions()):
+            if pos.stock_code != stock_code:
+                continue
+            key = (pos.strategy, pos.stock_code)
+            trigger = self._liquidating.get(key)
+            if trigger is not None:
+                trigger = ExitTrigger(trigger.rule, open_, trigger.level)
+            else:
+                trigger = bar_exit(pos, self.exit_policy(pos.strategy), open_, high, low)
+            if trigger is not None and (
+                self.risk.state is not TradingState.HALTED or key in self._liquidating
+            ):
+                order = self.exit_position(pos, trigger)
+                if order is not None:
+                    self._liquidating.pop(key, None)
+                    sent.append((order, trigger.price))
+                    continue
+            if pos.peak_price is None or high > pos.peak_price:
+                pos.peak_price = float(high)
+        return sent
+
+    def exit_positions(
+        self, rule: str, wanted: Callable[[Position], float | None]
+    ) -> list[Order]:
+        """Sell at market every position for which ``wanted(position)`` gives a level
+        (the time cut: sessions held; the close exit: the price), naming ``rule``. Not while
+        ``HALTED``."""
+        sent: list[Order] = []
+        if self.risk.state is TradingState.HALTED:
+            return sent
+        for pos in list(self.portfolio.positions()):
+            level = wanted(pos)
+            if level is None:
+                continue
+            price = self.prices.get(pos.stock_code, pos.avg_price)
+            order = self.exit_position(pos, ExitTrigger(rule, price, level))
+            if order is not None:
                 sent.append(order)
         return sent
 

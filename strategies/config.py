@@ -10,11 +10,16 @@ strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy
     timeframe: daily              # daily | minute
     allocation: 1.0               # fraction of account equity this strategy may use (0, 1]
     parameters: {...}             # free-form, or validated by the class's ``Parameters``
+    decide_at: null               # "HH:MM": live, decide a daily strategy once a day then
     risk_management:
-      stop_loss_pct: 0.05         # fraction below the average price
-      take_profit_pct: 0.10       # fraction above the average price
+      stop_loss_pct: 0.05         # fraction below the average price (null = off)
+      take_profit_pct: 0.10       # fraction above the average price (null = off)
+      trailing_stop_pct: null     # fraction below the highest high since entry
       max_position_size: 0.10     # per stock, fraction of equity
       max_daily_trades: 5         # orders per day
+      max_positions: null         # stocks held at once (null = no cap)
+      max_holding_days: null      # sell at the next open after this many sessions held
+      exit_at_close: false        # sell every position at the session's close (intraday)
 
 Every error is a :class:`~framework.errors.ConfigError` whose message names the file, the key,
 what was expected and, for a misspelt key, the nearest valid key.
@@ -29,6 +34,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -50,11 +56,14 @@ class RiskManagement(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stop_loss_pct: float = Field(0.05, gt=0, lt=1)
-    take_profit_pct: float = Field(0.10, gt=0)
+    stop_loss_pct: float | None = Field(0.05, gt=0, lt=1)
+    take_profit_pct: float | None = Field(0.10, gt=0)
     max_position_size: float = Field(0.10, gt=0, le=1.5)
     max_daily_trades: int = Field(5, ge=0)
     trailing_stop_pct: float | None = Field(None, gt=0, lt=1)
+    max_positions: int | None = Field(None, ge=1)
+    max_holding_days: int | None = Field(None, ge=1)
+    exit_at_close: bool = False
 
 
 class StrategyConfig(BaseModel):
@@ -72,6 +81,22 @@ class StrategyConfig(BaseModel):
     parameters: Any = Field(default_factory=dict)
     risk_management: RiskManagement = RiskManagement()
     rules: list[dict[str, Any]] | None = None
+    decide_at: time | None = None
+
+    @field_validator("decide_at", mode="before")
+    @classmethod
+    def _decide_at(cls, value: Any) -> Any:
+        if value is None or isinstance(value, time):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 15:20 as the sexagesimal number 920
+            value = f"{value // 60:02d}:{value % 60:02d}"
+        if isinstance(value, str):
+            try:
+                return time.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f'expected a session time "HH:MM" such as "15:20", got {value!r}')
 
     @field_validator("universe", mode="before")
     @classmethod

@@ -3,8 +3,10 @@
 Rules: golden cross of SMA(fast) over SMA(slow) at bar t's close while flat → buy at bar t+1's
 open with ``qty = floor(cash / (close_t × (1 + c)))`` (budget = all equity capped by cash),
 cut to what cash affords at the open; dead cross while holding → sell everything at t+1's
-open. Commission ``floor(amount × 0.015 %)`` both sides, sell tax ``floor(amount × rate)`` by
-trade year. Positions open at the end are marked to the last close.
+open. A bar t+1 locked at the daily limit (high = low at ±30 %, ±15 % before 2015-06-15, of
+close t) fills no buy at limit-up and no sell at limit-down: the order expires. Commission
+``floor(amount × 0.015 %)`` both sides, sell tax ``floor(amount × rate)`` by trade year.
+Positions open at the end are marked to the last close.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def tax_bp(year: int) -> int:
 
 def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], int]:
     close, open_ = bars["close"].to_numpy(), bars["open"].to_numpy().astype(np.int64)
+    high, low = bars["high"].to_numpy(), bars["low"].to_numpy()
+
+    def locked(t: int, side: str) -> bool:  # bar t locked at the limit against close t-1
+        limit = 0.30 if bars.index[t].date() >= pd.Timestamp("2015-06-15").date() else 0.15
+        if high[t] != low[t]:
+            return False
+        if side == "buy":
+            return bool(high[t] >= round(close[t - 1]) * (1 + limit) * 0.99)
+        return bool(low[t] <= round(close[t - 1]) * (1 - limit) / 0.99)
+
     f, s = (
         bars["close"].rolling(fast).mean().to_numpy(),
         bars["close"].rolling(slow).mean().to_numpy(),
@@ -43,6 +55,8 @@ def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], in
         if t + 1 >= len(bars):
             break
         px = int(open_[t + 1])
+        if locked(t + 1, side):
+            continue
         if side == "buy" and qty == 0:
             q = math.floor(cash / (close[t] * 1.00015))
             while q > 0 and q * px + q * px * 15 // 100_000 > cash:
@@ -86,7 +100,12 @@ def test_engine_matches_vectorised_sma_cross(
         name="sma_cross",
         universe=(code,),
         parameters=SmaCrossParameters(fast=fast, slow=slow),
-        risk_management={"max_position_size": 1.0, "max_daily_trades": 10},
+        risk_management={
+            "max_position_size": 1.0,
+            "max_daily_trades": 10,
+            "stop_loss_pct": None,  # protective exits off: the rules above only
+            "take_profit_pct": None,
+        },
     )
     result = Backtest(
         [SmaCrossStrategy(config)], {code: bars}, BacktestSettings(cash_krw=CASH)

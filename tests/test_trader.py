@@ -18,8 +18,17 @@ from strategies.config import StrategyConfig
 from strategies.sma_cross.strategy import SmaCrossParameters, SmaCrossStrategy
 
 
-def config(name: str, codes: tuple[str, ...] = ("005930",), **risk: float) -> StrategyConfig:
-    risk_cfg = {"max_position_size": 0.10, "max_daily_trades": 5, **risk}
+def config(
+    name: str, codes: tuple[str, ...] = ("005930",), **risk: float | None
+) -> StrategyConfig:
+    """A strategy config with the protective exits off unless given (sizing tests)."""
+    risk_cfg = {
+        "max_position_size": 0.10,
+        "max_daily_trades": 5,
+        "stop_loss_pct": None,
+        "take_profit_pct": None,
+        **risk,
+    }
     return StrategyConfig(name=name, universe=codes, risk_management=risk_cfg)
 
 
@@ -180,7 +189,7 @@ def test_explicit_qty_is_capped_by_the_strategy_allocation(data_dir: Path) -> No
             return None
 
     frame = bars_of(data_dir, "005930")
-    cfg = StrategyConfig(name="allin", universe=("005930",), allocation=0.2)
+    cfg = config("allin").model_copy(update={"allocation": 0.2})
     result = Backtest([AllIn(cfg)], {"005930": frame}, BacktestSettings(cash_krw=10_000_000)).run()
     price = int(frame["close"].iloc[29])
     qty = 2_000_000 // price  # 20 % of equity, less commission: drop shares until it fits

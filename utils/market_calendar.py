@@ -118,6 +118,15 @@ class KRXCalendar:
         session = self.session(when.astimezone(KST).date())
         return session is not None and session.contains(when)
 
+    def sessions_between(self, first: date, last: date) -> int:
+        """Number of trading days from ``first`` to ``last``, both included (0 if
+        ``last`` is before ``first``)."""
+        if last < first:
+            return 0
+        self._check_range(first)
+        self._check_range(last)
+        return len(self._cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last)))
+
     def _check_range(self, day: date) -> None:
         first, last = self._cal.first_session.date(), self._cal.last_session.date()
         if not first <= day <= last:
