@@ -258,18 +258,21 @@ class Backtest:
         )
         for k in range(n):
             t = int(timeline[k])
-            self._now_ns = t
             day = days[k]
             if day != cur_day:
-                if cur_day is not None:
+                if cur_day is not None:  # at the time of the day's last bar
                     session.close_day(_to_date(cur_day))
+                self._now_ns = t
                 cur_day = day
                 session.open_day(_to_date(day), time_cut=False)
-            for st in states:
+            self._now_ns = t
+            deciding: list[tuple[_CodeState, int]] = []
+            for st in states:  # fills at the open, exits in the bar, prices at the close
                 i = st.ptr
                 if i >= st.n or st.times[i] != t:
                     continue
                 st.ptr = i + 1
+                deciding.append((st, i))
                 code = st.code
                 close = float(st.close[i])
                 c = round(close)
@@ -290,13 +293,12 @@ class Backtest:
                     for order in session.exit_at_close(code):
                         self._fill_exit(order, c)
                     trader.poll_orders(code)
+            session.mark_equity()  # loss lock and portfolio stop at the close, before decisions
+            for st, i in deciding:  # strategies decide at the close
                 for slot, window in st.windows:
-                    if slot.active and (
-                        not decide_at or session.decides_now(slot, self.now())
-                    ):
+                    if slot.active and (not decide_at or session.decides_now(slot, self.now())):
                         window.resize(i + 1)
-                        trader.evaluate(slot, code, window)
-            session.mark_equity()
+                        trader.evaluate(slot, st.code, window)
             if session.intraday_timeouts and trader.manage_timeouts():
                 trader.poll_orders()
             if time_cuts and (k + 1 == n or days[k + 1] != day):
