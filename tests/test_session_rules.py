@@ -69,6 +69,7 @@ class Planned(BaseStrategy):
     mode = "buy"
     min_price: dict[str, int] = {}  # noqa: RUF012 - set per test on the instance
     clock: Callable[[], datetime] | None = None
+    buy_until: time | None = None  # no new buys from this time of day
 
     def __init__(self, config: StrategyConfig) -> None:
         super().__init__(config)
@@ -82,6 +83,8 @@ class Planned(BaseStrategy):
         if held:
             return Signal(SignalType.SELL, stock_code) if self.mode == "flip" else None
         if price < self.min_price.get(stock_code, 0):
+            return None
+        if self.buy_until is not None and self.clock and self.clock().time() >= self.buy_until:
             return None
         if self.mode == "bid":
             bid = int(price * 0.8)
@@ -145,6 +148,7 @@ def run_backtest(
     limits: RiskLimits,
     *,
     minutes: int | None = None,
+    policy: OrderPolicy | None = None,
 ) -> Outcome:
     """Daily bars (or ``minutes``-minute bars) of ``n_days`` sessions from the paths."""
     sessions = days(n_days)
@@ -166,7 +170,9 @@ def run_backtest(
     backtest = Backtest(
         list(strategies),
         bars,
-        BacktestSettings(cash_krw=10_000_000, risk_limits=limits, order_policy=OrderPolicy()),
+        BacktestSettings(
+            cash_krw=10_000_000, risk_limits=limits, order_policy=policy or OrderPolicy()
+        ),
     )
     for s in strategies:
         s.clock = backtest.now
@@ -420,3 +426,32 @@ def test_decide_at_decides_once_a_day_at_that_time(kind: str, tmp_path: Path) ->
         (when,) = times
         assert time(15, 20) <= when.time() < time(15, 30)
     assert len(s.calls) == 2 * len(out.sessions)
+
+
+@pytest.mark.parametrize("kind", DRIVERS)
+def test_exit_at_close_sells_every_position_the_same_day(kind: str, tmp_path: Path) -> None:
+    s = strategy("day", (A, B), exit_at_close=True)
+    s.buy_until = time(15, 0)
+    paths = {A: flat(10_000), B: step(5_000, 5_200, day=0, minute=120)}
+    out = drive(kind, tmp_path, paths, [s], 3, {}, minutes=10, signal_interval_s=60)
+    trips = out.trader.portfolio.round_trips
+    assert len(trips) == 2 * len(out.sessions)  # both stocks, every day
+    for trip in trips:
+        assert trip.entry_time.date() == trip.exit_time.date()
+        assert trip.exit_time.time() >= time(15, 20)
+        assert trip.exit_reasons[0].startswith("exit_at_close")
+    assert out.trader.portfolio.positions() == []
+
+
+def test_intraday_bars_time_out_and_re_place_a_resting_limit_order(tmp_path: Path) -> None:
+    s = strategy("bid", (A,), "bid")
+    policy = OrderPolicy(buy_timeout_s=1_800, sell_timeout_s=None, max_replacements=1)
+    out = run_backtest({A: flat(10_000)}, [s], 1, RiskLimits(), minutes=10, policy=policy)
+    first, second = out.orders[0], out.orders[1]
+    assert first.status is OrderStatus.CANCELLED
+    assert first.created_at is not None
+    assert first.updated_at is not None
+    assert first.updated_at - first.created_at == timedelta(seconds=1_800)  # the first bar past
+    assert (second.replaces, second.attempt) == (first.client_order_id, 1)
+    assert second.price == 10_000  # re-placed at the current price
+    assert second.status is OrderStatus.FILLED
