@@ -29,7 +29,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,7 @@ from framework.bars import Bars
 from framework.errors import DataError
 from framework.types import Order, OrderSide
 from strategies.base import BaseStrategy
+from utils.clock import KST
 from utils.fees import FeeModel
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def _to_date(day_number: int) -> date:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _CodeState:
@@ -107,12 +109,13 @@ class _CodeState:
     __slots__ = ("close", "code", "high", "low", "n", "open", "ptr", "times", "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
+        # plain lists: indexing them in the bar loop is several times cheaper than numpy
         self.code = code
-        self.times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
-        self.open = frame["open"].to_numpy(dtype=np.float64)
-        self.high = frame["high"].to_numpy(dtype=np.float64)
-        self.low = frame["low"].to_numpy(dtype=np.float64)
-        self.close = frame["close"].to_numpy(dtype=np.float64)
+        self.times: list[int] = pd.DatetimeIndex(frame.index).as_unit("ns").asi8.tolist()
+        self.open: list[float] = frame["open"].to_numpy(dtype=np.float64).tolist()
+        self.high: list[float] = frame["high"].to_numpy(dtype=np.float64).tolist()
+        self.low: list[float] = frame["low"].to_numpy(dtype=np.float64).tolist()
+        self.close: list[float] = frame["close"].to_numpy(dtype=np.float64).tolist()
         self.ptr = first_row
         self.n = n
         self.windows: list[tuple[StrategySlot, Bars]] = []
@@ -189,7 +192,9 @@ class Backtest:
         """Current time of the historical clock (the bar being processed)."""
         cached = self._now_cache
         if cached is None or cached[0] != self._now_ns:
-            cached = (self._now_ns, pd.Timestamp(self._now_ns, tz=TZ).to_pydatetime())
+            ns = self._now_ns
+            when = (_EPOCH + timedelta(microseconds=ns // 1_000)).astimezone(KST)
+            cached = (ns, when)
             self._now_cache = cached
         return cached[1]
 
@@ -219,7 +224,7 @@ class Backtest:
         active = [st for st in states.values() if st.windows]
         if not active:
             raise DataError("no strategy has bars to trade inside the chosen date range")
-        timeline = np.unique(np.concatenate([st.times[st.ptr : st.n] for st in active]))
+        timeline = np.unique(np.concatenate([np.asarray(st.times[st.ptr : st.n]) for st in active]))
         return active, timeline
 
     def run(self) -> BacktestResult:
@@ -243,6 +248,8 @@ class Backtest:
         )
         cash = np.empty(n, dtype=np.int64)
         holdings = np.empty(n, dtype=np.int64)
+        times: list[int] = timeline.tolist()
+        day_of: list[int] = days.tolist()
         prices = trader.prices
         last_price = broker._last_price
         held = broker._holdings
@@ -257,8 +264,8 @@ class Backtest:
             desc="backtest",
         )
         for k in range(n):
-            t = int(timeline[k])
-            day = days[k]
+            t = times[k]
+            day = day_of[k]
             if day != cur_day:
                 if cur_day is not None:  # at the time of the day's last bar
                     session.close_day(_to_date(cur_day))
@@ -274,7 +281,7 @@ class Backtest:
                 st.ptr = i + 1
                 deciding.append((st, i))
                 code = st.code
-                close = float(st.close[i])
+                close = st.close[i]
                 c = round(close)
                 holding = code in held
                 if holding or code in broker._pending:
@@ -301,7 +308,7 @@ class Backtest:
                         trader.evaluate(slot, st.code, window)
             if session.intraday_timeouts and trader.manage_timeouts():
                 trader.poll_orders()
-            if time_cuts and (k + 1 == n or days[k + 1] != day):
+            if time_cuts and (k + 1 == n or day_of[k + 1] != day):
                 session.time_cut(_to_date(day), include_last=True)
             cash[k] = broker.cash_krw
             holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0

@@ -147,6 +147,7 @@ class Trader:
         self._cancel_requested: dict[str, datetime] = {}
         self._exit_cancels: set[str] = set()
         self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
+        self._exit_policies: dict[str, ExitPolicy] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -601,8 +602,13 @@ class Trader:
         return self._send(slot, order, signal)
 
     def exit_policy(self, strategy: str) -> ExitPolicy:
-        slot = self.slots.get(strategy)
-        return ExitPolicy.of(slot.strategy.risk) if slot is not None else self.default_exits
+        """The exit rules of ``strategy`` (``default_exits`` for ``unmanaged``)."""
+        policy = self._exit_policies.get(strategy)
+        if policy is None:
+            slot = self.slots.get(strategy)
+            policy = ExitPolicy.of(slot.strategy.risk) if slot is not None else self.default_exits
+            self._exit_policies[strategy] = policy
+        return policy
 
     def check_exits(self, stock_code: str) -> list[Order]:
         """Apply stop loss, take profit and trailing stop to every position in
