@@ -142,6 +142,7 @@ class Trader:
         self._exit_cancels: set[str] = set()
         self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
         self._book_cash = True
+        self._deferred: dict[str, Order] = {}
         self.storage_error: str | None = None
         """Why the database cannot be written, while it cannot (``None`` when it can)."""
         self.orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
@@ -214,6 +215,7 @@ class Trader:
             "cancel_requested": {
                 cid: when.isoformat() for cid, when in self._cancel_requested.items()
             },
+            "deferred": sorted(self._deferred),
         }
         try:
             self.journal.save_state("engine", state)
@@ -236,6 +238,10 @@ class Trader:
             order = self.orders.orders.get(cid)
             if order is not None and not order.status.is_final:
                 self._cancel_requested[cid] = datetime.fromisoformat(when)
+        for cid in state.get("deferred") or ():
+            order = self.orders.orders.get(cid)
+            if order is not None and order.status is OrderStatus.CANCELLED:
+                self._deferred[cid] = order
 
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
@@ -685,7 +691,10 @@ class Trader:
                 reason="timeout" if timed_out else order.message,
             )
         if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
-            self._replace(order, signal)
+            if order.stock_code in self.prices:
+                self._replace(order, signal)
+            else:  # right after a restart: re-placed once a price is known
+                self._deferred[order.client_order_id] = order
         if timed_out:  # the re-placement (if any) is journaled: no longer pending
             self.save_engine_state()
 
@@ -696,6 +705,11 @@ class Trader:
         (:meth:`poll_orders` sees the order ``CANCELLED``)."""
         now = self.clock()
         sent = 0
+        for cid, old in list(self._deferred.items()):  # re-placements awaiting a price
+            if old.stock_code in self.prices:
+                del self._deferred[cid]
+                self._replace(old, None)
+                self.save_engine_state()
         for order in self.orders.open_orders():
             cid = order.client_order_id
             if cid in self._cancel_requested or order.broker_order_id is None:
