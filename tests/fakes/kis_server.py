@@ -209,6 +209,9 @@ class FakeKIS:
         self.balance_page_size = 50 if env == "real" else 20
         self.ccld_page_size = 100 if env == "real" else 15
         self.stats = FakeStats()
+        self.on_request: list[Callable[[str, str], None]] = []
+        """Hooks called with (path, ``"before"`` / ``"after"``) around the processing of
+        every KIS request (under the fake's lock): the crash test kills the bot there."""
         self.accounts: dict[str, FakeAccount] = {}
         self._tokens: dict[str, _Token] = {}
         self._token_requested_at: dict[str, datetime] = {}
@@ -410,10 +413,14 @@ class FakeKIS:
         with self._lock:
             self.stats.requests += 1
             self.stats.by_path[path] += 1
+            for hook in list(self.on_request):
+                hook(path, "before")
             fault = self._take_fault(path, after=False) or self._draw_fault(path)
             if fault is not None and not fault.after_processing:
                 return self._fire(fault, request)
             status, body, tr_cont = self._dispatch(request, path)
+            for hook in list(self.on_request):
+                hook(path, "after")
             if fault is None and status == 200:
                 fault = self._take_fault(path, after=True)
             if fault is not None and status == 200:
