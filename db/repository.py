@@ -218,12 +218,7 @@ class Repository:
             "config": plain(config),
             "summary": None,
         }
-        stmt = (
-            self._insert(_RUNS)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["run_id"])
-            .returning(_RUNS.c.run_id)
-        )
+        stmt = self._insert_new(_RUNS, values, "run_id")
         with self._write() as s:
             # RETURNING, not rowcount: psycopg does not keep an INSERT's rowcount
             return s.execute(stmt).first() is not None
@@ -381,12 +376,7 @@ class Repository:
     def save_fill(self, run_id: str, fill: Fill, strategy: str) -> bool:
         """Store ``fill`` unless its ``fill_id`` is already stored; ``True`` if inserted."""
         values = fill_values(run_id, fill, strategy)
-        stmt = (
-            self._insert(_FILLS)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["fill_id"])
-            .returning(_FILLS.c.id)
-        )
+        stmt = self._insert_new(_FILLS, values, "fill_id")
         with self._write() as s:
             # RETURNING, not rowcount: psycopg does not keep an INSERT's rowcount
             return s.execute(stmt).first() is not None
@@ -400,6 +390,16 @@ class Repository:
         with self._write() as s:
             for chunk in chunks(rows, 10_000):
                 s.execute(stmt, chunk)
+
+    def _insert_new(self, table: Table, values: dict[str, Any], key: str) -> Any:
+        """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``: a row comes back only
+        when it was inserted (RETURNING, not rowcount: psycopg does not keep an INSERT's)."""
+        return (
+            self._insert(table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[key])
+            .returning(table.c[key])
+        )
 
     def record_fill(
         self,
@@ -430,12 +430,7 @@ class Repository:
         strategy, code = pos.pop("strategy"), pos.pop("stock_code")
         opened_at = aware(pos.pop("opened_at") or fill.time, "opened_at")
         pos_values = self._position_values(status=status, closed_at=closed_at, **pos)
-        stmt = (
-            self._insert(_FILLS)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["fill_id"])
-            .returning(_FILLS.c.id)
-        )
+        stmt = self._insert_new(_FILLS, values, "fill_id")
         with self._write() as s:
             if s.execute(stmt).first() is None:
                 return False
