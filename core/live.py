@@ -53,7 +53,7 @@ import pandas as pd
 
 from config.settings import Settings
 from core.fund_manager import FundManager
-from core.journal import DatabaseJournal
+from core.journal import DatabaseJournal, StorageError
 from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.reconcile import ReconcileReport, reconcile
@@ -319,7 +319,9 @@ class LiveSession:
 
     # --- jobs --------------------------------------------------------------------------
     def run_job(self, name: str) -> None:
-        """Run one job under the session lock; an error is journaled, never raised."""
+        """Run one job under the session lock; an error is journaled (and alerted), never
+        raised — not even when the journal itself cannot be written (disk full: a
+        ``storage_error`` alert says so once)."""
         if name not in JOB_NAMES:
             raise ValueError(f"unknown job {name!r}")
         with self.lock:
@@ -327,19 +329,25 @@ class LiveSession:
                 return
             try:
                 getattr(self, f"job_{name}")()
+            except StorageError as exc:
+                self.trader._storage_failed(exc)
             except KisTraderError as exc:
                 logger.warning("job %s failed: %s", name, exc)
-                self.trader.event(
-                    "job_failed", f"{name}: {type(exc).__name__}: {exc}", level="warning"
-                )
+                self._job_failed(name, exc, "warning")
             except Exception as exc:
                 logger.exception("job %s crashed", name)
-                self.trader.event(
-                    "job_failed",
-                    f"{name}: {type(exc).__name__}: {exc}",
-                    level="error",
-                    data={"level": "error", "job": name},
-                )
+                self._job_failed(name, exc, "error")
+
+    def _job_failed(self, name: str, exc: Exception, level: str) -> None:
+        try:
+            self.trader.event(
+                "job_failed",
+                f"{name}: {type(exc).__name__}: {exc}",
+                level=level,
+                data={"level": level, "job": name} if level == "error" else None,
+            )
+        except Exception:  # an alert handler or the journal: logged, the scheduler goes on
+            logger.exception("job %s: the failure could not be reported", name)
 
     def job_open(self) -> None:
         """Start the day (once per day; after a restart mid-day the day's counters and
@@ -497,8 +505,17 @@ class LiveSession:
         for p in self.trader.portfolio.positions():
             book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
         busy = {o.stock_code for o in self.trader.orders.open_orders()}
-        for code in sorted(set(holdings) | set(book)):
-            if code not in busy and holdings.get(code, 0) != book.get(code, 0):
+        differ = [
+            c for c in sorted(set(holdings) | set(book))
+            if c not in busy and holdings.get(c, 0) != book.get(c, 0)
+        ]
+        if differ:  # a fill the book missed (a late fill of a cancelled order): read again
+            self.trader.reread_fills(self.clock().date(), differ)
+            book = {}
+            for p in self.trader.portfolio.positions():
+                book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
+        for code in differ:
+            if holdings.get(code, 0) != book.get(code, 0):
                 self.trader.event(
                     "account_mismatch",
                     f"{code}: book {book.get(code, 0)} shares, account {holdings.get(code, 0)}",
@@ -515,6 +532,10 @@ class LiveSession:
                 data={"drift_krw": drift},
             )
             self.trader.funds.sync_cash(balance.cash_krw)
+            self.repository.record_cash(
+                self.run_id, drift, kind="sync", reason="cash set to the account's figure",
+                at=self.clock(),
+            )
         self.snapshot(self.clock())
 
     def job_close(self) -> None:
@@ -529,6 +550,7 @@ class LiveSession:
         cash = self.trader.funds.cash_krw
         equity = self.trader.equity_krw()
         self.repository.save_equity_snapshots(self.run_id, [(when, cash, equity - cash, equity)])
+        self.trader.save_engine_state()  # the portfolio stop's high-water mark
 
     def daily_report(self, now: datetime) -> dict[str, Any]:
         today = now.astimezone(KST).date()

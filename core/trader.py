@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from core.fund_manager import FundManager
-from core.journal import Journal
+from core.journal import Journal, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
-from core.portfolio import Portfolio, Position
+from core.portfolio import OverfillError, Portfolio, Position
 from core.risk import (
     ExitPolicy,
     ExitTrigger,
@@ -42,8 +43,8 @@ from core.risk import (
 from framework.bars import Bars
 from framework.broker import Broker
 from framework.data import DataProvider
-from framework.errors import FundsError
-from framework.executor import OrderExecutor
+from framework.errors import BrokerError, FundsError
+from framework.executor import ExecutionNotice, OrderExecutor
 from framework.types import (
     Fill,
     Order,
@@ -148,6 +149,13 @@ class Trader:
         self._exit_cancels: set[str] = set()
         self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
         self._exit_policies: dict[str, ExitPolicy] = {}
+        self._book_cash = True
+        self._deferred: dict[str, Order] = {}
+        self.storage_error: str | None = None
+        """Why the database cannot be written, while it cannot (``None`` when it can)."""
+        self.orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
+        for slot in self.slots.values():
+            self._bind_state(slot)
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -188,6 +196,60 @@ class Trader:
             return {p.stock_code: p.view() for p in self.portfolio.positions(name)}
 
         slot.strategy.bind(position, positions, lambda: slot.trades_today)
+
+    def _bind_state(self, slot: StrategySlot) -> None:
+        key = f"strategy:{slot.name}"
+
+        def save(state: dict[str, Any]) -> None:
+            try:
+                self.journal.save_state(key, state)
+            except StorageError as exc:
+                self._storage_failed(exc)
+
+        def load() -> dict[str, Any]:
+            try:
+                return self.journal.load_state(key)
+            except StorageError as exc:
+                self._storage_failed(exc)
+                return {}
+
+        slot.strategy.bind_state(save, load)
+
+    def save_engine_state(self) -> None:
+        """Keep what must survive a restart: the portfolio stop's high-water mark and the
+        pending re-placements (timed-out orders whose cancel is awaited)."""
+        state = {
+            "peak_equity_krw": self.risk.peak_equity_krw,
+            "cancel_requested": {
+                cid: when.isoformat() for cid, when in self._cancel_requested.items()
+            },
+            "deferred": sorted(self._deferred),
+        }
+        try:
+            self.journal.save_state("engine", state)
+        except StorageError as exc:
+            self._storage_failed(exc)
+
+    def load_engine_state(self) -> None:
+        """Bring back what :meth:`save_engine_state` kept (after a restart)."""
+        try:
+            state = self.journal.load_state("engine")
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return
+        peak = state.get("peak_equity_krw")
+        if isinstance(peak, int) and (
+            self.risk.peak_equity_krw is None or peak > self.risk.peak_equity_krw
+        ):
+            self.risk.peak_equity_krw = peak
+        for cid, when in dict(state.get("cancel_requested") or {}).items():
+            order = self.orders.orders.get(cid)
+            if order is not None and not order.status.is_final:
+                self._cancel_requested[cid] = datetime.fromisoformat(when)
+        for cid in state.get("deferred") or ():
+            order = self.orders.orders.get(cid)
+            if order is not None and order.status is OrderStatus.CANCELLED:
+                self._deferred[cid] = order
 
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
@@ -339,7 +401,7 @@ class Trader:
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
-        order = self.orders.create(
+        order = self._create(
             strategy=slot.name,
             stock_code=code,
             side=OrderSide.BUY,
@@ -348,13 +410,16 @@ class Trader:
             price=limit,
             signal=signal,
         )
+        if order is None:
+            self.funds.release(reservation.reservation_id)
+            return None
         self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
         qty = held if signal.qty is None else min(signal.qty, held)
         order_type, limit = self._order_type(signal)
-        order = self.orders.create(
+        order = self._create(
             strategy=slot.name,
             stock_code=signal.stock_code,
             side=OrderSide.SELL,
@@ -363,7 +428,17 @@ class Trader:
             price=limit,
             signal=signal,
         )
-        return self._send(slot, order, signal)
+        return self._send(slot, order, signal) if order is not None else None
+
+    def _create(self, **kwargs: Any) -> Order | None:
+        """``OrderManager.create``; ``None`` (nothing sent) when it cannot be journaled."""
+        try:
+            order = self.orders.create(**kwargs)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return None
+        self._storage_ok()
+        return order
 
     def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
         if signal is not None:
@@ -422,56 +497,160 @@ class Trader:
         return self.funds.spendable_krw(self._reservation_of.get(client_order_id))
 
     def poll_orders(self, stock_code: str | None = None, *, book_cash: bool = True) -> list[Fill]:
-        """Read the broker's state of every open order (of one stock) and apply it.
+        """Read the broker's state of every open order (of one stock), and of cancelled
+        orders still watched for a late fill, and apply it; returns the fills applied.
+
+        One order's failure (a broker error, an answer that makes no sense, a fill that
+        cannot be written) is logged and journaled and never stops the others; its fill
+        stays un-applied and is found again on the next poll.
 
         ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
         the cash from the account afterwards, which already includes these fills."""
         applied: list[Fill] = []
-        for order in self.orders.open_orders(stock_code):
+        orders = self.orders.open_orders(stock_code)
+        watched = [o for o in self.orders.settling_orders() if o not in orders]
+        orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
+        with self.cash_from_account(not book_cash):
+            for order in orders:
+                applied.extend(self._poll_one(order))
+        return applied
+
+    @contextmanager
+    def cash_from_account(self, on: bool = True) -> Iterator[None]:
+        """Inside, fills leave the cash pool alone (``on``): the caller takes the cash from
+        the account afterwards (reconciliation)."""
+        previous = self._book_cash
+        self._book_cash = previous and not on
+        try:
+            yield
+        finally:
+            self._book_cash = previous
+
+    def _poll_one(self, order: Order) -> list[Fill]:
+        was_final = order.status.is_final
+        try:
             if order.status is OrderStatus.UNKNOWN:
                 fills = self.orders.resolve_unknown(order)
             elif order.broker_order_id is None:
-                continue
+                return []
             else:
                 fills = self.orders.apply_state(
                     order, self.executor.get_order(order.broker_order_id)
                 )
-            for fill in fills:
-                self.apply_fill(order, fill, book_cash=book_cash)
-            if order.status.is_final:
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return []
+        except (BrokerError, OverfillError, ValueError) as exc:
+            logger.warning("poll of %s failed: %s", order.client_order_id, exc)
+            self.event(
+                "order_poll_failed",
+                f"{order.client_order_id} {order.stock_code}: {type(exc).__name__}: {exc}",
+                level="warning",
+                data={"client_order_id": order.client_order_id},
+            )
+            return []
+        if order.status.is_final and not was_final:
+            self.finalise(order)
+        return fills
+
+    def apply_notice(self, notice: ExecutionNotice) -> Fill | None:
+        """Apply a real-time execution notice (booked like a polled fill); ``None`` when
+        the execution is already recorded or the order is not one of this book's."""
+        order = next(
+            (o for o in self.orders.orders.values() if o.broker_order_id == notice.broker_order_id),
+            None,
+        )
+        if order is None:
+            return None
+        was_final = order.status.is_final
+        try:
+            fill = self.orders.apply_notice(order, notice)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return None
+        if order.status.is_final and not was_final:
+            self.finalise(order)
+        return fill
+
+    def reread_fills(self, day: Any = None, codes: Iterable[str] | None = None) -> list[Fill]:
+        """Read the day's orders at the broker (one list) and apply every fill of this
+        book's orders not recorded yet, final orders included (a late fill of a cancelled
+        order); returns the fills applied. Does nothing for an executor that cannot list
+        orders. Raises ``BrokerError`` when the list cannot be read."""
+        try:
+            states = self.executor.list_orders(day)
+        except NotImplementedError:
+            return []
+        wanted = set(codes) if codes is not None else None
+        by_broker = {o.broker_order_id: o for o in self.orders.orders.values() if o.broker_order_id}
+        applied: list[Fill] = []
+        for state in states:
+            order = by_broker.get(state.broker_order_id)
+            if order is None or state.filled_qty <= order.filled_qty:
+                continue
+            if wanted is not None and order.stock_code not in wanted:
+                continue
+            was_final = order.status.is_final
+            try:
+                applied.extend(self.orders.apply_state(order, state))
+            except StorageError as exc:
+                self._storage_failed(exc)
+                continue
+            except (OverfillError, ValueError) as exc:
+                logger.warning("fills of %s not applied: %s", order.client_order_id, exc)
+                continue
+            if order.status.is_final and not was_final:
                 self.finalise(order)
-            applied.extend(fills)
         return applied
 
-    def apply_fill(self, order: Order, fill: Fill, *, book_cash: bool = True) -> None:
-        """Book one new fill of ``order``: cash (unless ``book_cash`` is False), position,
-        journal, alert, then the strategy's ``on_order_filled``."""
-        slot = self.slots.get(order.strategy)
-        if book_cash and fill.side is OrderSide.BUY:
-            self.funds.commit_buy(
-                self._reservation_of.get(order.client_order_id),
-                fill.amount_krw + fill.commission_krw,
+    def apply_fill(self, order: Order, fill: Fill, *, book_cash: bool | None = None) -> None:
+        """Book one new fill of ``order``: its state, the position, the fill row and the
+        cash ledger are written in one transaction; then the cash pool (unless
+        ``book_cash`` is False; default: the current poll's setting), the alert and the
+        strategy's ``on_order_filled``.
+
+        Raises ``StorageError`` when the write failed: nothing changed in memory either.
+        Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
+        book_cash = self._book_cash if book_cash is None else book_cash
+        late = order.status.is_final
+        before = order.copy()
+        mark = self.portfolio.checkpoint(order.strategy, fill.stock_code)
+        note = self.orders.book_fill(order, fill)
+        try:
+            pos, trip = self.portfolio.apply_fill(
+                order.strategy,
+                fill,
+                reasons=tuple(order.reasons),
+                stop_loss=order.metadata.get(STOP_KEY),
+                target_price=order.metadata.get(TARGET_KEY),
+                metadata=(
+                    {k: v for k, v in order.metadata.items() if k not in (STOP_KEY, TARGET_KEY)}
+                    if fill.side is OrderSide.BUY
+                    else None
+                ),
             )
-        elif book_cash:
-            self.funds.credit(fill.cash_delta_krw)
-        pos, trip = self.portfolio.apply_fill(
-            order.strategy,
-            fill,
-            reasons=tuple(order.reasons),
-            stop_loss=order.metadata.get(STOP_KEY),
-            target_price=order.metadata.get(TARGET_KEY),
-            metadata=(
-                {k: v for k, v in order.metadata.items() if k not in (STOP_KEY, TARGET_KEY)}
-                if fill.side is OrderSide.BUY
-                else None
-            ),
-        )
-        if fill.side is OrderSide.BUY and (pos.peak_price is None or fill.price > pos.peak_price):
-            pos.peak_price = float(fill.price)
+            if fill.side is OrderSide.BUY and (
+                pos.peak_price is None or fill.price > pos.peak_price
+            ):
+                pos.peak_price = float(fill.price)
+            stored = self.journal.fill_applied(
+                order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
+            )
+        except (StorageError, OverfillError) as exc:
+            self.orders.unbook(order, before)
+            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            if isinstance(exc, StorageError):
+                self._storage_failed(exc)
+            raise
+        self._storage_ok()
+        if not stored:  # already in the database (applied before): nothing more to do
+            self.orders.unbook(order, before)
+            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            return
+        slot = self.slots.get(order.strategy)
+        self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
             self.risk.record_sell(order.strategy, fill.stock_code, fill.time)
-        self.journal.fill(order.strategy, fill)
-        self.journal.position(pos, closed_at=fill.time if trip else None)
         self.notify(
             "order_filled",
             order,
@@ -487,6 +666,37 @@ class Trader:
         if slot is not None and slot.active:
             self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
+    def _book_cash_of(self, order: Order, fill: Fill, book_cash: bool, late: bool) -> None:
+        if not book_cash:
+            return
+        if fill.side is OrderSide.SELL:
+            self.funds.credit(fill.cash_delta_krw)
+            return
+        cost = fill.amount_krw + fill.commission_krw
+        reservation = None if late else self._reservation_of.get(order.client_order_id)
+        try:
+            self.funds.commit_buy(reservation, cost)
+        except FundsError:  # the broker spent it (a late fill): the cash follows the account
+            self.funds.sync_cash(self.funds.cash_krw - cost)
+
+    def _storage_failed(self, exc: Exception) -> None:
+        """The database cannot be written: alert once (until it can again)."""
+        logger.error("database not writable: %s", exc)
+        if self.storage_error is not None:
+            return
+        self.storage_error = str(exc)
+        self._emit(
+            "storage_error",
+            f"the database cannot be written: no new orders until it can ({exc})",
+            {"level": "critical", "error": str(exc)},
+        )
+
+    def _storage_ok(self) -> None:
+        if self.storage_error is None:
+            return
+        self.storage_error = None
+        self.event("storage_recovered", "the database can be written again", level="warning")
+
     def finalise(self, order: Order) -> None:
         self.funds.release(self._reservation_of.pop(order.client_order_id, None))
         signal = self._signal_of.pop(order.client_order_id, None)
@@ -501,7 +711,12 @@ class Trader:
                 reason="timeout" if timed_out else order.message,
             )
         if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
-            self._replace(order, signal)
+            if order.stock_code in self.prices:
+                self._replace(order, signal)
+            else:  # right after a restart: re-placed once a price is known
+                self._deferred[order.client_order_id] = order
+        if timed_out:  # the re-placement (if any) is journaled: no longer pending
+            self.save_engine_state()
 
     # --- timeouts, re-placement and protective exits -----------------------------------
     def manage_timeouts(self) -> int:
@@ -510,6 +725,11 @@ class Trader:
         (:meth:`poll_orders` sees the order ``CANCELLED``)."""
         now = self.clock()
         sent = 0
+        for cid, old in list(self._deferred.items()):  # re-placements awaiting a price
+            if old.stock_code in self.prices:
+                del self._deferred[cid]
+                self._replace(old, None)
+                self.save_engine_state()
         for order in self.orders.open_orders():
             cid = order.client_order_id
             if cid in self._cancel_requested or order.broker_order_id is None:
@@ -525,6 +745,7 @@ class Trader:
                 continue
             if self.orders.cancel(order):
                 self._cancel_requested[cid] = now
+                self.save_engine_state()  # the re-placement must survive a restart
                 sent += 1
                 self.event(
                     "order_timeout",
@@ -587,7 +808,7 @@ class Trader:
             qty = min(qty, self.portfolio.qty(old.strategy, code))
             if qty <= 0:
                 return None
-        order = self.orders.create(
+        order = self._create(
             strategy=old.strategy,
             stock_code=code,
             side=old.side,
@@ -597,6 +818,10 @@ class Trader:
             signal=signal,
             replaces=old,
         )
+        if order is None:
+            if reservation is not None:
+                self.funds.release(reservation.reservation_id)
+            return None
         if reservation is not None:
             self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
@@ -703,7 +928,7 @@ class Trader:
             for o in open_orders:
                 self._cancel_for_exit(o)
             return None
-        order = self.orders.create(
+        order = self._create(
             strategy=pos.strategy,
             stock_code=pos.stock_code,
             side=OrderSide.SELL,
@@ -712,6 +937,8 @@ class Trader:
             price=None,
             reasons=(trigger.reason,),
         )
+        if order is None:
+            return None
         order.metadata = {"exit_rule": trigger.rule}
         self.event(
             "risk_exit",
@@ -802,7 +1029,10 @@ class Trader:
         """Journal an engine event (``debug`` ones only when ``journal_debug``)."""
         if level == "debug" and not self.journal_debug:
             return
-        self.journal.event(kind, message, at=self.clock(), level=level, data=data)
+        try:
+            self.journal.event(kind, message, at=self.clock(), level=level, data=data)
+        except StorageError as exc:  # the alert still goes out
+            self._storage_failed(exc)
         self._emit(kind, message, data or {})
 
     def _emit(self, kind: str, message: str, data: dict[str, Any]) -> None:
