@@ -54,7 +54,7 @@ from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
 from core.trader import Trader
 from framework.broker import Broker
 from framework.data import DataProvider
-from framework.errors import BrokerError, DataError, KisTraderError
+from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
 from framework.executor import OrderExecutor
 from framework.types import Quote
 from strategies.base import BaseStrategy
@@ -64,6 +64,9 @@ from utils.market_calendar import KST, KRXCalendar, Session
 logger = logging.getLogger(__name__)
 
 JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "close")
+MIN_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 300.0
+"""Back-off of the jobs while KIS is out of reach: 10 s, doubling, at most 5 minutes."""
 
 
 class QuoteSource(Protocol):
@@ -185,6 +188,8 @@ class LiveSession:
         self.history: dict[str, pd.DataFrame] = {}
         self.today_bars: dict[str, dict[str, float]] = {}
         self._batch = 0
+        self._failures = 0
+        self._retry_at: datetime | None = None
         self.journal = DatabaseJournal(repository, run_id)
         live, risk = settings.live, settings.risk
         self.fees = fees or FeeModel()
@@ -300,14 +305,25 @@ class LiveSession:
 
     # --- jobs --------------------------------------------------------------------------
     def run_job(self, name: str) -> None:
-        """Run one job under the session lock; an error is journaled, never raised."""
+        """Run one job under the session lock; an error is journaled, never raised.
+
+        KIS out of reach (``TransientBrokerError`` after the adapter's own retries): the
+        first failure is journaled and alerted once (``broker_unreachable``); later runs of
+        the job are skipped with a doubling back-off (up to :data:`MAX_BACKOFF_S`) and
+        retried quietly until KIS answers again (``broker_recovered``).
+        """
         if name not in JOB_NAMES:
             raise ValueError(f"unknown job {name!r}")
         with self.lock:
             if not self.started:
                 return
+            now = self.clock()
+            if self._retry_at is not None and now < self._retry_at and name != "close":
+                return
             try:
                 getattr(self, f"job_{name}")()
+            except TransientBrokerError as exc:
+                self._unreachable(name, exc, now)
             except KisTraderError as exc:
                 logger.warning("job %s failed: %s", name, exc)
                 self.trader.event(
@@ -321,6 +337,29 @@ class LiveSession:
                     level="error",
                     data={"level": "error", "job": name},
                 )
+            else:
+                if self._failures:
+                    self.trader.event(
+                        "broker_recovered",
+                        f"KIS answers again (after {self._failures} failed jobs)",
+                        data={"failures": self._failures},
+                    )
+                self._failures, self._retry_at = 0, None
+
+    def _unreachable(self, name: str, exc: Exception, now: datetime) -> None:
+        self._failures += 1
+        delay_s = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** (self._failures - 1))
+        self._retry_at = now + timedelta(seconds=delay_s)
+        if self._failures == 1:
+            logger.warning("job %s failed: %s; retrying with back-off", name, exc)
+            self.trader.event(
+                "broker_unreachable",
+                f"KIS out of reach ({name}: {exc}); retrying with back-off",
+                level="error",
+                data={"job": name},
+            )
+        else:
+            logger.debug("job %s failed again (%d): %s", name, self._failures, exc)
 
     def job_open(self) -> None:
         """Start the day (once per day; after a restart mid-day the day's counters and
