@@ -367,8 +367,12 @@ def _wire_live(
     stop_on_lost.append(session.request_stop)
     parts = LiveParts(session=session, closers=closers)
     if alerts and settings.telegram.enabled and token and chat:
-        from core.telegram_integration import Notifier
+        from core.telegram_integration import Notifier, parse_user_ids
 
+        try:
+            allowed = parse_user_ids(os.environ.get("TELEGRAM_ALLOWED_USER_IDS"))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="TELEGRAM_ALLOWED_USER_IDS") from None
         notifier = Notifier(
             token,
             chat,
@@ -376,6 +380,7 @@ def _wire_live(
             alerts={str(k): v for k, v in settings.telegram.alerts.items()},
             controller=session if settings.telegram.commands else None,
             commands=settings.telegram.commands,
+            allowed_user_ids=allowed,
             names=session.names.get,
         )
         notifier.start()
