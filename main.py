@@ -420,6 +420,7 @@ def _take_lease(
         on_lost=lambda reason: [stop(reason) for stop in on_lost],
     )
     previous = lease.acquire()
+    logger.info("start-up: lease %s taken", run_id)
     if previous is not None:
         try:
             repository.ensure_run(mode, {"mode": mode, "env": env}, clock(), run_id)

@@ -794,6 +794,8 @@ class ScheduledRunner:
     def run(self) -> None:
         from apscheduler.triggers.cron import CronTrigger
 
+        if self.session.stop_requested.is_set():  # stopped before the first job
+            return
         self.scheduler.add_job(self.plan, CronTrigger(hour=7, minute=30, timezone=KST), id="plan")
         self.plan()
         self.scheduler.start()
