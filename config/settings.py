@@ -16,8 +16,8 @@ from typing import Literal
 from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from framework.errors import ConfigError
 from config.yaml_input import check_values, read_yaml
+from framework.errors import ConfigError
 from strategies.config import format_validation_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -36,7 +36,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.get(key)
             except TypeError:  # an unhashable key: SafeLoader reports it below
@@ -103,9 +103,8 @@ def _accepts_bool(annotation: Any) -> bool:
         return _accepts_bool(args[0])
     if origin is Literal:
         return any(isinstance(a, bool) for a in args)
-    if inspect.isclass(annotation) and issubclass(annotation, int | float):
-        return False
-    return True  # strings, models, containers: pydantic refuses a bool itself
+    # strings, models, containers: pydantic refuses a bool itself
+    return not (inspect.isclass(annotation) and issubclass(annotation, int | float))
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -156,14 +155,15 @@ def _walk(
             annotation = field.annotation if field is not None else Any
             if isinstance(value, bool) and field is not None and not _accepts_bool(annotation):
                 problems.append(
-                    f"{path}: {_key(key)}: expected a number, got the boolean "
-                    f"{str(value).lower()}"
+                    f"{path}: {_key(key)}: expected a number, got the boolean {str(value).lower()}"
                 )
                 continue
             _walk(value, _model_of(annotation) if field is not None else None, path, key, problems)
     elif isinstance(raw, list):
         for i, item in enumerate(raw):
-            _walk(item, None, path, (*prefix[:-1], f"{prefix[-1]}[{i}]") if prefix else (), problems)
+            _walk(
+                item, None, path, (*prefix[:-1], f"{prefix[-1]}[{i}]") if prefix else (), problems
+            )
     else:
         _check_number(raw, _key(prefix), path, problems)
 

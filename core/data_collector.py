@@ -104,8 +104,14 @@ def _check_ranges(path: Path, raw: pd.DataFrame, values: dict[str, np.ndarray]) 
     high, low = values["high"], values["low"]
     problems = [
         (high < low, "high {high} is below low {low}"),
-        ((values["open"] < low) | (values["open"] > high), "open {open} is outside [low {low}, high {high}]"),
-        ((values["close"] < low) | (values["close"] > high), "close {close} is outside [low {low}, high {high}]"),
+        (
+            (values["open"] < low) | (values["open"] > high),
+            "open {open} is outside [low {low}, high {high}]",
+        ),
+        (
+            (values["close"] < low) | (values["close"] > high),
+            "close {close} is outside [low {low}, high {high}]",
+        ),
     ]
     first: tuple[int, str] | None = None
     for bad, text in problems:

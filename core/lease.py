@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from db.engine import SQLITE_BEGIN_OPTION
 from db.models import AccountLeaseRow
@@ -275,7 +275,9 @@ class AccountLease:
     def _info_holder(self) -> Holder | None:
         try:
             data = json.loads(self.info_path.read_text(encoding="utf-8"))
-            return Holder(str(data["host"]), int(data["pid"]), datetime.fromisoformat(data["since"]))
+            return Holder(
+                str(data["host"]), int(data["pid"]), datetime.fromisoformat(data["since"])
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -288,8 +290,12 @@ class AccountLease:
             row = conn.execute(select(t).where(t.c.key == self.key)).first()
             previous: Holder | None = None
             if row is not None and row.released_at is None:
-                previous = Holder(row.host, int(row.pid), _aware(row.since), _aware(row.heartbeat_at))
-                age_s = (now - previous.heartbeat_at).total_seconds() if previous.heartbeat_at else 0
+                previous = Holder(
+                    row.host, int(row.pid), _aware(row.since), _aware(row.heartbeat_at)
+                )
+                age_s = (
+                    (now - previous.heartbeat_at).total_seconds() if previous.heartbeat_at else 0
+                )
                 if previous.host != self.host and age_s < self.stale_after_s:
                     raise self._refused(previous)
             values = {
@@ -300,9 +306,11 @@ class AccountLease:
                 "released_at": None,
             }
             if row is None:
-                conn.execute(t.insert().values(key=self.key, **values))
+                conn.execute(insert(AccountLeaseRow).values(key=self.key, **values))
             else:
-                conn.execute(t.update().where(t.c.key == self.key).values(**values))
+                conn.execute(
+                    update(AccountLeaseRow).where(AccountLeaseRow.key == self.key).values(**values)
+                )
         self.holder = Holder(self.host, self.pid, now, now)
         return previous
 

@@ -76,7 +76,6 @@ _T = TypeVar("_T")
 
 __all__ = [
     "ALERT_KINDS",
-    "parse_user_ids",
     "COMMANDS",
     "DEFAULT_BASE_URL",
     "EVENT_ALERT_KINDS",
@@ -104,6 +103,7 @@ __all__ = [
     "format_state_changed",
     "format_status",
     "format_stock",
+    "parse_user_ids",
 ]
 
 ALERT_KINDS: Final[tuple[str, ...]] = (

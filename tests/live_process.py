@@ -76,11 +76,10 @@ class Bot:
             try:
                 line = self._new.get(timeout=timeout_s)
             except queue.Empty:
-                raise AssertionError(f"no line with {text!r} in {timeout_s} s:\n{self.tail()}")
+                message = f"no line with {text!r} in {timeout_s} s:\n{self.tail()}"
+                raise AssertionError(message) from None
             if line is None:
-                raise AssertionError(
-                    f"ended ({self.proc.poll()}) before {text!r}:\n{self.tail()}"
-                )
+                raise AssertionError(f"ended ({self.proc.poll()}) before {text!r}:\n{self.tail()}")
             if text in line:
                 return line.rstrip("\n")
 

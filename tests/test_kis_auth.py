@@ -125,7 +125,9 @@ def test_refresh_inside_the_minute_waits_for_the_rule_with_a_countdown(
     assert sum(waits) == 50  # the rest of the minute, never more
     assert fake.stats.by_path[TOKEN_PATH] == 2
     assert fake.stats.token_throttled == 0  # KIS never saw a request inside the minute
-    countdown = [r.getMessage() for r in caplog.records if "one access token a minute" in r.getMessage()]
+    countdown = [
+        r.getMessage() for r in caplog.records if "one access token a minute" in r.getMessage()
+    ]
     assert countdown[0].endswith("in 50 s")
     assert len(countdown) == 5
 

@@ -68,14 +68,17 @@ def test_a_second_holder_is_refused_with_host_pid_and_since(engine: Engine) -> N
     assert first.holder is not None
     assert f"host {first.host}, pid {os.getpid()}, since " in message
     assert first.holder.since.strftime("%Y-%m-%d %H:%M:%S") in message
-    assert err.value.holder is not None and err.value.holder.pid == os.getpid()
+    assert err.value.holder is not None
+    assert err.value.holder.pid == os.getpid()
     first.release()
     assert second.acquire() is None  # a clean release is no take-over
     released = row(engine)
-    assert released is not None and released.released_at is None
+    assert released is not None
+    assert released.released_at is None
     second.release()
     released = row(engine)
-    assert released is not None and released.released_at is not None
+    assert released is not None
+    assert released.released_at is not None
 
 
 HOLD = textwrap.dedent(
@@ -111,14 +114,18 @@ def test_the_lease_of_a_killed_holder_is_taken_over(engine: Engine) -> None:
         if holder.stdout is not None:
             holder.stdout.close()
     dead = row(engine)
-    assert dead is not None and dead.released_at is None and dead.pid == holder.pid
+    assert dead is not None
+    assert dead.released_at is None
+    assert dead.pid == holder.pid
     lease = AccountLease(KEY, engine)
     previous = lease.acquire()
     try:
         assert previous is not None
         assert previous.pid == holder.pid
         now = row(engine)
-        assert now is not None and now.pid == os.getpid() and now.released_at is None
+        assert now is not None
+        assert now.pid == os.getpid()
+        assert now.released_at is None
     finally:
         lease.release()
 
@@ -152,7 +159,8 @@ def test_a_live_holder_on_another_host_is_respected(engine: Engine) -> None:
         )
     previous = _free.acquire()  # stale now: a dead holder
     try:
-        assert previous is not None and previous.host == "other-machine"
+        assert previous is not None
+        assert previous.host == "other-machine"
     finally:
         _free.release()
 

@@ -66,7 +66,8 @@ def test_a_second_bot_on_the_same_account_exits_5_and_the_first_keeps_going(worl
         assert READY not in second.output  # it never reconciled nor traded
 
         pid, beat, released = heartbeat(db_url)
-        assert pid == first.proc.pid and released is None
+        assert pid == first.proc.pid
+        assert released is None
         deadline = datetime.now(KST).timestamp() + WAIT_S
         while heartbeat(db_url)[1] <= beat:  # the first bot's heartbeat goes on
             assert first.proc.poll() is None, first.tail()

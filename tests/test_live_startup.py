@@ -114,7 +114,8 @@ def test_http_401_is_named(quiet_kis, monkeypatch, capsys, unauthorized_url) -> 
     code, err = run_live(quiet_kis, capsys)
     line = one_error_line(err)
     assert code == 2
-    assert "HTTP 401 Unauthorized" in line and "KIS_APP_KEY" in line
+    assert "HTTP 401 Unauthorized" in line
+    assert "KIS_APP_KEY" in line
 
 
 def test_a_wrong_app_key_is_named(quiet_kis, monkeypatch, capsys) -> None:
@@ -122,7 +123,8 @@ def test_a_wrong_app_key_is_named(quiet_kis, monkeypatch, capsys) -> None:
     code, err = run_live(quiet_kis, capsys)
     line = one_error_line(err)
     assert code == 2
-    assert "EGW00103" in line and "KIS refused the app key or secret" in line
+    assert "EGW00103" in line
+    assert "KIS refused the app key or secret" in line
 
 
 def test_a_dry_run_without_its_data_source_stops_at_start(quiet_kis, monkeypatch, capsys) -> None:

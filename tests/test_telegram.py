@@ -657,7 +657,8 @@ def test_a_stranger_in_the_allowed_group_is_refused_and_an_allowed_user_obeyed(
     refused = [r.getMessage() for r in caplog.records if "refused telegram" in r.getMessage()]
     assert len(refused) == 2
     assert all(str(STRANGER) in line and str(group) in line for line in refused)
-    assert "'/stop'" in refused[0] and "'/pause'" in refused[1]
+    assert "'/stop'" in refused[0]
+    assert "'/pause'" in refused[1]
 
 
 def test_commands_are_off_without_allowed_users_and_it_is_said_once(
@@ -687,7 +688,7 @@ def test_allowed_user_ids_parse(text: str | None, expected: set[int]) -> None:
 
 @pytest.mark.parametrize("text", ["abc", "12,-5", "1;2", "@trader"])
 def test_allowed_user_ids_must_be_numeric(text: str) -> None:
-    with pytest.raises(ValueError, match="TELEGRAM_ALLOWED_USER_IDS: .* is not a numeric"):
+    with pytest.raises(ValueError, match=r"TELEGRAM_ALLOWED_USER_IDS: .* is not a numeric"):
         parse_user_ids(text)
 
 
