@@ -10,7 +10,9 @@
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
     python main.py download [...]       fetch daily bars through KIS into CSV files
 
-Bad input ends with a one-line ``error: ...`` on stderr and exit status 2.
+Bad input ends with a one-line ``error: ...`` on stderr and exit status 2; ``live`` and
+``reconcile`` exit with status 5 when another process trades the same account's book.
+SIGINT/SIGTERM stop cleanly (status 0) at any point, start-up included.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from config.settings import (
     load_env,
     load_settings,
 )
-from framework.errors import ConfigError, DataError, KisTraderError
+from core.lease import EXIT_LEASE_HELD, LeaseHeldError
+from framework.errors import BrokerError, ConfigError, DataError, KisTraderError
 from strategies.config import STRATEGIES_DIR, StrategyLoader
 from utils.clock import KST
 
@@ -340,6 +343,9 @@ def _wire_live(
     mode = "dry_run" if dry_run else "live"
     account = kis.account_no.get_secret_value()
     run_id = book_id(mode, kis.env, account)
+    stop_on_lost: list[Callable[[str], object]] = []
+    lease = _take_lease(settings, repository, run_id, mode, kis.env, clock, stop_on_lost)
+    closers.append(lease.release)
     paper: PaperBroker | None = None
     if dry_run:
         paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
@@ -365,10 +371,15 @@ def _wire_live(
     if paper is not None:
         trader = session.trader
         paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
+    stop_on_lost.append(session.request_stop)
     parts = LiveParts(session=session, closers=closers)
     if alerts and settings.telegram.enabled and token and chat:
-        from core.telegram_integration import Notifier
+        from core.telegram_integration import Notifier, parse_user_ids
 
+        try:
+            allowed = parse_user_ids(os.environ.get("TELEGRAM_ALLOWED_USER_IDS"))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="TELEGRAM_ALLOWED_USER_IDS") from None
         notifier = Notifier(
             token,
             chat,
@@ -376,6 +387,7 @@ def _wire_live(
             alerts={str(k): v for k, v in settings.telegram.alerts.items()},
             controller=session if settings.telegram.commands else None,
             commands=settings.telegram.commands,
+            allowed_user_ids=allowed,
             names=session.names.get,
         )
         notifier.start()
@@ -390,6 +402,48 @@ def _wire_live(
         )
     )
     return parts
+
+
+def _take_lease(
+    settings: Settings,
+    repository: Any,
+    run_id: str,
+    mode: str,
+    env: str,
+    clock: Callable[[], datetime],
+    on_lost: list[Callable[[str], object]],
+) -> Any:
+    """Take the book's lease (:mod:`core.lease`) before anything reads or writes the book;
+    a take-over of a dead holder is journaled. Raises ``LeaseHeldError``."""
+    from core.lease import AccountLease
+
+    what = "the dry-run book" if mode == "dry_run" else "the live book"
+    lease = AccountLease(
+        run_id,
+        repository.engine,
+        what=f"{what} of this account ({env})",
+        clock=clock,
+        heartbeat_s=settings.live.lease_heartbeat_s,
+        on_lost=lambda reason: [stop(reason) for stop in on_lost],
+    )
+    previous = lease.acquire()
+    logger.info("start-up: lease %s taken", run_id)
+    if previous is not None:
+        try:
+            repository.ensure_run(mode, {"mode": mode, "env": env}, clock(), run_id)
+            repository.log_event(
+                "lease_taken_over",
+                f"lease taken over from a holder that did not stop cleanly "
+                f"({previous.describe()})",
+                run_id=run_id,
+                level="warning",
+                data={**previous.to_json(), "key": run_id},
+                at=clock(),
+            )
+        except BaseException:
+            lease.release()
+            raise
+    return lease
 
 
 def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
@@ -444,57 +498,137 @@ def _confirm_real(args: argparse.Namespace) -> None:
         raise ConfigError("real trading not confirmed")
 
 
-def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
+class StartupStopped(BaseException):
+    """SIGINT/SIGTERM during start-up (a ``BaseException``, like ``KeyboardInterrupt``, so
+    no ``except Exception`` on the way swallows it)."""
 
+
+class _StopSignals:
+    """SIGINT and SIGTERM handlers, installed before anything starts.
+
+    Until :meth:`trading` is called a signal ends the start-up where it is (it raises
+    :class:`StartupStopped`; what was opened is closed on the way out); afterwards it asks
+    the session for a clean stop. A signal while stopping is ignored.
+    """
+
+    def __init__(self) -> None:
+        import signal
+
+        self.session: LiveSession | None = None
+        self.received: str | None = None
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        if self.session is not None:
+            self.session.request_stop(f"signal {name}")
+        elif self.received is None:
+            self.received = name
+            raise StartupStopped(name)
+
+    def trading(self, session: LiveSession) -> None:
+        self.session = session
+
+    def stopping(self) -> None:
+        """From here on signals are ignored until :meth:`restore` (clean-up runs through)."""
+        if self.received is None:
+            self.received = "stopping"
+        self.session = None
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from core.live import ScheduledRunner
 
-    built = build_live_session(
-        settings,
-        strategies_dir=args.strategies_dir,
-        strategy=args.strategy,
-        dry_run=args.dry_run,
-        db_url=args.db or database_url(settings),
-        confirm=lambda: _confirm_real(args),
-    )
-    session = built.session
+    signals = _StopSignals()
+    built: LiveParts | None = None
     try:
+        logger.info("start-up: wiring the session")
+        built = build_live_session(
+            settings,
+            strategies_dir=args.strategies_dir,
+            strategy=args.strategy,
+            dry_run=args.dry_run,
+            db_url=args.db or database_url(settings),
+            confirm=lambda: _confirm_real(args),
+        )
+        session = built.session
+        if args.dry_run:
+            _check_data_source(session)
+        logger.info("start-up: reconciling the book with the account")
         report = session.start()
+        signals.trading(session)  # from here a signal is a clean stop of the runner
         print(report.format())
         mode = "dry run (simulated orders)" if args.dry_run else f"{session.env} account"
         print(f"trading {', '.join(session.trader.slots)} on the {mode}; Ctrl+C stops.")
-
-        def _stop(signum: int, _frame: object) -> None:
-            session.request_stop(f"signal {signal.Signals(signum).name}")
-
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+        sys.stdout.flush()
         ScheduledRunner(session, say=lambda text: print(text, flush=True)).run()
+    except StartupStopped as exc:
+        signals.stopping()
+        print(f"stopped by {exc} during start-up; nothing was traded", file=sys.stderr)
+        return 0
     finally:
-        session.stop(session.stop_reason or "stopped")
-        built.close()
+        signals.stopping()
+        try:
+            if built is not None:
+                built.session.stop(built.session.stop_reason or "stopped")
+                built.close()
+        finally:
+            signals.restore()
     return 0
+
+
+def _check_data_source(session: LiveSession) -> None:
+    """A dry run trades on KIS quotes: one quote at start proves they arrive. Raises
+    ``BrokerError`` naming what failed (later losses are retried by the jobs)."""
+    codes = session.universe[:1]
+    if not codes:
+        return
+    logger.info("start-up: checking the quote source with %s", codes[0])
+    try:
+        session.quote_source.get_quotes(codes)
+    except BrokerError as exc:
+        raise BrokerError(f"dry run: KIS quotes are out of reach: {exc}") from exc
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from core.reconcile import ReconcileError
 
-    built = build_live_session(
-        settings,
-        strategies_dir=args.strategies_dir,
-        strategy=None,
-        dry_run=args.dry_run,
-        db_url=args.db or database_url(settings),
-        confirm=lambda: None,  # reads only: nothing is sent
-        alerts=False,
-    )
+    signals = _StopSignals()
+    built: LiveParts | None = None
     try:
+        built = build_live_session(
+            settings,
+            strategies_dir=args.strategies_dir,
+            strategy=None,
+            dry_run=args.dry_run,
+            db_url=args.db or database_url(settings),
+            confirm=lambda: None,  # reads only: nothing is sent
+            alerts=False,
+        )
         report = built.session.reconcile_only()
+    except StartupStopped as exc:
+        print(f"stopped by {exc}; nothing was changed", file=sys.stderr)
+        return 0
     except ReconcileError as exc:
         print(f"error: reconciliation failed: {exc}", file=sys.stderr)
         return 2
     finally:
-        built.close()
+        signals.stopping()
+        try:
+            if built is not None:
+                built.close()
+        finally:
+            signals.restore()
     print(report.format())
     return 0
 
@@ -554,6 +688,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is not None:
             return int(handler(args))
         return COMMANDS[args.command](args, settings)
+    except LeaseHeldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LEASE_HELD
     except KisTraderError as exc:
         message = str(exc).strip() or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -62,7 +62,7 @@ from core.session import TradingSession
 from core.trader import Trader
 from framework.broker import Broker
 from framework.data import DataProvider
-from framework.errors import BrokerError, DataError, KisTraderError
+from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
 from framework.executor import OrderExecutor
 from framework.types import Quote
 from strategies.base import BaseStrategy
@@ -72,6 +72,9 @@ from utils.market_calendar import KST, KRXCalendar, Session
 logger = logging.getLogger(__name__)
 
 JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "exit_close", "close")
+MIN_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 300.0
+"""Back-off of the jobs while KIS is out of reach: 10 s, doubling, at most 5 minutes."""
 
 
 class QuoteSource(Protocol):
@@ -197,6 +200,8 @@ class LiveSession:
         self.history: dict[str, pd.DataFrame] = {}
         self.today_bars: dict[str, dict[str, float]] = {}
         self._batch = 0
+        self._failures = 0
+        self._retry_at: datetime | None = None
         self.journal = DatabaseJournal(repository, run_id)
         live, risk = settings.live, settings.risk
         self.fees = fees or FeeModel()
@@ -321,22 +326,42 @@ class LiveSession:
     def run_job(self, name: str) -> None:
         """Run one job under the session lock; an error is journaled (and alerted), never
         raised — not even when the journal itself cannot be written (disk full: a
-        ``storage_error`` alert says so once)."""
+        ``storage_error`` alert says so once).
+
+        KIS out of reach (``TransientBrokerError`` after the adapter's own retries): the
+        first failure is journaled and alerted once (``broker_unreachable``); later runs of
+        the job are skipped with a doubling back-off (up to :data:`MAX_BACKOFF_S`) and
+        retried quietly until KIS answers again (``broker_recovered``).
+        """
         if name not in JOB_NAMES:
             raise ValueError(f"unknown job {name!r}")
         with self.lock:
             if not self.started:
                 return
+            now = self.clock()
+            if self._retry_at is not None and now < self._retry_at and name != "close":
+                return
             try:
                 getattr(self, f"job_{name}")()
             except StorageError as exc:
                 self.trader._storage_failed(exc)
+            except TransientBrokerError as exc:
+                self._unreachable(name, exc, now)
             except KisTraderError as exc:
                 logger.warning("job %s failed: %s", name, exc)
                 self._job_failed(name, exc, "warning")
             except Exception as exc:
                 logger.exception("job %s crashed", name)
                 self._job_failed(name, exc, "error")
+            else:
+                if self._failures:
+                    self.trader.event(
+                        "broker_recovered",
+                        f"KIS answers again (after {self._failures} failed jobs)",
+                        data={"failures": self._failures},
+                    )
+                self._failures, self._retry_at = 0, None
+
 
     def _job_failed(self, name: str, exc: Exception, level: str) -> None:
         try:
@@ -348,6 +373,21 @@ class LiveSession:
             )
         except Exception:  # an alert handler or the journal: logged, the scheduler goes on
             logger.exception("job %s: the failure could not be reported", name)
+
+    def _unreachable(self, name: str, exc: Exception, now: datetime) -> None:
+        self._failures += 1
+        delay_s = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** (self._failures - 1))
+        self._retry_at = now + timedelta(seconds=delay_s)
+        if self._failures == 1:
+            logger.warning("job %s failed: %s; retrying with back-off", name, exc)
+            self.trader.event(
+                "broker_unreachable",
+                f"KIS out of reach ({name}: {exc}); retrying with back-off",
+                level="error",
+                data={"job": name},
+            )
+        else:
+            logger.debug("job %s failed again (%d): %s", name, self._failures, exc)
 
     def job_open(self) -> None:
         """Start the day (once per day; after a restart mid-day the day's counters and
@@ -773,6 +813,8 @@ class ScheduledRunner:
     def run(self) -> None:
         from apscheduler.triggers.cron import CronTrigger
 
+        if self.session.stop_requested.is_set():  # stopped before the first job
+            return
         self.scheduler.add_job(self.plan, CronTrigger(hour=7, minute=30, timezone=KST), id="plan")
         self.plan()
         self.scheduler.start()

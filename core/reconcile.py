@@ -169,7 +169,8 @@ def reconcile(
         holdings = trader.broker.get_holdings()
         balance = trader.broker.get_balance()
     except (BrokerError, ReconcileError, StorageError) as exc:
-        report.ok, report.error = False, f"{type(exc).__name__}: {exc}"
+        what = "cannot read the account" if isinstance(exc, BrokerError) else "book"
+        report.ok, report.error = False, f"{what}: {exc}"
         raise ReconcileError(report.error) from exc
     for h in holdings:
         if h.name:

@@ -303,3 +303,18 @@ class EventRow(Base):
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None]
+
+
+class AccountLeaseRow(Base):
+    """Who trades a book now: one row per lease key (:mod:`core.lease`), refreshed by the
+    holder's heartbeat; ``released_at`` is set by a clean stop (``NULL`` while held or
+    after a crash)."""
+
+    __tablename__ = "account_leases"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    since: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]

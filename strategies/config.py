@@ -39,9 +39,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from config.yaml_input import check_values
+from config.yaml_input import read_yaml as _read_yaml
 from framework.errors import ConfigError, StrategyLoadError
 from framework.types import validate_code
 from strategies.base import BaseStrategy
@@ -183,26 +184,9 @@ def format_validation_error(
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; ``ConfigError`` naming the file for a missing/invalid file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}", path=str(path)) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of keys at the top, got {type(data).__name__}",
-            path=str(path),
-        )
-    return data
+    """Read a YAML mapping (:func:`config.yaml_input.read_yaml`: UTF-8, no duplicate keys);
+    ``ConfigError`` naming the file and line for a missing or invalid file."""
+    return _read_yaml(path)
 
 
 def load_strategy_config(
@@ -219,6 +203,9 @@ def load_strategy_config(
     """
     raw = dict(read_yaml(path) if raw is None else raw)
     raw.setdefault("name", name)
+    check_values(raw, StrategyConfig, path)
+    if parameters_model is not None and isinstance(raw.get("parameters"), dict):
+        check_values(raw["parameters"], parameters_model, path, prefix=("parameters",))
     try:
         config = StrategyConfig.model_validate(raw)
     except ValidationError as exc:
@@ -337,8 +324,8 @@ class StrategyLoader:
             item.error = str(exc)
         except Exception as exc:  # a plugin must never take the loader down
             item.error = f"{folder}: {type(exc).__name__}: {exc}"
-        if item.error:
-            logger.error("strategy %s not loaded: %s", name, item.error)
+        if item.error:  # the caller shows the error (once); the log has it with -v
+            logger.info("strategy %s not loaded: %s", name, item.error)
         return item
 
     def discover(self) -> list[LoadedStrategy]:

@@ -43,7 +43,7 @@ from framework.types import Order, OrderSide, OrderStatus, OrderType
 KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0003_fill_journal"
+HEAD = "0004_account_leases"
 BACKENDS = ("sqlite", "postgresql")
 
 # Columns the models gained after 0001_initial, by table. A database made by the old
@@ -53,7 +53,7 @@ ADDED_AFTER_BASELINE = {
     "orders": ("replaces", "attempt"),
     "fills": ("cum_qty", "kind", "reason"),
 }
-TABLES_AFTER_BASELINE = ("cash_ledger", "saved_state")
+TABLES_AFTER_BASELINE = ("cash_ledger", "saved_state", "account_leases")
 
 NewDb = Callable[[], tuple[str, Engine]]
 
