@@ -24,8 +24,10 @@ id; :meth:`KISBroker.list_orders` shows the day's orders for the rest of the rec
 Fills: KIS reports cumulative quantities per order (``tot_ccld_qty``/``tot_ccld_amt``), not
 executions. Each increase seen by :meth:`get_order` becomes one :class:`Fill` with
 ``fill_id = "<ord_dt>-<odno>-<cumulative qty>"``, price = amount increase / quantity
-increase (rounded), and fees estimated with ``commission_rate``/``sell_tax_rate``
-(truncated to whole KRW). Treat ``filled_qty`` as the authoritative total. A restored order
+increase (rounded), and fees estimated with ``commission_rate`` and the transaction tax of
+the stock's market on the order day's settlement date (:class:`utils.fees.FeeModel`;
+``sell_tax_rate`` replaces the dated table with one flat rate), truncated to whole KRW.
+Treat ``filled_qty`` as the authoritative total. A restored order
 starts from the restored figures; if KIS's cumulative amount at an unchanged quantity
 differs from the restored one, KIS's amount becomes the base of the next fill's price (and
 a restored amount that would give a price ≤ 0 is replaced by KIS's average price).
@@ -73,6 +75,7 @@ from framework.types import (
     Quote,
     validate_code,
 )
+from utils.fees import FeeModel
 
 log = get_logger(__name__)
 
@@ -138,6 +141,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         self._orders: dict[str, _OrderMemo] = {}
         self._by_client: dict[str, str] = {}
         self._names: dict[str, str] = {}
+        self.fees = FeeModel(self.settings.commission_rate, self.settings.sell_tax_rate)
+        """Estimates the fees of fills (KIS does not report them per order)."""
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env", **kwargs: object) -> KISBroker:
@@ -459,7 +464,12 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                                 row.odno, memo.seen_amount, amount)
                     price = round(amount / filled)
                 gross = price * delta_qty
-                tax = int(gross * self.settings.sell_tax_rate) if row.side is OrderSide.SELL else 0
+                traded = parse_ymd(row.ord_dt) if len(row.ord_dt) == 8 else self._clock().date()
+                tax = (
+                    self.fees.sell_tax(gross, traded, row.pdno)
+                    if row.side is OrderSide.SELL
+                    else 0
+                )
                 memo.fills.append(Fill(
                     fill_id=f"{row.ord_dt}-{row.odno}-{filled}",
                     client_order_id=memo.client_order_id or "",
@@ -468,7 +478,7 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                     qty=delta_qty,
                     price=price,
                     time=self._clock(),
-                    commission_krw=int(gross * self.settings.commission_rate),
+                    commission_krw=self.fees.commission(gross),
                     tax_krw=tax,
                     broker_order_id=row.odno,
                 ))

@@ -118,6 +118,8 @@ class DatabaseSettings(_Strict):
 
 class Settings(_Strict):
     mode: Literal["auto", "backtest"] = "auto"
+    symbols_file: str | None = None
+    """A ``code,name,market`` CSV read over the shipped ``config/symbols.csv``."""
     backtest: BacktestDefaults = BacktestDefaults()
     risk: RiskSettings = RiskSettings()
     database: DatabaseSettings = DatabaseSettings()
