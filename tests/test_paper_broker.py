@@ -648,7 +648,7 @@ def test_a_market_buy_holds_the_upper_limit_price_and_is_refused_beyond_it():
 
 
 def test_slippage_on_an_off_grid_data_price_does_not_snap_it_to_the_grid():
-    broker, clock = make_broker(10_000_000, slippage_ticks=2)
+    broker, _ = make_broker(10_000_000, slippage_ticks=2)
     order(broker, OrderSide.BUY, 1)
     (fill,) = bar(broker, T0 + DAY, 5_123, 5_200, 5_100, 5_150)  # split-adjusted open
     assert fill.price == 5_123 + 2 * 10  # two 10-won ticks, still off the grid
