@@ -353,7 +353,11 @@ def _wire_live(
         clock=clock,
         calendar=krx_calendar(),
         fees=fees,
-        on_quote=(lambda q: paper.process_quote(q.stock_code, q.time, q.price)) if paper else None,
+        on_quote=(
+            (lambda q: paper.process_quote(q.stock_code, q.time, q.price, q.prev_close))
+            if paper
+            else None
+        ),
     )
     if paper is not None:
         trader = session.trader

@@ -12,7 +12,8 @@ Fill rules (also in README.md):
   the bars are used as they are (split-adjusted history is not on the grid). Limit orders
   rest until filled or cancelled.
 * Buying power is held as KIS holds it: a limit buy holds ``qty × limit`` plus commission, a
-  market buy ``qty × upper-limit price`` (상한가 over the last price, :mod:`utils.ticks`) plus
+  market buy ``qty × upper-limit price`` (상한가 over the base price a quote gave, else over
+  the last price, which in a backtest is the previous close; :mod:`utils.ticks`) plus
   commission, so a market buy is refused (``InsufficientFundsError``) when that exceeds the
   orderable cash even if the fill would fit; the difference comes back at the fill.
 * A buy whose cost at the fill price exceeds the cash it may use is cut to the whole shares
@@ -119,6 +120,7 @@ class PaperBroker(Broker, OrderExecutor):
         self.buying_power = buying_power
         self._holdings: dict[str, list[int]] = {}  # code -> [qty, cost_krw]
         self._last_price: dict[str, int] = {}
+        self._base_price: dict[str, int] = {}
         self._orders: dict[str, _PaperOrder] = {}
         self._by_client: dict[str, str] = {}
         self._pending: dict[str, list[_PaperOrder]] = {}
@@ -147,8 +149,8 @@ class PaperBroker(Broker, OrderExecutor):
         if limit is not None:
             price = limit
         else:
-            last = self._last_price.get(code)
-            price = upper_limit_price(last, **self._rules(code)) if last else 0
+            base = self._base_price.get(code) or self._last_price.get(code)
+            price = upper_limit_price(base, **self._rules(code)) if base else 0
         amount = qty * price
         return amount + self.fees.commission(amount)
 
@@ -255,9 +257,12 @@ class PaperBroker(Broker, OrderExecutor):
         self.cash_krw = int(cash_krw)
         self._holdings = {code: [int(q), int(c)] for code, (q, c) in holdings.items() if q > 0}
 
-    def mark(self, stock_code: str, price: int) -> None:
-        """Record the latest price of a stock (used for quotes and holdings value)."""
+    def mark(self, stock_code: str, price: int, base_krw: int | None = None) -> None:
+        """Record the latest price of a stock (used for quotes and holdings value) and, when
+        known, today's base price (previous close) that market buys are held over."""
         self._last_price[stock_code] = price
+        if base_krw:
+            self._base_price[stock_code] = int(base_krw)
 
     def process_bar(
         self, stock_code: str, when: datetime, open_: int, high: int, low: int, close: int
@@ -279,8 +284,13 @@ class PaperBroker(Broker, OrderExecutor):
         self._last_price[stock_code] = close
         return fills
 
-    def process_quote(self, stock_code: str, when: datetime, price: int) -> list[Fill]:
-        """Dry-run: fill resting orders against a live price, as a one-price bar."""
+    def process_quote(
+        self, stock_code: str, when: datetime, price: int, base_krw: int | None = None
+    ) -> list[Fill]:
+        """Dry-run: fill resting orders against a live price, as a one-price bar;
+        ``base_krw`` is the quote's base price (previous close), when it has one."""
+        if base_krw:
+            self._base_price[stock_code] = int(base_krw)
         return self.process_bar(stock_code, when, price, price, price, price)
 
     def _fill_price(self, order: _PaperOrder, open_: int, high: int, low: int) -> int | None:
