@@ -304,7 +304,8 @@ class Trader:
         held_at = ref_price
         if limit is None:
             base = round(self.base_prices.get(code, price))
-            held_at = float(upper_limit_price(max(base, 1), **self._tick_rules(code)))
+            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
+            held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self.portfolio.invested_krw(slot.name)
         free = self.funds.strategy_free_krw(slot.name, equity, invested)

@@ -33,24 +33,17 @@ AMOUNT = 10_000_000  # KRW: 0.01 % is 1,000 KRW
 
 # (last trade day settling before the change, first trade day settling on/after it, rate
 # before, rate after) in basis points of 0.01 %, per market
+STOCK_BOUNDARIES = [  # KOSPI (거래세 + 농특세) and KOSDAQ pay the same total from 1996-07
+    (date(2019, 5, 29), date(2019, 5, 30), 30, 25),
+    (date(2020, 12, 28), date(2020, 12, 29), 25, 23),
+    (date(2022, 12, 27), date(2022, 12, 28), 23, 20),
+    (date(2023, 12, 26), date(2023, 12, 27), 20, 18),
+    (date(2024, 12, 26), date(2024, 12, 27), 18, 15),
+    (date(2025, 12, 26), date(2025, 12, 29), 15, 20),
+]
 BOUNDARIES = {
-    Market.KOSPI: [
-        (date(1996, 6, 26), date(1996, 6, 27), 45, 30),
-        (date(2019, 5, 29), date(2019, 5, 30), 30, 25),
-        (date(2020, 12, 28), date(2020, 12, 29), 25, 23),
-        (date(2022, 12, 27), date(2022, 12, 28), 23, 20),
-        (date(2023, 12, 26), date(2023, 12, 27), 20, 18),
-        (date(2024, 12, 26), date(2024, 12, 27), 18, 15),
-        (date(2025, 12, 26), date(2025, 12, 29), 15, 20),
-    ],
-    Market.KOSDAQ: [
-        (date(2019, 5, 29), date(2019, 5, 30), 30, 25),
-        (date(2020, 12, 28), date(2020, 12, 29), 25, 23),
-        (date(2022, 12, 27), date(2022, 12, 28), 23, 20),
-        (date(2023, 12, 26), date(2023, 12, 27), 20, 18),
-        (date(2024, 12, 26), date(2024, 12, 27), 18, 15),
-        (date(2025, 12, 26), date(2025, 12, 29), 15, 20),
-    ],
+    Market.KOSPI: [(date(1996, 6, 26), date(1996, 6, 27), 45, 30), *STOCK_BOUNDARIES],
+    Market.KOSDAQ: STOCK_BOUNDARIES,
     Market.KONEX: [
         (date(2019, 5, 29), date(2019, 5, 30), 30, 10),
         (date(2024, 12, 26), date(2024, 12, 27), 10, 10),
