@@ -365,7 +365,11 @@ def _wire_live(
         clock=clock,
         calendar=krx_calendar(),
         fees=fees,
-        on_quote=(lambda q: paper.process_quote(q.stock_code, q.time, q.price)) if paper else None,
+        on_quote=(
+            (lambda q: paper.process_quote(q.stock_code, q.time, q.price, q.prev_close))
+            if paper
+            else None
+        ),
         expire_day_orders=paper.expire_session if paper else None,
     )
     if paper is not None:
@@ -681,6 +685,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         load_env()
         settings = load_settings(args.settings)
+        if settings.symbols_file:  # markets of stocks beyond the shipped config/symbols.csv
+            from utils.symbols import configure_symbols
+
+            configure_symbols(settings.resolve_path(settings.symbols_file))
         if args.command is None:  # plain `python main.py`: the run command's defaults
             given = list(argv) if argv is not None else sys.argv[1:]
             args = parser.parse_args([*given, "run"])

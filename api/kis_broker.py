@@ -24,8 +24,10 @@ id; :meth:`KISBroker.list_orders` shows the day's orders for the rest of the rec
 Fills: KIS reports cumulative quantities per order (``tot_ccld_qty``/``tot_ccld_amt``), not
 executions. Each increase seen by :meth:`get_order` becomes one :class:`Fill` with
 ``fill_id = "<ord_dt>-<odno>-<cumulative qty>"``, price = amount increase / quantity
-increase (rounded), and fees estimated with ``commission_rate``/``sell_tax_rate``
-(truncated to whole KRW). Treat ``filled_qty`` as the authoritative total. States carry
+increase (rounded), and fees estimated with ``commission_rate`` and the transaction tax of
+the stock's market on the order day's settlement date (:class:`utils.fees.FeeModel`;
+``sell_tax_rate`` replaces the dated table with one flat rate), truncated to whole KRW.
+Treat ``filled_qty`` as the authoritative total. States carry
 ``filled_amount_krw`` (``tot_ccld_amt``): :meth:`KISBroker.fill_since` derives the same
 fill from the figures the caller has recorded, which is what the engine uses (a fill whose
 write failed is derived again on the next poll); :meth:`KISBroker.fill_from_notice` gives a
@@ -78,6 +80,7 @@ from framework.types import (
     Quote,
     validate_code,
 )
+from utils.fees import FeeModel
 
 log = get_logger(__name__)
 
@@ -143,6 +146,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         self._orders: dict[str, _OrderMemo] = {}
         self._by_client: dict[str, str] = {}
         self._names: dict[str, str] = {}
+        self.fees = FeeModel(self.settings.commission_rate, self.settings.sell_tax_rate)
+        """Estimates the fees of fills (KIS does not report them per order)."""
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env", **kwargs: object) -> KISBroker:
@@ -508,7 +513,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                             odno, known_amount, amount)
                 price = round(amount / filled)
         gross = price * delta_qty
-        tax = int(gross * self.settings.sell_tax_rate) if side is OrderSide.SELL else 0
+        traded = parse_ymd(ord_dt) if len(ord_dt) == 8 else self._clock().date()
+        tax = self.fees.sell_tax(gross, traded, code) if side is OrderSide.SELL else 0
         return Fill(
             fill_id=f"{ord_dt}-{odno}-{filled}",
             client_order_id=client_order_id,
@@ -517,7 +523,7 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
             qty=delta_qty,
             price=price,
             time=self._clock(),
-            commission_krw=int(gross * self.settings.commission_rate),
+            commission_krw=self.fees.commission(gross),
             tax_krw=tax,
             broker_order_id=odno,
         )

@@ -7,13 +7,19 @@ Fill rules (also in README.md):
 * An order is never filled on the bar it was placed on. The next bar of its stock fills it.
 * MARKET buy/sell: at that bar's open, moved ``slippage_ticks`` ticks against the trader.
 * LIMIT buy: when the bar's low ≤ limit, at ``min(open, limit)``; LIMIT sell: when the bar's
-  high ≥ limit, at ``max(open, limit)``. Limit prices off the KRX tick grid are rounded
-  (buys down, sells up) when the order is accepted. Limit orders rest until filled or
-  cancelled.
+  high ≥ limit, at ``max(open, limit)``. Limit prices off the tick grid of the stock's market
+  on the order's date are rounded (buys down, sells up) when the order is accepted; prices of
+  the bars are used as they are (split-adjusted history is not on the grid). Limit orders
+  rest until filled or cancelled.
+* Buying power is held as KIS holds it: a limit buy holds ``qty × limit`` plus commission, a
+  market buy ``qty × upper-limit price`` (상한가 over the base price a quote gave, else over
+  the last price, which in a backtest is the previous close; :mod:`utils.ticks`) plus
+  commission, so a market buy is refused (``InsufficientFundsError``) when that exceeds the
+  orderable cash even if the fill would fit; the difference comes back at the fill.
 * A buy whose cost at the fill price exceeds the cash it may use is cut to the whole shares
   that cash affords; the unfilled rest is cancelled. Cash never goes negative.
-* Commission on both sides and the sell-side transaction tax are truncated to the won
-  (:mod:`utils.fees`).
+* Commission on both sides and the sell-side transaction tax (by settlement date and market)
+  are truncated to the won (:mod:`utils.fees`).
 * A bar locked at the daily price limit (high = low at the limit from the previous close,
   ±30 % since 2015-06-15, ±15 % before) fills no buy at the upper limit and no sell at the
   lower limit: nobody sells into a locked limit-up, nobody buys a locked limit-down.
@@ -27,6 +33,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from framework.broker import Broker
 from framework.errors import DataError, InsufficientFundsError, OrderRejectedError
@@ -43,7 +50,7 @@ from framework.types import (
 )
 from utils.clock import system_now
 from utils.fees import FeeModel
-from utils.ticks import add_ticks, round_to_tick
+from utils.ticks import Direction, add_ticks, round_to_tick, upper_limit_price
 
 _LIMIT_30_SINCE = date(2015, 6, 15)
 """KRX daily price limit ±30 % from this day (±15 % before)."""
@@ -124,6 +131,7 @@ class PaperBroker(Broker, OrderExecutor):
         self.buying_power = buying_power
         self._holdings: dict[str, list[int]] = {}  # code -> [qty, cost_krw]
         self._last_price: dict[str, int] = {}
+        self._base_price: dict[str, int] = {}
         self._orders: dict[str, _PaperOrder] = {}
         self._by_client: dict[str, str] = {}
         self._pending: dict[str, list[_PaperOrder]] = {}
@@ -132,18 +140,34 @@ class PaperBroker(Broker, OrderExecutor):
 
     # --- Broker ------------------------------------------------------------------------
     def get_balance(self) -> Balance:
-        reserved = 0
+        return Balance(
+            cash_krw=self.cash_krw,
+            orderable_krw=self.orderable_krw(),
+            holdings_value_krw=self.holdings_value_krw(),
+        )
+
+    def orderable_krw(self) -> int:
+        """Cash not held by open buys (KRW): limit buys at their limit, market buys at the
+        upper-limit price, commission included."""
+        held = 0
         for orders in self._pending.values():
             for o in orders:
                 if o.request.side is OrderSide.BUY:
-                    price = o.limit_price or self._last_price.get(o.request.stock_code, 0)
-                    amount = o.remaining * price
-                    reserved += amount + self.fees.commission(amount)
-        return Balance(
-            cash_krw=self.cash_krw,
-            orderable_krw=max(0, self.cash_krw - reserved),
-            holdings_value_krw=self.holdings_value_krw(),
-        )
+                    held += self._held_for(o.request.stock_code, o.remaining, o.limit_price)
+        return max(0, self.cash_krw - held)
+
+    def _held_for(self, code: str, qty: int, limit: int | None) -> int:
+        if limit is not None:
+            price = limit
+        else:
+            base = self._base_price.get(code) or self._last_price.get(code)
+            price = upper_limit_price(base, **self._rules(code)) if base else 0
+        amount = qty * price
+        return amount + self.fees.commission(amount)
+
+    def _rules(self, code: str) -> dict[str, Any]:
+        """Keyword arguments of :mod:`utils.ticks` for ``code`` today (date and market)."""
+        return {"on": self.clock().date(), "market": self.fees.market(code)}
 
     def get_holdings(self) -> list[Holding]:
         return [
@@ -172,7 +196,8 @@ class PaperBroker(Broker, OrderExecutor):
         limit = None
         if request.order_type is OrderType.LIMIT:
             assert request.price is not None  # noqa: S101 - guaranteed by OrderRequest
-            limit = round_to_tick(request.price, "down" if request.side is OrderSide.BUY else "up")
+            side: Direction = "down" if request.side is OrderSide.BUY else "up"
+            limit = round_to_tick(request.price, side, **self._rules(code))
         if request.side is OrderSide.SELL:
             open_sells = sum(
                 o.remaining for o in self._pending.get(code, ()) if o.request.side is OrderSide.SELL
@@ -182,15 +207,14 @@ class PaperBroker(Broker, OrderExecutor):
                     f"sell {request.qty} {code}: only {self.holding_qty(code) - open_sells} "
                     "shares free to sell"
                 )
-        else:
-            price = limit or self._last_price.get(code)
-            if price is not None:
-                amount = request.qty * price
-                if amount + self.fees.commission(amount) > self.cash_krw and limit is not None:
-                    raise InsufficientFundsError(
-                        f"buy {request.qty} {code} @ {limit:,}: "
-                        f"needs more than cash {self.cash_krw:,} KRW"
-                    )
+        elif limit is not None or code in self._last_price:
+            need, orderable = self._held_for(code, request.qty, limit), self.orderable_krw()
+            if need > orderable:
+                at = f"@ {limit:,}" if limit is not None else "at market (held at the upper limit)"
+                raise InsufficientFundsError(
+                    f"buy {request.qty} {code} {at}: needs {need:,} KRW, "
+                    f"orderable {orderable:,} KRW"
+                )
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(f"duplicate client order id {request.client_order_id}")
         broker_id = f"P{next(self._ids):09d}"
@@ -244,9 +268,12 @@ class PaperBroker(Broker, OrderExecutor):
         self.cash_krw = int(cash_krw)
         self._holdings = {code: [int(q), int(c)] for code, (q, c) in holdings.items() if q > 0}
 
-    def mark(self, stock_code: str, price: int) -> None:
-        """Record the latest price of a stock (used for quotes and holdings value)."""
+    def mark(self, stock_code: str, price: int, base_krw: int | None = None) -> None:
+        """Record the latest price of a stock (used for quotes and holdings value) and, when
+        known, today's base price (previous close) that market buys are held over."""
         self._last_price[stock_code] = price
+        if base_krw:
+            self._base_price[stock_code] = int(base_krw)
 
     def process_bar(
         self,
@@ -320,8 +347,13 @@ class PaperBroker(Broker, OrderExecutor):
                     expired.append(order.broker_order_id)
         return expired
 
-    def process_quote(self, stock_code: str, when: datetime, price: int) -> list[Fill]:
-        """Dry-run: fill resting orders against a live price, as a one-price bar."""
+    def process_quote(
+        self, stock_code: str, when: datetime, price: int, base_krw: int | None = None
+    ) -> list[Fill]:
+        """Dry-run: fill resting orders against a live price, as a one-price bar;
+        ``base_krw`` is the quote's base price (previous close), when it has one."""
+        if base_krw:
+            self._base_price[stock_code] = int(base_krw)
         return self.process_bar(stock_code, when, price, price, price, price, limit_check=False)
 
     def _fill_price(self, order: _PaperOrder, open_: int, high: int, low: int) -> int | None:
@@ -330,7 +362,7 @@ class PaperBroker(Broker, OrderExecutor):
             if not self.slippage_ticks:
                 return open_
             ticks = self.slippage_ticks if side is OrderSide.BUY else -self.slippage_ticks
-            return max(1, add_ticks(open_, ticks))
+            return max(1, add_ticks(open_, ticks, **self._rules(order.request.stock_code)))
         if side is OrderSide.BUY:
             return min(open_, order.limit_price) if low <= order.limit_price else None
         return max(open_, order.limit_price) if high >= order.limit_price else None
@@ -366,7 +398,7 @@ class PaperBroker(Broker, OrderExecutor):
             h = self._holdings[req.stock_code]
             amount = qty * price
             commission = self.fees.commission(amount)
-            tax = self.fees.sell_tax(amount, when.date())
+            tax = self.fees.sell_tax(amount, when.date(), req.stock_code)
             cost_out = h[1] * qty // h[0] if qty < h[0] else h[1]
             h[0] -= qty
             h[1] -= cost_out

@@ -4,7 +4,8 @@ Environment (read through python-dotenv from ``.env`` in the working directory, 
 environment variables win): ``KIS_APP_KEY``, ``KIS_APP_SECRET``, ``KIS_ACCOUNT_NO``,
 ``KIS_ENV``, ``KIS_BASE_URL``, ``TELEGRAM_BOT_TOKEN``, ``TELEGRAM_CHAT_ID``, ``DATABASE_URL``,
 ``KIS_TRADER_DATA_DIR`` (root of the market data, default ``../shared/data`` beside the
-repository).
+repository), ``KIS_TRADER_SYMBOLS_FILE`` (a ``code,name,market`` CSV read over the shipped
+``config/symbols.csv``; see :mod:`utils.symbols`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class DatabaseSettings(_Strict):
 
 class Settings(_Strict):
     mode: Literal["auto", "backtest"] = "auto"
+    symbols_file: str | None = None
+    """A ``code,name,market`` CSV read over the shipped ``config/symbols.csv``."""
     backtest: BacktestDefaults = BacktestDefaults()
     risk: RiskSettings = RiskSettings()
     database: DatabaseSettings = DatabaseSettings()

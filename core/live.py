@@ -452,7 +452,7 @@ class LiveSession:
                 continue
             if quote.name:
                 self.names.setdefault(code, quote.name)
-            self.trader.update_price(code, float(price))
+            self.trader.update_price(code, float(price), base_krw=quote.prev_close)
             self._update_today_bar(quote)
             if self.on_quote is not None:
                 self.on_quote(quote)

@@ -57,7 +57,7 @@ from framework.types import (
 )
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
-from utils.ticks import round_to_tick
+from utils.ticks import Direction, round_to_tick, upper_limit_price
 
 UNMANAGED = "unmanaged"
 """Strategy name of holdings adopted from the account that no strategy opened."""
@@ -142,6 +142,8 @@ class Trader:
         self.default_exits = default_exits or ExitPolicy()
         self.names = names
         self.prices: dict[str, float] = {}
+        self.base_prices: dict[str, float] = {}
+        """Base price (previous close) of each code today, when a quote gave it (KRW)."""
         self._reservation_of: dict[str, int] = {}
         self._signal_of: dict[str, Signal] = {}
         self._last_signal: dict[tuple[str, str], tuple[SignalType, datetime]] = {}
@@ -277,9 +279,14 @@ class Trader:
                 cols[str(name)] = arr
         return Bars(cols, pd.DatetimeIndex(frame.index))
 
-    def update_price(self, stock_code: str, price: float) -> None:
+    def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
+        """Record the last price (KRW) and, when known, today's base price (previous close,
+        KRW): a market buy is sized at the upper-limit price over the base, else over the
+        last price (in a backtest the last close is the next session's base)."""
         if price > 0 and math.isfinite(price):
             self.prices[stock_code] = price
+        if base_krw is not None and base_krw > 0 and math.isfinite(base_krw):
+            self.base_prices[stock_code] = base_krw
 
     def equity_krw(self) -> int:
         """Cash plus every strategy's holdings at the last known prices (KRW)."""
@@ -360,19 +367,32 @@ class Trader:
         strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
         if signal.limit_price is None or strong:
             return OrderType.MARKET, None
+        rules = self._tick_rules(signal.stock_code)
         if signal.signal_type.is_buy:  # never above the price the strategy asked for
-            return OrderType.LIMIT, round_to_tick(signal.limit_price, "down")
-        return OrderType.LIMIT, round_to_tick(signal.limit_price, "up")
+            return OrderType.LIMIT, round_to_tick(signal.limit_price, "down", **rules)
+        return OrderType.LIMIT, round_to_tick(signal.limit_price, "up", **rules)
+
+    def _tick_rules(self, stock_code: str) -> dict[str, Any]:
+        """Date and market of ``stock_code`` for :mod:`utils.ticks` (tick table, price limit)."""
+        return {"on": self.clock().date(), "market": self.fees.market(stock_code)}
 
     def _buy(self, slot: StrategySlot, signal: Signal, price: float) -> Order | None:
         code = signal.stock_code
         order_type, limit = self._order_type(signal)
         ref_price = float(limit) if limit is not None else price
+        # KIS holds a market buy's buying power at the upper-limit price (상한가) over the base
+        # (previous close); the order is sized and reserved at that price so it is never
+        # refused for funds, and the fill gives the difference back
+        held_at = ref_price
+        if limit is None:
+            base = round(self.base_prices.get(code, price))
+            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
+            held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self.portfolio.invested_krw(slot.name)
+        free = self.funds.strategy_free_krw(slot.name, equity, invested)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
-            free = self.funds.strategy_free_krw(slot.name, equity, invested)
-            qty = min(signal.qty, self.fees.max_affordable_qty(free, int(ref_price)))
+            qty = min(signal.qty, self.fees.max_affordable_qty(free, int(held_at)))
         else:
             qty = self.funds.size_buy(
                 strategy=slot.name,
@@ -385,6 +405,8 @@ class Trader:
                 held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
                 strategy_invested_krw=invested,
             )
+            if held_at > ref_price:
+                qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
         reason = (
             self.risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0
@@ -393,7 +415,7 @@ class Trader:
         if reason:
             self._reject(slot, signal, reason)
             return None
-        amount = qty * ref_price
+        amount = qty * held_at
         # cost estimate rounded up; never more than is free (qty was sized within it)
         reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self.funds.free_krw)
         try:
@@ -788,7 +810,8 @@ class Trader:
         market = old.order_type is OrderType.MARKET
         limit = None
         if not market:
-            limit = round_to_tick(price, "up" if old.side is OrderSide.BUY else "down")
+            side: Direction = "up" if old.side is OrderSide.BUY else "down"
+            limit = round_to_tick(price, side, **self._tick_rules(code))
         qty = old.remaining_qty
         reservation = None
         if old.side is OrderSide.BUY:
