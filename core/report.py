@@ -108,7 +108,12 @@ def compute_metrics(result: BacktestResult) -> Metrics:
     with ``pnl_krw > 0``), ``profit_factor`` (sum of positive ``pnl_krw`` / |sum of
     negative|; None when there is no losing trade), ``avg_trade_pct`` (mean ``return_pct``),
     ``best_trade_pct`` / ``worst_trade_pct``, ``exposure_pct`` (% of bars with
-    ``holdings_value_krw > 0``), ``open_positions`` (int), ``elapsed_s`` (float seconds).
+    ``holdings_value_krw > 0``), ``open_positions`` (int), ``elapsed_s`` (float seconds),
+    ``sortino`` (mean / root-mean-square of the negative per-bar returns × sqrt(ppy); None
+    without a losing bar), ``calmar`` (``cagr_pct / max_drawdown_pct``; None without a
+    drawdown), ``expectancy_krw`` (mean ``pnl_krw`` per trade), ``avg_holding_days`` (mean
+    exit − entry time in days), ``max_consecutive_losses`` (int), ``turnover`` (sum of fill
+    amounts / mean equity), ``commission_krw`` and ``tax_krw`` (int, summed over fills).
     Trade statistics are None when there are no trades; equity statistics are None when
     there are no bars.
 
@@ -127,8 +132,11 @@ def compute_metrics(result: BacktestResult) -> Metrics:
         "fees_krw": _fees_krw(result.fills),
         "total_return_pct": _num((final / initial - 1) * 100) if initial > 0 else None,
         **dict.fromkeys(
-            ("cagr_pct", "max_drawdown_pct", "sharpe", "periods_per_year", "exposure_pct")
+            ("cagr_pct", "max_drawdown_pct", "sharpe", "sortino", "calmar", "periods_per_year",
+             "exposure_pct", "turnover")
         ),
+        "commission_krw": _sum_krw(result.fills, "commission_krw"),
+        "tax_krw": _sum_krw(result.fills, "tax_krw"),
     }
     if not eq.empty:
         values = eq["equity_krw"].to_numpy(dtype=float)
@@ -147,6 +155,16 @@ def compute_metrics(result: BacktestResult) -> Metrics:
             std = float(np.std(returns, ddof=1))
             if std > 1e-15:
                 m["sharpe"] = _num(float(np.mean(returns)) / std * math.sqrt(ppy))
+            downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+            if downside > 1e-15:
+                m["sortino"] = _num(float(np.mean(returns)) / downside * math.sqrt(ppy))
+        mdd, cagr = m["max_drawdown_pct"], m["cagr_pct"]
+        if mdd and cagr is not None:
+            m["calmar"] = _num(float(cagr) / float(mdd))
+        mean_equity = float(values.mean())
+        if mean_equity > 0:
+            traded = pd.to_numeric(_col(result.fills, "amount_krw"), errors="coerce").sum()
+            m["turnover"] = _num(float(traded) / mean_equity)
         held = eq["holdings_value_krw"].to_numpy(dtype=float) > 0
         m["exposure_pct"] = _num(held.mean() * 100)
     m.update(_trade_metrics(result.trades))
@@ -164,9 +182,23 @@ def _fees_krw(fills: pd.DataFrame) -> int:
     return int(values.to_numpy(dtype=float).sum())
 
 
+def _sum_krw(fills: pd.DataFrame, column: str) -> int:
+    return int(pd.to_numeric(_col(fills, column), errors="coerce").fillna(0).sum())
+
+
+def max_consecutive_losses(pnl_krw: np.ndarray) -> int:
+    """Longest run of trades with ``pnl_krw < 0`` in trade order (0 without a loss)."""
+    best = run = 0
+    for loss in pnl_krw < 0:
+        run = run + 1 if loss else 0
+        best = max(best, run)
+    return best
+
+
 def _trade_metrics(trades: pd.DataFrame) -> Metrics:
     out: Metrics = dict.fromkeys(
-        ("win_rate_pct", "profit_factor", "avg_trade_pct", "best_trade_pct", "worst_trade_pct")
+        ("win_rate_pct", "profit_factor", "avg_trade_pct", "best_trade_pct", "worst_trade_pct",
+         "expectancy_krw", "avg_holding_days", "max_consecutive_losses")
     )
     if trades.empty:
         return out
@@ -176,6 +208,13 @@ def _trade_metrics(trades: pd.DataFrame) -> Metrics:
         gross_loss = float(-pnl[pnl < 0].sum())
         out["win_rate_pct"] = _num((pnl > 0).mean() * 100)
         out["profit_factor"] = _num(gross_profit / gross_loss) if gross_loss > 0 else None
+        out["expectancy_krw"] = _num(pnl.mean())
+        out["max_consecutive_losses"] = max_consecutive_losses(pnl)
+    held = pd.to_datetime(trades["exit_time"], utc=True) - pd.to_datetime(
+        trades["entry_time"], utc=True
+    )
+    if held.notna().any():
+        out["avg_holding_days"] = _num(held.dt.total_seconds().mean() / 86400)
     ret = pd.to_numeric(trades["return_pct"], errors="coerce").dropna()
     if len(ret):
         out["avg_trade_pct"] = _num(ret.mean())
@@ -197,10 +236,18 @@ _LABELS = (
     ("cagr_pct", "CAGR / 연환산 수익률", "{:+.2f} %"),
     ("max_drawdown_pct", "Max drawdown / 최대 낙폭", "{:.2f} %"),
     ("sharpe", "Sharpe (rf 0)", "{:.2f}"),
+    ("sortino", "Sortino (rf 0)", "{:.2f}"),
+    ("calmar", "Calmar (CAGR / MDD)", "{:.2f}"),
+    ("commission_krw", "Commission / 수수료", "{:,} KRW"),
+    ("tax_krw", "Transaction tax / 거래세", "{:,} KRW"),
+    ("turnover", "Turnover / 회전율 (× avg equity)", "{:.2f}"),
     ("trades", "Closed trades / 청산 거래", "{:,}"),
     ("win_rate_pct", "Win rate / 승률", "{:.1f} %"),
     ("profit_factor", "Profit factor", "{:.2f}"),
     ("avg_trade_pct", "Avg trade / 평균 거래 수익률", "{:+.2f} %"),
+    ("expectancy_krw", "Expectancy / 거래당 기대손익", "{:+,.0f} KRW"),
+    ("avg_holding_days", "Avg holding / 평균 보유 기간", "{:.1f} days"),
+    ("max_consecutive_losses", "Max consecutive losses / 최대 연속 손실", "{:,}"),
     ("exposure_pct", "Exposure / 보유 비중", "{:.1f} %"),
     ("open_positions", "Open positions / 미청산 포지션", "{:,}"),
     ("elapsed_s", "Elapsed / 소요 시간", "{:.2f} s"),
@@ -286,6 +333,8 @@ def write_report(
     html: bool = True,
     xlsx: bool = True,
     xlsx_max_rows: int = EXCEL_MAX_ROWS,
+    xlsx_bars: bool = False,
+    benchmark: pd.Series | None = None,
 ) -> dict[str, Path]:
     """Write the report files of one run into ``out_dir`` (created if missing).
 
@@ -294,7 +343,11 @@ def write_report(
     ``settings``; UTF-8, indent 2), ``trades``/``orders``/``fills``/``positions``/``equity``
     → ``<name>.csv`` (declared columns first, ISO times, tuples of reasons joined with
     ``"; "``), ``html`` → ``report.html`` and ``xlsx`` → ``report.xlsx`` when enabled.
-    Existing files are overwritten.
+    Existing files are overwritten. The workbook (xlsxwriter, constant memory) has the
+    sheets summary, trades, orders, fills, positions and daily_equity (the last equity row of
+    each day); ``xlsx_bars`` adds one ``bars_<code>`` sheet per stock. ``benchmark`` is a
+    close series (KRW) to compare the equity with in ``report.html`` (default: buy-and-hold
+    of the traded stocks, equal weights).
 
     ``xlsx_max_rows`` is the sheet row limit (header included); longer tables are cut and
     end with a note row saying how many rows were left out (the CSVs stay complete).
@@ -319,7 +372,7 @@ def write_report(
         _write_html(result, metrics, paths["html"])
     if xlsx:
         paths["xlsx"] = out_dir / "report.xlsx"
-        _write_xlsx(result, summary, paths["xlsx"], xlsx_max_rows)
+        _write_xlsx(result, summary, paths["xlsx"], xlsx_max_rows, xlsx_bars)
     log.info("report written to %s (%d files)", out_dir, len(paths))
     return paths
 
@@ -501,60 +554,72 @@ def _for_excel(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _excel_value(value: Any) -> Any:
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
     if isinstance(value, datetime):
         ts = pd.Timestamp(value)
         return (ts.tz_convert(TZ).tz_localize(None) if ts.tz is not None else ts).to_pydatetime()
     if isinstance(value, np.generic):
         return value.item()
     value = _text_value(value)
-    if isinstance(value, str):  # openpyxl rejects control characters; Excel caps cells
-        return ILLEGAL_CHARACTERS_RE.sub("", value)[:32_767]
+    if isinstance(value, str):  # Excel caps a cell at 32,767 characters
+        return value[:32_767]
     if value is None or isinstance(value, int | float | bool | Decimal | date):
         return value
     return _excel_value(str(value))
 
 
 def _write_sheet(wb: Any, title: str, df: pd.DataFrame, max_rows: int) -> None:
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    ws = wb.create_sheet(title=title[:31])
+    """One sheet, written row by row (the workbook is in constant-memory mode)."""
+    ws = wb.add_worksheet(title[:31])
+    bold = wb.add_format({"bold": True})
     data = _for_excel(df)
     columns = [str(c) for c in data.columns]
     sample = data.head(200)
-    for i, col in enumerate(columns, start=1):
-        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i - 1] if v is not None]
-        ws.column_dimensions[get_column_letter(i)].width = min(max(max(lengths) + 2, 8), 60)
-    ws.freeze_panes = "A2"
-    ws.append([_styled(ws, col, Font(bold=True)) for col in columns])
+    for i, col in enumerate(columns):
+        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i] if v is not None]
+        ws.set_column(i, i, min(max(max(lengths) + 2, 8), 60))
+    ws.freeze_panes(1, 0)
+    ws.write_row(0, 0, columns, bold)
     limit = len(data) if len(data) <= max_rows - 1 else max(max_rows - 2, 0)
-    for row in data.iloc[:limit].itertuples(index=False, name=None):
-        ws.append(list(row))
+    r = 0
+    for r, row in enumerate(data.iloc[:limit].itertuples(index=False, name=None), start=1):
+        ws.write_row(r, 0, row)
     if limit < len(data):
         note = (
             f"truncated: {len(data) - limit:,} of {len(data):,} rows not shown (Excel limit "
             f"{max_rows:,} rows per sheet); full tables are in the CSV files and input data"
         )
-        ws.append([_styled(ws, note, Font(italic=True, color="C00000"))])
+        ws.write(r + 1, 0, note, wb.add_format({"italic": True, "font_color": "#C00000"}))
         log.warning("sheet %s truncated to %d of %d rows", title, limit, len(data))
 
 
-def _styled(ws: Any, value: Any, font: Any) -> Any:
-    from openpyxl.cell import WriteOnlyCell
-
-    cell = WriteOnlyCell(ws, value=value)
-    cell.font = font
-    return cell
+def daily_equity(equity: pd.DataFrame) -> pd.DataFrame:
+    """The last equity row of each Seoul calendar day (the whole frame for daily bars)."""
+    if equity.empty:
+        return equity
+    local = pd.DatetimeIndex(equity.index).tz_convert(TZ)
+    return equity.groupby(local.normalize()).tail(1)
 
 
 def _write_xlsx(
-    result: BacktestResult, summary: Mapping[str, Any], path: Path, max_rows: int
+    result: BacktestResult,
+    summary: Mapping[str, Any],
+    path: Path,
+    max_rows: int,
+    bars: bool = False,
 ) -> None:
-    from openpyxl import Workbook
+    import xlsxwriter
 
-    wb = Workbook(write_only=True)
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {
+            "constant_memory": True,
+            "default_date_format": "yyyy-mm-dd hh:mm:ss",
+            "nan_inf_to_errors": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     rows: list[tuple[str, Any]] = []
     for key, value in summary.items():
         if key == "settings" and isinstance(value, Mapping):
@@ -562,12 +627,15 @@ def _write_xlsx(
         else:
             rows.append((key, _json_cell(value)))
     _write_sheet(wb, "summary", pd.DataFrame(rows, columns=["key", "value"]), max_rows)
-    for code in sorted(result.bars):
-        _write_sheet(wb, f"bars_{code}", _time_frame(result.bars[code]), max_rows)
     tables = _tables(result)
-    for name in ("orders", "fills", "trades", "positions", "equity"):
+    for name in ("trades", "orders", "fills", "positions"):
         _write_sheet(wb, name, tables[name], max_rows)
-    wb.save(path)
+    equity = _with_columns(daily_equity(result.equity), EQUITY_COLUMNS)
+    _write_sheet(wb, "daily_equity", _time_frame(equity), max_rows)
+    if bars:
+        for code in sorted(result.bars):
+            _write_sheet(wb, f"bars_{code}", _time_frame(result.bars[code]), max_rows)
+    wb.close()
 
 
 def _json_cell(value: Any) -> Any:
