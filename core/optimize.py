@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -250,7 +251,7 @@ def run_worker(
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
-        trial.set_user_attr("worker", f"{worker}")
+        trial.set_user_attr("worker", f"{os.getpid()}-{worker}")
         values = {
             section: {
                 key: _suggest(trial, f"{section}.{key}", dist)
@@ -297,6 +298,7 @@ def optimize(
     import optuna
     from tqdm import tqdm
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     _make_study(job, job.seed)  # create it once, before the workers race to
     bar = tqdm(total=job.n_trials, disable=not progress, unit="trial", desc=job.study_name)
     if jobs <= 1:
