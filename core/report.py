@@ -429,10 +429,12 @@ def downsample_minmax(
 
 EXIT_TYPES = ("stop_loss", "take_profit", "trailing_stop", "time_cut", "exit_at_close",
               "portfolio_stop")
-MAX_CANDLES = 4_000
+MAX_CANDLES = 2_000
 """Candles drawn per stock at most; longer series are merged into coarser OHLC candles."""
-MAX_CANDLES_TOTAL = 60_000
+MAX_CANDLES_TOTAL = 20_000
 """Candles drawn over all stocks at most (keeps ``report.html`` small at 100 stocks)."""
+REPORT_POINTS = 6_000
+"""Points per equity/drawdown line in ``report.html`` (min/max per bucket kept)."""
 MAX_TABLE_TRADES = 5_000
 """Trades listed in the HTML table (the latest); every trade is in ``trades.csv``."""
 
@@ -569,7 +571,7 @@ def _write_html(
 
     def line(fig: Any, x: Any, y: Any, name: str, row: int, **kw: Any) -> None:
         nonlocal downsampled
-        xs, ys = downsample_minmax(_local_naive(x), np.asarray(y, dtype=float))
+        xs, ys = downsample_minmax(_local_naive(x), np.asarray(y, dtype=float), REPORT_POINTS)
         downsampled |= len(ys) < len(y)
         trace = go.Scattergl if len(ys) > WEBGL_MIN_POINTS else go.Scatter
         fig.add_trace(trace(x=xs, y=ys, name=name, mode="lines", **kw), row=row, col=1)
@@ -689,7 +691,7 @@ def _write_html(
              "marker for its reasons and exit type."]
     if downsampled:
         notes.append(f"Long series are downsampled for display (lines: min and max per bucket, "
-                     f"at most {MAX_PLOT_POINTS:,} points; candles merged to at most "
+                     f"at most {REPORT_POINTS:,} points; candles merged to at most "
                      f"{per_code:,} per stock); markers are exact; full data in the CSV files.")
     body.append("".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
     for title, fig in figures:
