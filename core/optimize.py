@@ -223,7 +223,7 @@ def _make_study(job: OptimizeJob, seed: int | None, create: bool = True) -> Any:
         storage=storage,
         sampler=sampler,
         pruner=pruner,
-        directions=[METRICS[m][1] for m in job.metrics],
+        directions=[str(METRICS[m][1]) for m in job.metrics],  # type: ignore[misc]
         load_if_exists=True,
     )
 
@@ -404,6 +404,10 @@ def write_outputs(
     return paths
 
 
+def _objective(i: int) -> Callable[[Any], float]:
+    return lambda trial: float(trial.values[i])
+
+
 def _write_study_html(study: Any, job: OptimizeJob, path: Path) -> None:
     import optuna.visualization as vis
 
@@ -413,7 +417,7 @@ def _write_study_html(study: Any, job: OptimizeJob, path: Path) -> None:
         targets = [(job.metrics[0], None)]
     else:
         figures.append(vis.plot_pareto_front(study, target_names=list(job.metrics)))
-        targets = [(m, lambda t, i=i: t.values[i]) for i, m in enumerate(job.metrics)]
+        targets = [(m, _objective(i)) for i, m in enumerate(job.metrics)]
     for name, target in targets:
         figures.append(vis.plot_optimization_history(study, target=target, target_name=name))
         try:

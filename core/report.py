@@ -631,9 +631,10 @@ def _write_html(
         shown = resample_ohlcv(frame, per_code).astype("float32")
         downsampled |= len(shown) < len(frame)
         close_med = float(np.nanmedian(bars["close"].to_numpy(dtype=float)))
-        overlays, panels = [], []
-        for col in (ind.columns if ind is not None else []):
-            med = float(np.nanmedian(np.abs(ind[col].to_numpy(dtype=float))))
+        overlays: list[str] = []
+        panels: list[str] = []
+        for col in ind.columns if ind is not None else []:
+            med = float(np.nanmedian(np.abs(frame[col].to_numpy(dtype=float))))
             (overlays if 0.5 * close_med <= med <= 2 * close_med else panels).append(col)
         n_rows = 2 + len(panels)
         heights = [0.6, 0.15] + [0.25 / max(len(panels), 1)] * len(panels)

@@ -313,3 +313,19 @@ def test_unknown_metric_did_you_mean(project: Path) -> None:
 
     assert proc.returncode == 2
     assert "did you mean 'sharpe'?" in proc.stderr
+
+
+def test_multi_objective_gives_a_pareto_front(project: Path) -> None:
+    out = project / "multi"
+
+    proc = _opt(project, "--trials", "12", "--seed", "2", "--metric", "total_return,max_drawdown",
+                "--out", str(out))
+
+    assert proc.returncode == 0, proc.stderr
+    best = json.loads((out / "best.json").read_text(encoding="utf-8"))
+    assert best["metrics"] == ["total_return", "max_drawdown"]
+    front = best["pareto_front"]
+    assert front
+    returns = [t["values"][0] for t in front]
+    assert returns == sorted(returns, reverse=True)  # best first objective first
+    assert "Pareto" in (out / "optimization.html").read_text(encoding="utf-8")
