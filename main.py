@@ -9,6 +9,7 @@
     python main.py strategies           list discovered strategies and load errors
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
     python main.py download [...]       fetch daily bars through KIS into CSV files
+    python main.py optimize [...]       search a strategy's optimize: ranges with Optuna
 
 Bad input ends with a one-line ``error: ...`` on stderr and exit status 2; ``live`` and
 ``reconcile`` exit with status 5 when another process trades the same account's book.
@@ -18,6 +19,7 @@ SIGINT/SIGTERM stop cleanly (status 0) at any point, start-up included.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import shutil
@@ -72,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true", help="the dry-run book (simulated orders)")
     rec.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
     sub.add_parser("strategies", help="list strategies, enabled or not, and load errors")
+    opt = sub.add_parser("optimize", help="search a strategy's optimize: ranges with Optuna")
+    _optimize_options(opt)
     new = sub.add_parser("new-strategy", help="copy the sample strategy to strategies/NAME")
     new.add_argument("name", help="folder name: lower-case letters, digits and _")
     try:
@@ -103,7 +107,31 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-db", action="store_true", help="do not write the run to the database")
     p.add_argument("--no-html", action="store_true", help="skip the HTML chart")
     p.add_argument("--no-xlsx", action="store_true", help="skip the Excel workbook")
+    p.add_argument("--xlsx-bars", action="store_true", help="add one sheet of bars per stock")
+    p.add_argument("--benchmark", help="stock code to compare equity with (default: buy-and-hold)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _optimize_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", required=True, help="the strategy (its config.yaml optimize:)")
+    p.add_argument("--trials", type=int, required=True, help="trials in the study (in total)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--study", help="study name (default <strategy>-<metric>)")
+    p.add_argument(
+        "--metric",
+        help="objective, or several separated by commas for NSGA-II "
+        "(sharpe, sortino, calmar, profit_factor, total_return, cagr, win_rate, expectancy, "
+        "final_equity, max_drawdown; default optimize.metric or sharpe)",
+    )
+    p.add_argument("--data-dir", type=Path, help="folder of <code>.csv / <code>_*.csv files")
+    p.add_argument("--start", help="first trading date YYYY-MM-DD (earlier bars are warm-up)")
+    p.add_argument("--end", help="last date YYYY-MM-DD (inclusive)")
+    p.add_argument("--walk-forward", type=int, metavar="K", help="K train/test windows")
+    p.add_argument("--seed", type=int, help="sampler seed (reproducible with --jobs 1)")
+    p.add_argument("--no-prune", action="store_true", help="run every trial to the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
 def _live_options(p: argparse.ArgumentParser) -> None:
@@ -202,10 +230,90 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         repo = Repository(args.db or database_url(settings))
         backtest.save(repo, result, started_at, summary=metrics)
     out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
-    paths = write_report(result, out, html=not args.no_html, xlsx=not args.no_xlsx)
+    benchmark = None
+    if args.benchmark:
+        from core.data_collector import find_csv, load_bars_csv
+
+        bench_path = find_csv(data_dir, args.benchmark)
+        if bench_path is None:
+            raise DataError(f"{data_dir}: no data file for --benchmark {args.benchmark}")
+        benchmark = load_bars_csv(bench_path)["close"].rename(args.benchmark)
+    paths = write_report(
+        result, out, html=not args.no_html, xlsx=not args.no_xlsx,
+        xlsx_bars=args.xlsx_bars, benchmark=benchmark,
+    )
     print(format_summary(metrics))
     print(f"run id: {result.run_id}")
     print(f"report: {out}")
+    for kind, path in paths.items():
+        print(f"  {kind:<8} {path}")
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace, settings: Settings) -> int:
+    from core.backtest import BacktestSettings
+    from core.data_collector import to_date
+    from core.optimize import (
+        Evaluator,
+        OptimizeJob,
+        optimize,
+        parse_metrics,
+        walk_forward,
+        write_outputs,
+    )
+    from core.risk import RiskLimits
+
+    if args.trials < 1:
+        raise ConfigError(f"--trials must be ≥ 1, got {args.trials}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {args.jobs}")
+    defaults = settings.backtest
+    start, end = to_date(args.start, "--start"), to_date(args.end, "--end")
+    if start and end and start > end:
+        raise DataError(f"--start {start} is after --end {end}")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    job = OptimizeJob(
+        strategy=args.strategy,
+        strategies_dir=args.strategies_dir,
+        data_dir=args.data_dir or settings.resolve_path(defaults.data_dir),
+        settings=BacktestSettings(
+            cash_krw=defaults.cash_krw,
+            commission_rate=str(defaults.commission_rate),
+            sell_tax_rate=None if defaults.sell_tax_rate is None else str(defaults.sell_tax_rate),
+            slippage_ticks=defaults.slippage_ticks,
+            start=start,
+            end=end,
+            risk_limits=RiskLimits(**settings.risk.model_dump()),
+        ),
+        n_trials=args.trials,
+        seed=args.seed,
+        storage=args.storage or f"sqlite:///{(out / 'study.db').resolve()}",
+        prune=not args.no_prune,
+    )
+    evaluator = Evaluator(job)  # checks the strategy, its optimize: section and the data
+    job.metrics = parse_metrics(args.metric or evaluator.space.metric or "sharpe")
+    job.study_name = args.study or f"{args.strategy}-{'-'.join(job.metrics)}"
+    if args.seed is not None and args.jobs > 1:
+        print(f"note: --seed with --jobs {args.jobs}: trials interleave between processes, "
+              "so the study is not reproducible (it is with --jobs 1)", file=sys.stderr)
+    progress = not args.no_progress
+    if args.walk_forward is not None:
+        frame = walk_forward(job, args.walk_forward, args.jobs, out, progress)
+        with_pandas = frame.drop(columns=["params"]).to_string(index=False, float_format="%.3f")
+        print(with_pandas)
+        for row in frame.itertuples():
+            print(f"window {row.window}: {row.params}")
+        print(f"walk-forward: {out / 'walk_forward.csv'}")
+        return 0
+    study = optimize(job, args.jobs, progress=progress)
+    paths = write_outputs(study, job, evaluator.config_with, out)
+    best = json.loads(paths["best"].read_text(encoding="utf-8"))
+    values = ", ".join(f"{m} {v:.4g}" for m, v in zip(job.metrics, best["values"], strict=True))
+    print(f"best trial {best['trial']} of {best['trials']}: {values}")
+    print(f"  parameters: {best['parameters']}")
+    if best["risk_management"]:
+        print(f"  risk_management: {best['risk_management']}")
     for kind, path in paths.items():
         print(f"  {kind:<8} {path}")
     return 0
@@ -675,6 +783,7 @@ COMMANDS = {
     "backtest": cmd_backtest,
     "strategies": cmd_strategies,
     "new-strategy": cmd_new_strategy,
+    "optimize": cmd_optimize,
 }
 
 

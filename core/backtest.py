@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -149,8 +150,13 @@ class Backtest:
         self.run_id = run_id or uuid.uuid4().hex
         self.strategies = strategies
         self.bars = {code: self._clip(code, frame) for code, frame in bars.items()}
+        self._windows: list[tuple[str, str, Bars]] = []
         self._now_ns = 0
         self._now_cache: tuple[int, datetime] | None = None
+        self.on_year_end: Callable[[int, int], None] | None = None
+        """Called as ``on_year_end(year, equity_krw)`` when the run crosses into a new year,
+        with the equity at the close of that year's last bar; an exception it raises ends the
+        run (the optimiser prunes trials this way)."""
         s = self.settings
         self.fees = FeeModel(s.commission_rate, s.sell_tax_rate)
         self.journal = MemoryJournal()
@@ -221,6 +227,9 @@ class Backtest:
                 if code in states:
                     window = self.trader.build_window(slot, code, self.bars[code])
                     states[code].windows.append((slot, window))
+        self._windows = [
+            (slot.name, st.code, w) for st in states.values() for slot, w in st.windows
+        ]
         active = [st for st in states.values() if st.windows]
         if not active:
             raise DataError("no strategy has bars to trade inside the chosen date range")
@@ -253,6 +262,7 @@ class Backtest:
         prices = trader.prices
         last_price = broker._last_price
         held = broker._holdings
+        on_year_end = self.on_year_end
         self._now_ns = int(timeline[0])
         trader.start()
         cur_day = None
@@ -269,6 +279,8 @@ class Backtest:
             if day != cur_day:
                 if cur_day is not None:  # at the time of the day's last bar
                     session.close_day(_to_date(cur_day))
+                    if on_year_end is not None and _to_date(cur_day).year != _to_date(day).year:
+                        on_year_end(_to_date(cur_day).year, int(cash[k - 1] + holdings[k - 1]))
                 self._now_ns = t
                 cur_day = day
                 session.open_day(_to_date(day), time_cut=False)
@@ -435,7 +447,27 @@ class Backtest:
             elapsed_s=elapsed,
             settings=settings,
             events=list(self.journal.events),
+            indicators=self._indicators(),
         )
+
+    def _indicators(self) -> dict[str, pd.DataFrame]:
+        """Stock code → the strategies' indicator columns over its bars (for the report);
+        a column is named ``<strategy>.<column>`` when several strategies trade the code."""
+        per_code: dict[str, list[tuple[str, Bars]]] = {}
+        for name, code, window in self._windows:
+            per_code.setdefault(code, []).append((name, window))
+        out: dict[str, pd.DataFrame] = {}
+        for code, windows in per_code.items():
+            frame = self.bars[code]
+            cols: dict[str, np.ndarray] = {}
+            for name, window in windows:
+                window.resize(len(frame))
+                for col in window.columns:
+                    if col not in ("open", "high", "low", "close", "volume"):
+                        cols[f"{name}.{col}" if len(windows) > 1 else col] = window[col]
+            if cols:
+                out[code] = pd.DataFrame(cols, index=frame.index)
+        return out
 
     def save(
         self,

@@ -20,6 +20,8 @@ strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy
       max_positions: null         # stocks held at once (null = no cap)
       max_holding_days: null      # sell at the next open after this many sessions held
       exit_at_close: false        # sell every position at the session's close (intraday)
+    optimize: {...}               # search space of ``python main.py optimize``
+                                  # (see strategies.search_space)
 
 Every error is a :class:`~framework.errors.ConfigError` whose message names the file, the key,
 what was expected and, for a misspelt key, the nearest valid key.
@@ -46,6 +48,7 @@ from config.yaml_input import read_yaml as _read_yaml
 from framework.errors import ConfigError, StrategyLoadError
 from framework.types import validate_code
 from strategies.base import BaseStrategy
+from strategies.search_space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ class StrategyConfig(BaseModel):
     risk_management: RiskManagement = RiskManagement()
     rules: list[dict[str, Any]] | None = None
     decide_at: time | None = None
+    optimize: SearchSpace | None = None  # search space of `python main.py optimize`
 
     @field_validator("decide_at", mode="before")
     @classmethod
