@@ -30,7 +30,7 @@ from typing import Protocol
 
 from framework.types import OrderSide, Signal
 from strategies.config import RiskManagement
-from utils.ticks import round_to_tick
+from utils.ticks import Market, round_to_tick
 
 
 class TradingState(enum.Enum):
@@ -160,7 +160,14 @@ def exit_trigger(position: ExitLevels, price: float, policy: ExitPolicy) -> Exit
 
 
 def bar_exit(
-    position: ExitLevels, policy: ExitPolicy, open_: float, high: float, low: float
+    position: ExitLevels,
+    policy: ExitPolicy,
+    open_: float,
+    high: float,
+    low: float,
+    *,
+    on: date | None = None,
+    market: Market = Market.KOSPI,
 ) -> ExitTrigger | None:
     """The exit one bar triggers for a long ``position``, with its fill price (KRW).
 
@@ -173,7 +180,8 @@ def bar_exit(
        (with both levels inside the bar, the stop wins);
     4. the high reaches the target → take profit at the level rounded *up* to a tick.
 
-    Only computed levels are rounded; a price from the data (the open) is used as it is.
+    Only computed levels are rounded, with the tick table of ``on`` and ``market``
+    (:func:`utils.ticks.round_to_tick`); a price from the data (the open) is used as it is.
     Worked number: average 10,000 KRW, ``stop_loss_pct`` 0.05 → level 9,500; a bar
     open 9,800 low 9,420 exits at 9,500; a bar opening at 9,300 exits at 9,300.
     """
@@ -186,9 +194,12 @@ def bar_exit(
     if target is not None and open_ >= target:
         return ExitTrigger("take_profit", open_, target)
     if stop is not None and low <= stop[1]:
-        return ExitTrigger(stop[0], float(round_to_tick(stop[1], "down")), stop[1])
+        level = round_to_tick(stop[1], "down", on=on, market=market)
+        return ExitTrigger(stop[0], float(level), stop[1])
     if target is not None and high >= target:
-        return ExitTrigger("take_profit", float(round_to_tick(target, "up")), target)
+        return ExitTrigger(
+            "take_profit", float(round_to_tick(target, "up", on=on, market=market)), target
+        )
     return None
 
 

@@ -905,7 +905,14 @@ class Trader:
             if trigger is not None:
                 trigger = ExitTrigger(trigger.rule, open_, trigger.level)
             else:
-                trigger = bar_exit(pos, self.exit_policy(pos.strategy), open_, high, low)
+                trigger = bar_exit(
+                    pos,
+                    self.exit_policy(pos.strategy),
+                    open_,
+                    high,
+                    low,
+                    **self._tick_rules(stock_code),
+                )
             if trigger is not None and (
                 self.risk.state is not TradingState.HALTED or key in self._liquidating
             ):
