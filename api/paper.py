@@ -50,10 +50,8 @@ from framework.types import (
 )
 from utils.clock import system_now
 from utils.fees import FeeModel
-from utils.ticks import Direction, add_ticks, round_to_tick, upper_limit_price
+from utils.ticks import Direction, add_ticks, price_limit_pct, round_to_tick, upper_limit_price
 
-_LIMIT_30_SINCE = date(2015, 6, 15)
-"""KRX daily price limit ±30 % from this day (±15 % before)."""
 _LIMIT_TOLERANCE = 0.99
 """A locked bar within 1 % of the computed limit counts (the limit is rounded to a tick)."""
 
@@ -317,7 +315,7 @@ class PaperBroker(Broker, OrderExecutor):
         prev = self._last_price.get(stock_code)
         if high != low or not prev:
             return None
-        limit = 0.30 if when.date() >= _LIMIT_30_SINCE else 0.15
+        limit = price_limit_pct(when.date()) / 100.0
         if high >= prev * (1.0 + limit) * _LIMIT_TOLERANCE:
             return OrderSide.BUY
         if low <= prev * (1.0 - limit) / _LIMIT_TOLERANCE:
