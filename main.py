@@ -456,7 +456,10 @@ def _wire_live(
     closers.append(lease.release)
     paper: PaperBroker | None = None
     if dry_run:
-        paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
+        # ids unique to this process: an earlier process's ids are already in the fill journal
+        paper = PaperBroker(
+            settings.live.dry_run_cash_krw, fees, clock=clock, id_prefix=_process_id_prefix()
+        )
         _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw, clock())
     notifier = None
     token, chat = os.environ.get("TELEGRAM_BOT_TOKEN"), os.environ.get("TELEGRAM_CHAT_ID")
@@ -571,6 +574,20 @@ def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
     if not items:
         raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
     return [item.create() for item in items]
+
+
+def _process_id_prefix() -> str:
+    """A short token unique to this process start (wall-clock nanoseconds and pid, base 36)."""
+    import os
+    import time
+
+    value = (time.time_ns() << 22) | (os.getpid() & 0x3FFFFF)
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = ""
+    while value:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+    return out + "-"
 
 
 def _seed_paper(paper: Any, repository: Any, run_id: str, default_cash: int, now: datetime) -> None:

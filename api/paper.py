@@ -108,6 +108,11 @@ class PaperBroker(Broker, OrderExecutor):
     buying_power:
         Optional ``f(request) -> KRW``: the cash a buy may use when it fills (the engine
         passes its free cash plus the order's reservation). Default: all cash.
+    id_prefix:
+        Put after ``P`` / ``PF`` in every order and fill id (``P{prefix}000000001``). A
+        backtest leaves it empty (ids repeat from run to run); a dry run that continues a
+        book from the database passes a prefix unique to the process, so its ids never
+        collide with the ids of an earlier process that are already stored.
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class PaperBroker(Broker, OrderExecutor):
         slippage_ticks: int = 0,
         clock: Callable[[], datetime] = system_now,
         buying_power: Callable[[OrderRequest], int] | None = None,
+        id_prefix: str = "",
     ):
         if cash_krw < 0:
             raise ValueError("starting cash must not be negative")
@@ -135,6 +141,7 @@ class PaperBroker(Broker, OrderExecutor):
         self._pending: dict[str, list[_PaperOrder]] = {}
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
+        self.id_prefix = id_prefix
 
     # --- Broker ------------------------------------------------------------------------
     def get_balance(self) -> Balance:
@@ -215,7 +222,7 @@ class PaperBroker(Broker, OrderExecutor):
                 )
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(f"duplicate client order id {request.client_order_id}")
-        broker_id = f"P{next(self._ids):09d}"
+        broker_id = f"P{self.id_prefix}{next(self._ids):09d}"
         order = _PaperOrder(request, broker_id, self.clock(), limit)
         self._orders[broker_id] = order
         self._by_client[request.client_order_id] = broker_id
@@ -406,7 +413,7 @@ class PaperBroker(Broker, OrderExecutor):
         if self.cash_krw < 0:  # impossible by construction; guard the invariant loudly
             raise RuntimeError(f"paper cash went negative: {self.cash_krw}")
         fill = Fill(
-            fill_id=f"PF{next(self._fill_ids):09d}",
+            fill_id=f"PF{self.id_prefix}{next(self._fill_ids):09d}",
             client_order_id=req.client_order_id,
             stock_code=req.stock_code,
             side=req.side,

@@ -546,3 +546,41 @@ def test_strategies_never_see_bad_daily_bars(
     assert not set(spoiled) & set(seen["index"])
     for key in ("open", "high", "low", "close"):
         assert all(math.isfinite(v) and v > 0 for v in seen[key]), key
+
+
+def test_dry_run_restarted_books_the_fills_of_the_new_process(
+    quiet_kis: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keep_signal_handlers: None,
+) -> None:
+    """A second dry-run process numbers its paper orders and fills anew: its ids must not
+    collide with the first process's ids in the fill journal, or its fills would be skipped."""
+    h = quiet_kis
+    stepped_scheduler(h, monkeypatch, _plan_two_buys)
+    assert cli(h, "live", "--dry-run") == 0
+
+    def sell_some(session: LiveSession) -> None:
+        plan = probe(session).plan
+        plan["005930"] = Signal(SignalType.SELL, "005930", qty=10, reasons=("dry sell",))
+        plan["035720"] = Signal(SignalType.SELL, "035720", qty=5, reasons=("dry sell",))
+
+    runs = stepped_scheduler(h, monkeypatch, sell_some)
+    assert cli(h, "live", "--dry-run") == 0
+    capsys.readouterr()
+    [session] = runs
+    assert probe(session).calls.count("on_order_filled") == 2
+    repo = h.repo()
+    try:
+        fills = repo.get_fills(DRY_BOOK)
+        assert fills["fill_id"].is_unique
+        assert sorted(zip(fills["stock_code"], fills["side"], fills["qty"], strict=True)) == [
+            ("005930", "buy", 10),
+            ("005930", "sell", 10),
+            ("035720", "buy", 20),
+            ("035720", "sell", 5),
+        ]
+        assert holding_rows(repo, DRY_BOOK) == {("probe", "035720"): 15}
+    finally:
+        repo.close()
+    assert session.trader.portfolio.qty("probe", "005930") == 0
