@@ -863,19 +863,6 @@ def _fill_hover(fill: Mapping[str, Any], reasons: Mapping[str, str]) -> str:
 # --------------------------------------------------------------------------- xlsx
 
 
-def _for_excel(df: pd.DataFrame) -> pd.DataFrame:
-    """Object frame of plain Python values: naive Seoul datetimes, None for missing."""
-    out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
-            out[col] = s.dt.tz_convert(TZ).dt.tz_localize(None)
-        elif pd.api.types.is_string_dtype(s.dtype):  # object or str columns
-            out[col] = s.map(_excel_value)
-    obj = out.astype(object)
-    return obj.where(pd.notna(obj), None)
-
-
 def _excel_value(value: Any) -> Any:
     if isinstance(value, datetime):
         ts = pd.Timestamp(value)
@@ -890,29 +877,73 @@ def _excel_value(value: Any) -> Any:
     return _excel_value(str(value))
 
 
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+"""Day 0 of Excel's serial dates (right for every date from 1900-03-01 on)."""
+
+
+def _excel_serial(local_naive: pd.Series) -> list[Any]:
+    """Naive datetimes as Excel serial days (float), None for NaT."""
+    days = (local_naive - _EXCEL_EPOCH) / pd.Timedelta(days=1)
+    return days.astype(object).where(days.notna(), None).tolist()
+
+
+def _excel_columns(df: pd.DataFrame) -> list[tuple[str, list[Any]]]:
+    """Cells per column, typed once per column rather than once per cell: ``("date", serial
+    days)``, ``("number", numbers)``, ``("string", texts)`` or ``("any", values for
+    worksheet.write)``; None is an empty cell."""
+    out: list[tuple[str, list[Any]]] = []
+    for col in df.columns:
+        s = df[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            out.append(("date", _excel_serial(s.dt.tz_convert(TZ).dt.tz_localize(None))))
+        elif pd.api.types.is_datetime64_dtype(s.dtype):
+            out.append(("date", _excel_serial(s)))
+        elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            out.append(("number", s.astype(object).where(s.notna(), None).tolist()))
+        else:
+            values = s.map(_excel_value)
+            present = values[values.notna()]
+            if len(present) and all(isinstance(v, datetime) for v in present):
+                out.append(("date", _excel_serial(pd.to_datetime(values))))
+            elif all(isinstance(v, str) for v in present):
+                out.append(("string", values.astype(object).where(values.notna(), None).tolist()))
+            else:
+                out.append(("any", values.astype(object).where(values.notna(), None).tolist()))
+    return out
+
+
 def _write_sheet(wb: Any, title: str, df: pd.DataFrame, max_rows: int) -> None:
     """One sheet, written row by row (the workbook is in constant-memory mode)."""
     ws = wb.add_worksheet(title[:31])
     bold = wb.add_format({"bold": True})
-    data = _for_excel(df)
-    columns = [str(c) for c in data.columns]
-    sample = data.head(200)
-    for i, col in enumerate(columns):
-        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i] if v is not None]
-        ws.set_column(i, i, min(max(max(lengths) + 2, 8), 60))
+    when = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    limit = len(df) if len(df) <= max_rows - 1 else max(max_rows - 2, 0)
+    cells = _excel_columns(df.iloc[:limit])
+    columns = [str(c) for c in df.columns]
+    for i, (col, (kind, values)) in enumerate(zip(columns, cells, strict=True)):
+        width = 19 if kind == "date" else max(
+            [len(col)] + [len(str(v)) for v in values[:200] if v is not None]
+        )
+        ws.set_column(i, i, min(max(width + 2, 8), 60))
     ws.freeze_panes(1, 0)
     ws.write_row(0, 0, columns, bold)
-    limit = len(data) if len(data) <= max_rows - 1 else max(max_rows - 2, 0)
+    writers = [
+        (c, {"date": ws.write_number, "number": ws.write_number, "string": ws.write_string}.get(
+            kind, ws.write), when if kind == "date" else None)
+        for c, (kind, _) in enumerate(cells)
+    ]
     r = 0
-    for r, row in enumerate(data.iloc[:limit].itertuples(index=False, name=None), start=1):
-        ws.write_row(r, 0, row)
-    if limit < len(data):
+    for r, row in enumerate(zip(*(values for _, values in cells), strict=True), start=1):
+        for (c, write, fmt), value in zip(writers, row, strict=True):
+            if value is not None:
+                write(r, c, value, fmt)
+    if limit < len(df):
         note = (
-            f"truncated: {len(data) - limit:,} of {len(data):,} rows not shown (Excel limit "
+            f"truncated: {len(df) - limit:,} of {len(df):,} rows not shown (Excel limit "
             f"{max_rows:,} rows per sheet); full tables are in the CSV files and input data"
         )
         ws.write(r + 1, 0, note, wb.add_format({"italic": True, "font_color": "#C00000"}))
-        log.warning("sheet %s truncated to %d of %d rows", title, limit, len(data))
+        log.warning("sheet %s truncated to %d of %d rows", title, limit, len(df))
 
 
 def daily_equity(equity: pd.DataFrame) -> pd.DataFrame:
