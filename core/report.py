@@ -447,7 +447,8 @@ def _x(index: Any) -> list[str]:
     """Chart x values as short Seoul local strings (``2024-01-02`` or ``2024-01-02 09:31``);
     plotly would write nanosecond timestamps of 30 characters each."""
     local = _local_naive(index)
-    daily = bool(len(local)) and bool((local == local.normalize()).all())
+    valid = local[local.notna()]
+    daily = bool(len(valid)) and bool((valid == valid.normalize()).all())
     return list(local.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M:%S"))
 
 
@@ -461,16 +462,25 @@ def exit_type(exit_reasons: Any) -> str:
 
 def resample_ohlcv(frame: pd.DataFrame, max_bars: int) -> pd.DataFrame:
     """At most ``max_bars`` rows: consecutive bars merged (first open, max high, min low,
-    last close, summed volume, last value of other columns), stamped with the first time."""
+    last close, summed volume, last value of other columns), stamped with the first time.
+    NaN values are skipped in the high, low and volume of a merged bar."""
     n = len(frame)
     if n <= max_bars:
         return frame
-    group = np.arange(n) * max_bars // n
-    agg = {c: "last" for c in frame.columns}
-    agg.update({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
-    out = frame.groupby(group).agg({c: agg[c] for c in frame.columns})
-    out.index = frame.index[np.searchsorted(group, np.arange(group[-1] + 1))]
-    return out
+    starts = np.searchsorted(np.arange(n) * max_bars // n, np.arange(max_bars))
+    ends = np.append(starts[1:], n) - 1
+    out = {}
+    for col in frame.columns:
+        values = frame[col].to_numpy()
+        if col in ("high", "low", "volume"):
+            ufunc = {"high": np.fmax, "low": np.fmin, "volume": np.add}[col]
+            as_float = values.astype(float)
+            if col == "volume":
+                as_float = np.nan_to_num(as_float)
+            out[col] = ufunc.reduceat(as_float, starts)
+        else:
+            out[col] = values[starts if col == "open" else ends]
+    return pd.DataFrame(out, index=frame.index[starts], columns=frame.columns)
 
 
 def benchmark_equity(
@@ -539,7 +549,11 @@ def group_stats(trades: pd.DataFrame, by: str) -> pd.DataFrame:
     })
 
 
-def _html_table(df: pd.DataFrame, table_id: str, sortable: bool = False) -> str:
+def _html_table(
+    df: pd.DataFrame, table_id: str, sortable: bool = False, pick_column: int | None = None
+) -> str:
+    """HTML table; ``sortable`` headers sort on click; a click on a row draws the chart of the
+    stock whose code is in column ``pick_column``."""
     esc = html_lib.escape
     head = "".join(f"<th>{esc(str(c))}</th>" for c in df.columns)
     rows = []
@@ -552,16 +566,22 @@ def _html_table(df: pd.DataFrame, table_id: str, sortable: bool = False) -> str:
             elif isinstance(v, int | np.integer):
                 cells.append(f"<td data-v='{v}'>{int(v):,}</td>")
             else:
-                cells.append(f"<td>{esc('' if _missing(v) else str(_text_value(v)))}</td>")
+                text = "" if _missing(v) else str(_text_value(v))
+                cells.append(f"<td class='t'>{esc(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    cls = " class='sortable'" if sortable else ""
-    return (f"<table id='{table_id}'{cls}><thead><tr>{head}</tr></thead>"
+    classes = " ".join(c for c, on in (("sortable", sortable), ("picks", pick_column is not None))
+                       if on)
+    attrs = (f" class='{classes}'" if classes else "") + (
+        f" data-code='{pick_column}'" if pick_column is not None else "")
+    return (f"<table id='{table_id}'{attrs}><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 _PAGE_CSS = """body{font-family:sans-serif;margin:16px;color:#222}table{border-collapse:collapse;
 font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
-th{background:#f3f3f3;cursor:pointer}td:nth-child(-n+2){text-align:left}h2{margin-top:28px}
+th{background:#f3f3f3;cursor:pointer}table.picks tbody tr{cursor:pointer}
+table.picks tbody tr:hover{background:#f6f9ff}td.t{text-align:left}
+td:nth-child(-n+4){white-space:nowrap}h2{margin-top:28px}
 .note{color:#666;font-size:12px}"""
 _SORT_JS = """document.querySelectorAll('table.sortable th').forEach(function(th){
 th.addEventListener('click',function(){var t=th.closest('table'),b=t.tBodies[0],
@@ -572,54 +592,167 @@ p!==''&&q!==''){return d*(parseFloat(p)-parseFloat(q));}return d*a.textContent.l
 c.textContent);});r.forEach(function(x){b.appendChild(x);});});});"""
 
 
+_CHART_JS = r"""(function(){
+var D=JSON.parse(document.getElementById('report-data').textContent);
+var CFG={responsive:true,displaylogo:false};
+var GRID='#eee';
+function kind(n){return n>D.webgl?'scattergl':'scatter';}
+function layout(extra){var base={paper_bgcolor:'white',plot_bgcolor:'white',font:{size:11},
+margin:{t:30,l:70,r:20,b:40},hovermode:'closest',legend:{orientation:'h',y:-0.12}};
+for(var k in extra){base[k]=extra[k];}return base;}
+function axes(lay,heights,titles){var gap=0.03,total=1-gap*(heights.length-1),top=1;
+heights.forEach(function(h,k){var hh=h*total;
+lay[k?'yaxis'+(k+1):'yaxis']={domain:[Math.max(top-hh,0),top],gridcolor:GRID,title:{text:titles[k]||''}};top-=hh+gap;});
+lay.xaxis={anchor:heights.length>1?'y'+heights.length:'y',gridcolor:GRID,
+rangeslider:{visible:false}};
+return lay;}
+var e=D.equity;
+if(e){var t=[{type:kind(e.x.length),mode:'lines',x:e.x,y:e.equity,name:'equity / 자산',
+line:{color:'#2ca02c'}}];
+if(e.bench){t.push({type:kind(e.x.length),mode:'lines',x:e.x,y:e.bench,name:e.bench_label,
+line:{color:'#7f7f7f',width:1}});}
+t.push({type:kind(e.x.length),mode:'lines',x:e.x,y:e.dd,name:'drawdown / 낙폭',fill:'tozeroy',
+line:{color:'#d62728'},yaxis:'y2'});
+Plotly.newPlot('equity',t,axes(layout({height:520}),[0.7,0.3],
+['Equity / 자산 (KRW)','Drawdown / 낙폭 (%)']),CFG);}
+var m=D.monthly;
+if(m){Plotly.newPlot('monthly',[{type:'heatmap',z:m.z,x:m.x,y:m.y,text:m.text,
+texttemplate:'%{text}',colorscale:[[0,'#1f4fd6'],[0.5,'#f7f7f7'],[1,'#d62728']],
+zmid:0,colorbar:{title:{text:'%'}},
+hovertemplate:'%{y}-%{x}: %{z:+.2f} %<extra></extra>'}],layout({height:120+22*m.y.length,
+margin:{t:20,l:70,r:20,b:40},xaxis:{type:'category'},yaxis:{autorange:'reversed',
+type:'category'}}),CFG);}
+var MARKS=[['buy','triangle-up','#b00000','entry ▲ / 매수'],
+['sell','triangle-down','#00309f','exit ▼ / 매도']];
+function draw(i){var s=D.symbols[i];if(!s){return;}
+var tr=[{type:'candlestick',x:s.x,open:s.o,high:s.h,low:s.l,close:s.c,name:s.code+' OHLC',
+increasing:{line:{color:'#d62728'}},decreasing:{line:{color:'#1f4fd6'}}},
+{type:'bar',x:s.x,y:s.v,name:'volume / 거래량',marker:{color:'#9fb3c8'},yaxis:'y2'}];
+s.overlays.forEach(function(o){tr.push({type:'scatter',mode:'lines',x:s.x,y:o[1],name:o[0],
+line:{width:1.2}});});
+s.panels.forEach(function(p,k){tr.push({type:'scatter',mode:'lines',x:s.x,y:p[1],name:p[0],
+line:{width:1},yaxis:'y'+(k+3)});});
+MARKS.forEach(function(mk){var f=s[mk[0]];if(!f.x.length){return;}
+tr.push({type:kind(f.x.length),mode:'markers',x:f.x,y:f.y,text:f.text,name:mk[3],
+hovertemplate:'%{text}<extra></extra>',marker:{symbol:mk[1],size:11,color:mk[2],
+line:{width:1,color:'#fff'}}});});
+var n=s.panels.length,heights=n?[0.6,0.15]:[0.78,0.22],titles=['price / 가격 (KRW)','volume'];
+s.panels.forEach(function(p){heights.push(0.25/n);titles.push(p[0]);});
+var lay=axes(layout({height:560+140*n,updatemenus:[{type:'buttons',direction:'right',x:0,
+y:1.08,xanchor:'left',buttons:[{label:'linear / 선형',method:'relayout',
+args:[{'yaxis.type':'linear'}]},{label:'log / 로그',method:'relayout',
+args:[{'yaxis.type':'log'}]}]}]}),heights,titles);
+Plotly.react('chart',tr,lay,CFG);
+document.getElementById('chart-title').textContent=s.code+' — candles, volume, indicators / '+
+'캔들·거래량·지표 ('+s.trades+' trades / 거래)';}
+var sel=document.getElementById('symbol');
+function pick(code,scroll){for(var i=0;i<D.symbols.length;i++){if(D.symbols[i].code===code){
+sel.selectedIndex=i;draw(i);if(scroll){document.getElementById('chart-title').scrollIntoView();}
+return true;}}return false;}
+if(sel){sel.addEventListener('change',function(){draw(sel.selectedIndex);
+history.replaceState(null,'','#'+D.symbols[sel.selectedIndex].code);});
+if(!pick(decodeURIComponent(location.hash.slice(1)),false)){draw(0);}
+window.addEventListener('hashchange',function(){pick(decodeURIComponent(location.hash.slice(1)),true);});
+document.querySelectorAll('table.picks tbody tr').forEach(function(tr){
+tr.addEventListener('click',function(){var c=tr.cells[tr.parentNode.parentNode.dataset.code|0];
+if(c&&pick(c.textContent,true)){history.replaceState(null,'','#'+c.textContent);}});});}
+})();"""
+"""Draws the page's charts from the data embedded once in ``report.html``: equity, drawdown and
+the monthly heatmap at load; one stock's candles at a time, the one picked in the list (or
+named in the address after ``#``, or clicked in a table)."""
+
+
+def _json_numbers(values: Any, digits: int = 4) -> list[Any]:
+    """Numbers for the page's JSON: rounded to ``digits`` decimals, integers where every value
+    is whole (prices and volumes), None for NaN/inf."""
+    a = np.round(np.asarray(values, dtype=float), digits)
+    bad = ~np.isfinite(a)
+    good = a[~bad]
+    if good.size and np.all(good == np.floor(good)) and np.abs(good).max() < 2**53:
+        out: list[Any] = np.where(bad, 0, a).astype(np.int64).tolist()
+    else:
+        out = a.tolist()
+    for i in np.flatnonzero(bad):
+        out[i] = None
+    return out
+
+
+def _symbol_data(
+    code: str, frame: pd.DataFrame, indicator_columns: list[str], max_candles: int,
+    fills: pd.DataFrame, reasons: Mapping[str, str], exit_of: Mapping[tuple[str, str], str],
+    trades: int,
+) -> tuple[dict[str, Any], bool]:
+    """One stock's chart data (candles, volume, indicators, markers) and whether the candles
+    were merged for display."""
+    shown = resample_ohlcv(frame, max_candles)
+    close_med = float(np.nanmedian(frame["close"].to_numpy(dtype=float)))
+    overlays: list[list[Any]] = []
+    panels: list[list[Any]] = []
+    for col in indicator_columns:
+        med = float(np.nanmedian(np.abs(frame[col].to_numpy(dtype=float))))
+        values = [str(col), _json_numbers(shown[col])]
+        (overlays if 0.5 * close_med <= med <= 2 * close_med else panels).append(values)
+    data: dict[str, Any] = {
+        "code": code, "trades": trades, "x": _x(shown.index),
+        **{k: _json_numbers(shown[col], 2) for k, col in
+           (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"), ("v", "volume"))},
+        "overlays": overlays, "panels": panels,
+    }
+    for side in ("buy", "sell"):
+        sel = fills[_col(fills, "side").astype(str).str.lower() == side]
+        text = [
+            _fill_hover(r, reasons)
+            + (f"<br>exit type: {exit_of.get((code, _iso(r.get('time'))), 'signal')}"
+               if side == "sell" else "")
+            for r in sel.to_dict("records")
+        ]
+        data[side] = {"x": _x(sel["time"]) if len(sel) else [],
+                      "y": _json_numbers(pd.to_numeric(sel["price"], errors="coerce"), 2),
+                      "text": text}
+    return data, len(shown) < len(frame)
+
+
 def _write_html(
     result: BacktestResult, metrics: Metrics, path: Path, benchmark: pd.Series | None = None
 ) -> None:
-    import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
-    from plotly.subplots import make_subplots
 
     downsampled = False
 
-    def line(fig: Any, x: Any, y: Any, name: str, row: int, **kw: Any) -> None:
+    def line(x: Any, y: Any) -> tuple[list[str], list[Any]]:
         nonlocal downsampled
         xs, ys = downsample_minmax(_local_naive(x), np.asarray(y, dtype=float), REPORT_POINTS)
         downsampled |= len(ys) < len(y)
-        trace = go.Scattergl if len(ys) > WEBGL_MIN_POINTS else go.Scatter
-        fig.add_trace(trace(x=_x(xs), y=ys, name=name, mode="lines", **kw), row=row, col=1)
+        return _x(xs), _json_numbers(ys, 2)
 
-    figures: list[tuple[str, Any]] = []
+    data: dict[str, Any] = {"webgl": WEBGL_MIN_POINTS, "equity": None, "monthly": None,
+                            "symbols": []}
     eq = result.equity
     if not eq.empty:
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
-                            subplot_titles=["Equity / 자산 (KRW)", "Drawdown / 낙폭 (%)"])
-        line(fig, eq.index, eq["equity_krw"], "equity / 자산", 1, line={"color": "#2ca02c"})
+        x, equity = line(eq.index, eq["equity_krw"])
+        data["equity"] = {"x": x, "equity": equity,
+                          "dd": line(eq.index, drawdown_pct(eq["equity_krw"]).fillna(0.0))[1]}
         bench = benchmark_equity(result, benchmark)
         if bench is not None:
-            line(fig, eq.index, bench[1], bench[0], 1, line={"color": "#7f7f7f", "width": 1})
-        line(fig, eq.index, drawdown_pct(eq["equity_krw"]).fillna(0.0), "drawdown / 낙폭", 2,
-             line={"color": "#d62728"}, fill="tozeroy")
-        fig.update_layout(height=520, template=_TEMPLATE, margin={"t": 40})
-        figures.append(("Equity vs benchmark / 자산 대 벤치마크", fig))
+            data["equity"].update(bench_label=bench[0], bench=line(eq.index, bench[1])[1])
         table = monthly_returns(eq["equity_krw"])
-        heat = go.Figure(go.Heatmap(
-            z=table.to_numpy(), x=[f"{m:02d}" for m in table.columns],
-            y=[str(y) for y in table.index], colorscale="RdYlGn", zmid=0,
-            text=[[("" if pd.isna(v) else f"{v:+.1f}") for v in r] for r in table.to_numpy()],
-            texttemplate="%{text}", hovertemplate="%{y}-%{x}: %{z:+.2f} %<extra></extra>",
-            colorbar={"title": "%"},
-        ))
-        heat.update_layout(height=120 + 22 * len(table), template=_TEMPLATE,
-                           margin={"t": 20}, yaxis={"autorange": "reversed", "type": "category"})
-        figures.append(("Monthly returns / 월별 수익률 (%)", heat))
+        data["monthly"] = {
+            "z": [_json_numbers(r, 3) for r in table.to_numpy()],
+            "x": [f"{m:02d}" for m in table.columns], "y": [str(y) for y in table.index],
+            "text": [[("" if pd.isna(v) else f"{v:+.1f}") for v in r] for r in table.to_numpy()],
+        }
 
     reasons = _order_reasons(result.orders)
     trades = _trade_table(result.trades)
-    exit_of = {}
+    exit_of: dict[tuple[str, str], str] = {}
+    trade_counts: dict[str, int] = {}
     if not trades.empty:
-        exit_of = {(str(r["code"]), _iso(r["exit_time"])): r["exit_type"]
-                   for r in trades.to_dict("records")}
-    codes = sorted(set(result.bars) | set(_col(result.fills, "code").dropna().astype(str)))
+        exit_of = {(str(c), _iso(t)): x for c, t, x in
+                   zip(trades["code"], trades["exit_time"], trades["exit_type"], strict=True)}
+        trade_counts = trades["code"].astype(str).value_counts().to_dict()
+    fill_codes = _col(result.fills, "code").astype(str)
+    fills_of = dict(tuple(result.fills.groupby(fill_codes))) if len(result.fills) else {}
+    codes = sorted(set(result.bars) | set(fill_codes.dropna()))
     per_code = max(120, min(MAX_CANDLES, MAX_CANDLES_TOTAL // max(len(codes), 1)))
     for code in codes:
         bars = result.bars.get(code)
@@ -627,70 +760,13 @@ def _write_html(
             continue
         ind = result.indicators.get(code)
         frame = bars if ind is None else bars.join(ind, how="left")
-        # float32 halves the page: exact for prices and volumes under 16,777,216
-        shown = resample_ohlcv(frame, per_code).astype("float32")
-        downsampled |= len(shown) < len(frame)
-        close_med = float(np.nanmedian(bars["close"].to_numpy(dtype=float)))
-        overlays: list[str] = []
-        panels: list[str] = []
-        for col in ind.columns if ind is not None else []:
-            med = float(np.nanmedian(np.abs(frame[col].to_numpy(dtype=float))))
-            (overlays if 0.5 * close_med <= med <= 2 * close_med else panels).append(col)
-        n_rows = 2 + len(panels)
-        heights = [0.6, 0.15] + [0.25 / max(len(panels), 1)] * len(panels)
-        fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, row_heights=heights,
-                            vertical_spacing=0.03)
-        x = _x(shown.index)
-        fig.add_trace(go.Candlestick(
-            x=x, open=shown["open"], high=shown["high"], low=shown["low"], close=shown["close"],
-            name=f"{code} OHLC", increasing={"line": {"color": "#d62728"}},
-            decreasing={"line": {"color": "#1f4fd6"}},
-        ), row=1, col=1)
-        fig.add_trace(go.Bar(x=x, y=shown["volume"], name="volume / 거래량",
-                             marker={"color": "#9fb3c8"}), row=2, col=1)
-        for col in overlays:
-            fig.add_trace(go.Scatter(x=x, y=shown[col], name=col, mode="lines",
-                                     line={"width": 1.2}), row=1, col=1)
-        for k, col in enumerate(panels, start=3):
-            fig.add_trace(go.Scatter(x=x, y=shown[col], name=col, mode="lines",
-                                     line={"width": 1}), row=k, col=1)
-            fig.update_yaxes(title_text=col, row=k, col=1)
-        fills = result.fills[_col(result.fills, "code").astype(str) == code]
-        for side, symbol, color, label in (
-            ("buy", "triangle-up", "#b00000", "entry ▲ / 매수"),
-            ("sell", "triangle-down", "#00309f", "exit ▼ / 매도"),
-        ):
-            sel = fills[_col(fills, "side").astype(str).str.lower() == side]
-            if sel.empty:
-                continue
-            recs = sel.to_dict("records")
-            text = [
-                _fill_hover(r, reasons)
-                + (f"<br>exit type: {exit_of.get((code, _iso(r.get('time'))), 'signal')}"
-                   if side == "sell" else "")
-                for r in recs
-            ]
-            trace = go.Scattergl if len(sel) > WEBGL_MIN_POINTS else go.Scatter
-            fig.add_trace(trace(
-                x=_x(sel["time"]), y=sel["price"].astype(float), mode="markers",
-                name=label, marker={"symbol": symbol, "size": 11, "color": color,
-                                    "line": {"width": 1, "color": "#fff"}},
-                text=text, hovertemplate="%{text}<extra></extra>",
-            ), row=1, col=1)
-        fig.update_layout(
-            height=560 + 140 * len(panels), template=_TEMPLATE, margin={"t": 30},
-            xaxis_rangeslider_visible=False, hovermode="closest",
-            updatemenus=[{
-                "type": "buttons", "direction": "right", "x": 0, "y": 1.08, "xanchor": "left",
-                "buttons": [
-                    {"label": "linear / 선형", "method": "relayout",
-                     "args": [{"yaxis.type": "linear"}]},
-                    {"label": "log / 로그", "method": "relayout",
-                     "args": [{"yaxis.type": "log"}]},
-                ],
-            }],
+        symbol, merged = _symbol_data(
+            code, frame, [] if ind is None else list(ind.columns), per_code,
+            fills_of.get(code, result.fills.iloc[:0]), reasons, exit_of,
+            int(trade_counts.get(code, 0)),
         )
-        figures.append((f"{code} — candles, volume, indicators / 캔들·거래량·지표", fig))
+        downsampled |= merged
+        data["symbols"].append(symbol)
 
     esc = html_lib.escape
     summary = "".join(
@@ -702,19 +778,29 @@ def _write_html(
             f"{esc(', '.join(result.strategies))}</h1>",
             f"<table id='metrics'>{summary}</table>"]
     notes = ["Times are Asia/Seoul local. ▲ entry (buy fill), ▼ exit (sell fill); hover a "
-             "marker for its reasons and exit type."]
+             "marker for its reasons and exit type. Pick a stock in the list, or click its row "
+             "in a table below, to draw its chart."]
     if downsampled:
         notes.append(f"Long series are downsampled for display (lines: min and max per bucket, "
                      f"at most {REPORT_POINTS:,} points; candles merged to at most "
                      f"{per_code:,} per stock); markers are exact; full data in the CSV files.")
     body.append("".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
-    for title, fig in figures:
-        body.append(f"<h2>{esc(title)}</h2>")
-        body.append(fig.to_html(full_html=False, include_plotlyjs=False,
-                                config={"responsive": True}))
+    if data["equity"] is not None:
+        body.append("<h2>Equity vs benchmark / 자산 대 벤치마크</h2><div id='equity'></div>"
+                    "<h2>Monthly returns / 월별 수익률 (%)</h2><div id='monthly'></div>")
+    if data["symbols"]:
+        options = "".join(
+            f"<option value='{esc(s['code'])}'>{esc(s['code'])} ({s['trades']:,} trades)</option>"
+            for s in data["symbols"]
+        )
+        body.append("<h2 id='chart-title'>Candles / 캔들</h2><p><label>Stock / 종목 "
+                    f"<select id='symbol'>{options}</select></label> "
+                    f"<span class='note'>{len(data['symbols']):,} stocks</span></p>"
+                    "<div id='chart'></div>")
     if not trades.empty:
         body.append("<h2>Per symbol / 종목별</h2>")
-        body.append(_html_table(group_stats(trades, "code").reset_index(), "per-symbol", True))
+        body.append(_html_table(group_stats(trades, "code").reset_index(), "per-symbol", True,
+                                pick_column=0))
         body.append("<h2>Per exit type / 청산 유형별</h2>")
         body.append(_html_table(group_stats(trades, "exit_type").reset_index(), "per-exit", True))
     shown_trades = trades.tail(MAX_TABLE_TRADES)
@@ -726,13 +812,18 @@ def _write_html(
             "pnl_krw", "return_pct", "holding_days", "exit_type", "reasons", "exit_reasons"]
     table = shown_trades.reindex(columns=cols) if not trades.empty else pd.DataFrame(columns=cols)
     for c in ("entry_time", "exit_time"):
-        table[c] = table[c].map(lambda v: "" if _missing(v) else str(_local_naive([v])[0]))
-    body.append(_html_table(table, "trades", sortable=True))
+        when = pd.to_datetime(table[c], utc=True)
+        table[c] = pd.Series(_x(when), index=table.index).where(when.notna(), "")
+    body.append(_html_table(table, "trades", sortable=True, pick_column=1))
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Backtest {esc(result.run_id)}</title><style>{_PAGE_CSS}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        + "".join(body) + f"<script>{_SORT_JS}</script></body></html>"
+        + "".join(body)
+        + "<script type='application/json' id='report-data'>"
+        + payload.replace("</", "<\\/")
+        + f"</script><script>{_SORT_JS}</script><script>{_CHART_JS}</script></body></html>"
     )
     path.write_text(page, encoding="utf-8")
 
@@ -772,19 +863,6 @@ def _fill_hover(fill: Mapping[str, Any], reasons: Mapping[str, str]) -> str:
 # --------------------------------------------------------------------------- xlsx
 
 
-def _for_excel(df: pd.DataFrame) -> pd.DataFrame:
-    """Object frame of plain Python values: naive Seoul datetimes, None for missing."""
-    out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
-            out[col] = s.dt.tz_convert(TZ).dt.tz_localize(None)
-        elif pd.api.types.is_string_dtype(s.dtype):  # object or str columns
-            out[col] = s.map(_excel_value)
-    obj = out.astype(object)
-    return obj.where(pd.notna(obj), None)
-
-
 def _excel_value(value: Any) -> Any:
     if isinstance(value, datetime):
         ts = pd.Timestamp(value)
@@ -799,29 +877,73 @@ def _excel_value(value: Any) -> Any:
     return _excel_value(str(value))
 
 
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+"""Day 0 of Excel's serial dates (right for every date from 1900-03-01 on)."""
+
+
+def _excel_serial(local_naive: pd.Series) -> list[Any]:
+    """Naive datetimes as Excel serial days (float), None for NaT."""
+    days = (local_naive - _EXCEL_EPOCH) / pd.Timedelta(days=1)
+    return days.astype(object).where(days.notna(), None).tolist()
+
+
+def _excel_columns(df: pd.DataFrame) -> list[tuple[str, list[Any]]]:
+    """Cells per column, typed once per column rather than once per cell: ``("date", serial
+    days)``, ``("number", numbers)``, ``("string", texts)`` or ``("any", values for
+    worksheet.write)``; None is an empty cell."""
+    out: list[tuple[str, list[Any]]] = []
+    for col in df.columns:
+        s = df[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            out.append(("date", _excel_serial(s.dt.tz_convert(TZ).dt.tz_localize(None))))
+        elif pd.api.types.is_datetime64_dtype(s.dtype):
+            out.append(("date", _excel_serial(s)))
+        elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            out.append(("number", s.astype(object).where(s.notna(), None).tolist()))
+        else:
+            values = s.map(_excel_value)
+            present = values[values.notna()]
+            if len(present) and all(isinstance(v, datetime) for v in present):
+                out.append(("date", _excel_serial(pd.to_datetime(values))))
+            elif all(isinstance(v, str) for v in present):
+                out.append(("string", values.astype(object).where(values.notna(), None).tolist()))
+            else:
+                out.append(("any", values.astype(object).where(values.notna(), None).tolist()))
+    return out
+
+
 def _write_sheet(wb: Any, title: str, df: pd.DataFrame, max_rows: int) -> None:
     """One sheet, written row by row (the workbook is in constant-memory mode)."""
     ws = wb.add_worksheet(title[:31])
     bold = wb.add_format({"bold": True})
-    data = _for_excel(df)
-    columns = [str(c) for c in data.columns]
-    sample = data.head(200)
-    for i, col in enumerate(columns):
-        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i] if v is not None]
-        ws.set_column(i, i, min(max(max(lengths) + 2, 8), 60))
+    when = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    limit = len(df) if len(df) <= max_rows - 1 else max(max_rows - 2, 0)
+    cells = _excel_columns(df.iloc[:limit])
+    columns = [str(c) for c in df.columns]
+    for i, (col, (kind, values)) in enumerate(zip(columns, cells, strict=True)):
+        width = 19 if kind == "date" else max(
+            [len(col)] + [len(str(v)) for v in values[:200] if v is not None]
+        )
+        ws.set_column(i, i, min(max(width + 2, 8), 60))
     ws.freeze_panes(1, 0)
     ws.write_row(0, 0, columns, bold)
-    limit = len(data) if len(data) <= max_rows - 1 else max(max_rows - 2, 0)
+    writers = [
+        (c, {"date": ws.write_number, "number": ws.write_number, "string": ws.write_string}.get(
+            kind, ws.write), when if kind == "date" else None)
+        for c, (kind, _) in enumerate(cells)
+    ]
     r = 0
-    for r, row in enumerate(data.iloc[:limit].itertuples(index=False, name=None), start=1):
-        ws.write_row(r, 0, row)
-    if limit < len(data):
+    for r, row in enumerate(zip(*(values for _, values in cells), strict=True), start=1):
+        for (c, write, fmt), value in zip(writers, row, strict=True):
+            if value is not None:
+                write(r, c, value, fmt)
+    if limit < len(df):
         note = (
-            f"truncated: {len(data) - limit:,} of {len(data):,} rows not shown (Excel limit "
+            f"truncated: {len(df) - limit:,} of {len(df):,} rows not shown (Excel limit "
             f"{max_rows:,} rows per sheet); full tables are in the CSV files and input data"
         )
         ws.write(r + 1, 0, note, wb.add_format({"italic": True, "font_color": "#C00000"}))
-        log.warning("sheet %s truncated to %d of %d rows", title, limit, len(data))
+        log.warning("sheet %s truncated to %d of %d rows", title, limit, len(df))
 
 
 def daily_equity(equity: pd.DataFrame) -> pd.DataFrame:

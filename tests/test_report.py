@@ -380,3 +380,55 @@ def test_long_series_are_downsampled_in_html(samsung: pd.DataFrame, tmp_path: Pa
     assert "downsampled" in page
     assert "scattergl" in page
     assert paths["html"].stat().st_size < 12_000_000
+
+
+def _page_data(page: str) -> dict[str, object]:
+    found = re.search(r"<script type='application/json' id='report-data'>(.*?)</script>", page,
+                      re.S)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def test_html_embeds_chart_data_once_per_stock(samsung: pd.DataFrame, tmp_path: Path) -> None:
+    result = _buy_and_hold(samsung)
+    result.trades = _round_trips(samsung)[0].trades
+
+    page = write_report(result, tmp_path, xlsx=False)["html"].read_text(encoding="utf-8")
+
+    data = _page_data(page)
+    symbols = data["symbols"]
+    assert isinstance(symbols, list)
+    assert [s["code"] for s in symbols] == ["005930"]
+    stock = symbols[0]
+    assert stock["c"] == samsung["close"].astype(int).tolist()  # every daily candle, exact
+    assert stock["x"][0] == "2023-12-05"
+    assert stock["buy"]["y"] == [int(samsung["close"].iloc[0])]
+    assert "volume spike &lt;x2&gt;" in stock["buy"]["text"][0]
+    assert stock["trades"] == 10
+    assert "<option value='005930'>005930 (10 trades)</option>" in page
+    equity = data["equity"]
+    assert isinstance(equity, dict)
+    assert equity["equity"] == result.equity["equity_krw"].tolist()
+
+
+def test_long_series_merge_into_ohlc_candles() -> None:
+    from core.report import resample_ohlcv
+
+    n = 10_007
+    rng = np.random.default_rng(7)
+    close = rng.integers(50_000, 60_000, n)
+    frame = pd.DataFrame(
+        {"open": close - 100, "high": close + 300, "low": close - 300, "close": close,
+         "volume": rng.integers(1, 1_000, n), "sma": rng.random(n)},
+        index=pd.date_range("2024-01-02 09:00", periods=n, freq="1min", tz=TZ),
+    )
+
+    merged = resample_ohlcv(frame, 500)
+
+    group = np.arange(n) * 500 // n
+    expected = frame.groupby(group).agg({"open": "first", "high": "max", "low": "min",
+                                         "close": "last", "volume": "sum", "sma": "last"})
+    assert len(merged) == 500
+    assert np.array_equal(merged.to_numpy(dtype=float), expected.to_numpy(dtype=float))
+    assert merged.index[1] == frame.index[np.argmax(group == 1)]
+    assert resample_ohlcv(frame, n) is frame

@@ -47,21 +47,33 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert page.stat().st_size < 10_000_000
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              "--virtual-time-budget=20000", f"--user-data-dir={tmp_path / 'profile'}"]
+    codes = re.findall(r"<option value='(\d{6})'", page.read_text(encoding="utf-8"))
+    assert len(codes) == 4  # the sample strategy's universe
     shot = tmp_path / "shot.png"
 
-    dom = subprocess.run(
-        [exe, *flags, "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=300, check=False,
-    ).stdout
+    def dom(url: str) -> str:
+        return subprocess.run(
+            [exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=300,
+            check=False,
+        ).stdout
+
+    first = dom(page.as_uri())
+    picked = dom(f"{page.as_uri()}#{codes[-1]}")
     subprocess.run(
         [exe, *flags, "--window-size=1300,2400", f"--screenshot={shot}", page.as_uri()],
         capture_output=True, timeout=300, check=False,
     )
 
-    assert dom.count('class="trace boxes"') == 4  # one candlestick chart per stock
-    assert dom.count('class="trace bars"') == 4  # their volume
-    assert len(re.findall(r'class="trace scatter', dom)) >= 4 * 4  # indicator lines, markers
-    assert 'class="point"' in dom  # entry/exit markers drawn
-    table = dom[dom.index("id=\"trades\""):]
-    assert table.count("<tr>") >= 2  # header and at least one trade
+    for text, code in ((first, codes[0]), (picked, codes[-1])):
+        title = re.search(r'id="chart-title"[^>]*>([^<]*)<', text)
+        assert title is not None
+        assert title.group(1).startswith(code)  # the picked stock is drawn
+        assert text.count('class="trace boxes"') == 1  # its candlesticks
+        # its volume, and the monthly heatmap is not a bar chart
+        assert text.count('class="trace bars"') == 1
+        # equity, benchmark, drawdown, two moving averages, RSI, volume mean, markers
+        assert len(re.findall(r'class="trace scatter', text)) >= 3 + 4 + 1
+        assert 'class="point"' in text  # entry/exit markers drawn
+        table = text[text.index('id="trades"'):]
+        assert table.count("<tr>") >= 2  # header and at least one trade
     assert shot.stat().st_size > 50_000  # a real picture, not a blank page
