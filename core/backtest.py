@@ -12,6 +12,11 @@ Rules (also in README.md):
   curve start at ``start``.
 * Equity is marked to each bar's close. Positions still open at the end are marked to the last
   close, not sold.
+* Before the run every strategy's ``indicators()`` is checked for look-ahead
+  (:func:`core.lookahead.require_causal`, ``LookaheadError``) unless ``allow_lookahead``.
+* A strategy disabled after its ``max_consecutive_errors`` failures in a row stops the run
+  with :class:`core.fencing.StrategyDisabledError` (unless ``stop_on_strategy_failure`` is
+  off: then it sits out and the others trade on).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from api.paper import PaperBroker
 from core.data_collector import HistoricalDataProvider
 from core.fund_manager import FundManager
 from core.journal import MemoryJournal, position_fields
+from core.lookahead import require_causal
 from core.order_manager import OrderManager
 from core.portfolio import Portfolio
 from core.results import (
@@ -66,6 +72,8 @@ class BacktestSettings:
     end: date | None = None
     progress: bool = False
     risk_limits: RiskLimits = field(default_factory=RiskLimits)
+    allow_lookahead: bool = False
+    stop_on_strategy_failure: bool = True  # False: a disabled strategy sits out, others go on
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -144,6 +152,7 @@ class Backtest:
             journal=self.journal,
             fees=self.fees,
             clock=self.now,
+            stop_on_strategy_failure=s.stop_on_strategy_failure,
         )
         self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
 
@@ -191,8 +200,13 @@ class Backtest:
         return active, timeline
 
     def run(self) -> BacktestResult:
-        """Run the whole backtest and return its :class:`BacktestResult`."""
+        """Run the whole backtest and return its :class:`BacktestResult`.
+
+        Raises ``LookaheadError`` (an indicator uses later bars) before the first bar, and
+        ``StrategyDisabledError`` when a strategy keeps failing."""
         t0 = time.perf_counter()
+        if not self.settings.allow_lookahead:
+            require_causal(self.strategies, self.bars)
         states, timeline = self._prepare()
         n = len(timeline)
         days = (timeline + _KST_OFFSET_NS) // _NS_PER_DAY
