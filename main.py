@@ -9,13 +9,17 @@
     python main.py strategies           list discovered strategies and load errors
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
     python main.py download [...]       fetch daily bars through KIS into CSV files
+    python main.py optimize [...]       search a strategy's optimize: ranges with Optuna
 
-Bad input ends with a one-line ``error: ...`` on stderr and exit status 2.
+Bad input ends with a one-line ``error: ...`` on stderr and exit status 2; ``live`` and
+``reconcile`` exit with status 5 when another process trades the same account's book.
+SIGINT/SIGTERM stop cleanly (status 0) at any point, start-up included.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import shutil
@@ -34,7 +38,8 @@ from config.settings import (
     load_env,
     load_settings,
 )
-from framework.errors import ConfigError, DataError, KisTraderError
+from core.lease import EXIT_LEASE_HELD, LeaseHeldError
+from framework.errors import BrokerError, ConfigError, DataError, KisTraderError
 from strategies.config import STRATEGIES_DIR, StrategyLoader
 from utils.clock import KST
 
@@ -69,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true", help="the dry-run book (simulated orders)")
     rec.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
     sub.add_parser("strategies", help="list strategies, enabled or not, and load errors")
+    opt = sub.add_parser("optimize", help="search a strategy's optimize: ranges with Optuna")
+    _optimize_options(opt)
     new = sub.add_parser("new-strategy", help="copy the sample strategy to strategies/NAME")
     new.add_argument("name", help="folder name: lower-case letters, digits and _")
     try:
@@ -100,7 +107,31 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-db", action="store_true", help="do not write the run to the database")
     p.add_argument("--no-html", action="store_true", help="skip the HTML chart")
     p.add_argument("--no-xlsx", action="store_true", help="skip the Excel workbook")
+    p.add_argument("--xlsx-bars", action="store_true", help="add one sheet of bars per stock")
+    p.add_argument("--benchmark", help="stock code to compare equity with (default: buy-and-hold)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _optimize_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", required=True, help="the strategy (its config.yaml optimize:)")
+    p.add_argument("--trials", type=int, required=True, help="trials in the study (in total)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--storage", help="Optuna RDB URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--study", help="study name (default <strategy>-<metric>)")
+    p.add_argument(
+        "--metric",
+        help="objective, or several separated by commas for NSGA-II "
+        "(sharpe, sortino, calmar, profit_factor, total_return, cagr, win_rate, expectancy, "
+        "final_equity, max_drawdown; default optimize.metric or sharpe)",
+    )
+    p.add_argument("--data-dir", type=Path, help="folder of <code>.csv / <code>_*.csv files")
+    p.add_argument("--start", help="first trading date YYYY-MM-DD (earlier bars are warm-up)")
+    p.add_argument("--end", help="last date YYYY-MM-DD (inclusive)")
+    p.add_argument("--walk-forward", type=int, metavar="K", help="K train/test windows")
+    p.add_argument("--seed", type=int, help="sampler seed (reproducible with --jobs 1)")
+    p.add_argument("--no-prune", action="store_true", help="run every trial to the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
 def _live_options(p: argparse.ArgumentParser) -> None:
@@ -135,6 +166,7 @@ def _setup_logging(verbosity: int) -> None:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
     from core.data_collector import load_universe, to_date
+    from core.order_manager import OrderPolicy
     from core.report import compute_metrics, format_summary, write_report
     from core.risk import RiskLimits
 
@@ -180,7 +212,12 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         start=start,
         end=end,
         progress=not args.no_progress,
-        risk_limits=RiskLimits(settings.risk.max_order_amount_krw, settings.risk.max_order_qty),
+        risk_limits=RiskLimits(**settings.risk.model_dump()),
+        order_policy=OrderPolicy(
+            settings.live.orders.buy_timeout_s,
+            settings.live.orders.sell_timeout_s,
+            settings.live.orders.max_replacements,
+        ),
     )
     started_at = datetime.now(KST)
     backtest = Backtest(strategies, bars, bt_settings)
@@ -193,10 +230,90 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         repo = Repository(args.db or database_url(settings))
         backtest.save(repo, result, started_at, summary=metrics)
     out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
-    paths = write_report(result, out, html=not args.no_html, xlsx=not args.no_xlsx)
+    benchmark = None
+    if args.benchmark:
+        from core.data_collector import find_csv, load_bars_csv
+
+        bench_path = find_csv(data_dir, args.benchmark)
+        if bench_path is None:
+            raise DataError(f"{data_dir}: no data file for --benchmark {args.benchmark}")
+        benchmark = load_bars_csv(bench_path)["close"].rename(args.benchmark)
+    paths = write_report(
+        result, out, html=not args.no_html, xlsx=not args.no_xlsx,
+        xlsx_bars=args.xlsx_bars, benchmark=benchmark,
+    )
     print(format_summary(metrics))
     print(f"run id: {result.run_id}")
     print(f"report: {out}")
+    for kind, path in paths.items():
+        print(f"  {kind:<8} {path}")
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace, settings: Settings) -> int:
+    from core.backtest import BacktestSettings
+    from core.data_collector import to_date
+    from core.optimize import (
+        Evaluator,
+        OptimizeJob,
+        optimize,
+        parse_metrics,
+        walk_forward,
+        write_outputs,
+    )
+    from core.risk import RiskLimits
+
+    if args.trials < 1:
+        raise ConfigError(f"--trials must be ≥ 1, got {args.trials}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {args.jobs}")
+    defaults = settings.backtest
+    start, end = to_date(args.start, "--start"), to_date(args.end, "--end")
+    if start and end and start > end:
+        raise DataError(f"--start {start} is after --end {end}")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    job = OptimizeJob(
+        strategy=args.strategy,
+        strategies_dir=args.strategies_dir,
+        data_dir=args.data_dir or settings.resolve_path(defaults.data_dir),
+        settings=BacktestSettings(
+            cash_krw=defaults.cash_krw,
+            commission_rate=str(defaults.commission_rate),
+            sell_tax_rate=None if defaults.sell_tax_rate is None else str(defaults.sell_tax_rate),
+            slippage_ticks=defaults.slippage_ticks,
+            start=start,
+            end=end,
+            risk_limits=RiskLimits(**settings.risk.model_dump()),
+        ),
+        n_trials=args.trials,
+        seed=args.seed,
+        storage=args.storage or f"sqlite:///{(out / 'study.db').resolve()}",
+        prune=not args.no_prune,
+    )
+    evaluator = Evaluator(job)  # checks the strategy, its optimize: section and the data
+    job.metrics = parse_metrics(args.metric or evaluator.space.metric or "sharpe")
+    job.study_name = args.study or f"{args.strategy}-{'-'.join(job.metrics)}"
+    if args.seed is not None and args.jobs > 1:
+        print(f"note: --seed with --jobs {args.jobs}: trials interleave between processes, "
+              "so the study is not reproducible (it is with --jobs 1)", file=sys.stderr)
+    progress = not args.no_progress
+    if args.walk_forward is not None:
+        frame = walk_forward(job, args.walk_forward, args.jobs, out, progress)
+        with_pandas = frame.drop(columns=["params"]).to_string(index=False, float_format="%.3f")
+        print(with_pandas)
+        for row in frame.itertuples():
+            print(f"window {row.window}: {row.params}")
+        print(f"walk-forward: {out / 'walk_forward.csv'}")
+        return 0
+    study = optimize(job, args.jobs, progress=progress)
+    paths = write_outputs(study, job, evaluator.config_with, out)
+    best = json.loads(paths["best"].read_text(encoding="utf-8"))
+    values = ", ".join(f"{m} {v:.4g}" for m, v in zip(job.metrics, best["values"], strict=True))
+    print(f"best trial {best['trial']} of {best['trials']}: {values}")
+    print(f"  parameters: {best['parameters']}")
+    if best["risk_management"]:
+        print(f"  risk_management: {best['risk_management']}")
     for kind, path in paths.items():
         print(f"  {kind:<8} {path}")
     return 0
@@ -334,6 +451,9 @@ def _wire_live(
     mode = "dry_run" if dry_run else "live"
     account = kis.account_no.get_secret_value()
     run_id = book_id(mode, kis.env, account)
+    stop_on_lost: list[Callable[[str], object]] = []
+    lease = _take_lease(settings, repository, run_id, mode, kis.env, clock, stop_on_lost)
+    closers.append(lease.release)
     paper: PaperBroker | None = None
     if dry_run:
         paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
@@ -353,15 +473,25 @@ def _wire_live(
         clock=clock,
         calendar=krx_calendar(),
         fees=fees,
-        on_quote=(lambda q: paper.process_quote(q.stock_code, q.time, q.price)) if paper else None,
+        on_quote=(
+            (lambda q: paper.process_quote(q.stock_code, q.time, q.price, q.prev_close))
+            if paper
+            else None
+        ),
+        expire_day_orders=paper.expire_session if paper else None,
     )
     if paper is not None:
         trader = session.trader
         paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
+    stop_on_lost.append(session.request_stop)
     parts = LiveParts(session=session, closers=closers)
     if alerts and settings.telegram.enabled and token and chat:
-        from core.telegram_integration import Notifier
+        from core.telegram_integration import Notifier, parse_user_ids
 
+        try:
+            allowed = parse_user_ids(os.environ.get("TELEGRAM_ALLOWED_USER_IDS"))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="TELEGRAM_ALLOWED_USER_IDS") from None
         notifier = Notifier(
             token,
             chat,
@@ -369,6 +499,7 @@ def _wire_live(
             alerts={str(k): v for k, v in settings.telegram.alerts.items()},
             controller=session if settings.telegram.commands else None,
             commands=settings.telegram.commands,
+            allowed_user_ids=allowed,
             names=session.names.get,
         )
         notifier.start()
@@ -383,6 +514,48 @@ def _wire_live(
         )
     )
     return parts
+
+
+def _take_lease(
+    settings: Settings,
+    repository: Any,
+    run_id: str,
+    mode: str,
+    env: str,
+    clock: Callable[[], datetime],
+    on_lost: list[Callable[[str], object]],
+) -> Any:
+    """Take the book's lease (:mod:`core.lease`) before anything reads or writes the book;
+    a take-over of a dead holder is journaled. Raises ``LeaseHeldError``."""
+    from core.lease import AccountLease
+
+    what = "the dry-run book" if mode == "dry_run" else "the live book"
+    lease = AccountLease(
+        run_id,
+        repository.engine,
+        what=f"{what} of this account ({env})",
+        clock=clock,
+        heartbeat_s=settings.live.lease_heartbeat_s,
+        on_lost=lambda reason: [stop(reason) for stop in on_lost],
+    )
+    previous = lease.acquire()
+    logger.info("start-up: lease %s taken", run_id)
+    if previous is not None:
+        try:
+            repository.ensure_run(mode, {"mode": mode, "env": env}, clock(), run_id)
+            repository.log_event(
+                "lease_taken_over",
+                f"lease taken over from a holder that did not stop cleanly "
+                f"({previous.describe()})",
+                run_id=run_id,
+                level="warning",
+                data={**previous.to_json(), "key": run_id},
+                at=clock(),
+            )
+        except BaseException:
+            lease.release()
+            raise
+    return lease
 
 
 def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
@@ -437,57 +610,137 @@ def _confirm_real(args: argparse.Namespace) -> None:
         raise ConfigError("real trading not confirmed")
 
 
-def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
+class StartupStopped(BaseException):
+    """SIGINT/SIGTERM during start-up (a ``BaseException``, like ``KeyboardInterrupt``, so
+    no ``except Exception`` on the way swallows it)."""
 
+
+class _StopSignals:
+    """SIGINT and SIGTERM handlers, installed before anything starts.
+
+    Until :meth:`trading` is called a signal ends the start-up where it is (it raises
+    :class:`StartupStopped`; what was opened is closed on the way out); afterwards it asks
+    the session for a clean stop. A signal while stopping is ignored.
+    """
+
+    def __init__(self) -> None:
+        import signal
+
+        self.session: LiveSession | None = None
+        self.received: str | None = None
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        if self.session is not None:
+            self.session.request_stop(f"signal {name}")
+        elif self.received is None:
+            self.received = name
+            raise StartupStopped(name)
+
+    def trading(self, session: LiveSession) -> None:
+        self.session = session
+
+    def stopping(self) -> None:
+        """From here on signals are ignored until :meth:`restore` (clean-up runs through)."""
+        if self.received is None:
+            self.received = "stopping"
+        self.session = None
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from core.live import ScheduledRunner
 
-    built = build_live_session(
-        settings,
-        strategies_dir=args.strategies_dir,
-        strategy=args.strategy,
-        dry_run=args.dry_run,
-        db_url=args.db or database_url(settings),
-        confirm=lambda: _confirm_real(args),
-    )
-    session = built.session
+    signals = _StopSignals()
+    built: LiveParts | None = None
     try:
+        logger.info("start-up: wiring the session")
+        built = build_live_session(
+            settings,
+            strategies_dir=args.strategies_dir,
+            strategy=args.strategy,
+            dry_run=args.dry_run,
+            db_url=args.db or database_url(settings),
+            confirm=lambda: _confirm_real(args),
+        )
+        session = built.session
+        if args.dry_run:
+            _check_data_source(session)
+        logger.info("start-up: reconciling the book with the account")
         report = session.start()
+        signals.trading(session)  # from here a signal is a clean stop of the runner
         print(report.format())
         mode = "dry run (simulated orders)" if args.dry_run else f"{session.env} account"
         print(f"trading {', '.join(session.trader.slots)} on the {mode}; Ctrl+C stops.")
-
-        def _stop(signum: int, _frame: object) -> None:
-            session.request_stop(f"signal {signal.Signals(signum).name}")
-
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+        sys.stdout.flush()
         ScheduledRunner(session, say=lambda text: print(text, flush=True)).run()
+    except StartupStopped as exc:
+        signals.stopping()
+        print(f"stopped by {exc} during start-up; nothing was traded", file=sys.stderr)
+        return 0
     finally:
-        session.stop(session.stop_reason or "stopped")
-        built.close()
+        signals.stopping()
+        try:
+            if built is not None:
+                built.session.stop(built.session.stop_reason or "stopped")
+                built.close()
+        finally:
+            signals.restore()
     return 0
+
+
+def _check_data_source(session: LiveSession) -> None:
+    """A dry run trades on KIS quotes: one quote at start proves they arrive. Raises
+    ``BrokerError`` naming what failed (later losses are retried by the jobs)."""
+    codes = session.universe[:1]
+    if not codes:
+        return
+    logger.info("start-up: checking the quote source with %s", codes[0])
+    try:
+        session.quote_source.get_quotes(codes)
+    except BrokerError as exc:
+        raise BrokerError(f"dry run: KIS quotes are out of reach: {exc}") from exc
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from core.reconcile import ReconcileError
 
-    built = build_live_session(
-        settings,
-        strategies_dir=args.strategies_dir,
-        strategy=None,
-        dry_run=args.dry_run,
-        db_url=args.db or database_url(settings),
-        confirm=lambda: None,  # reads only: nothing is sent
-        alerts=False,
-    )
+    signals = _StopSignals()
+    built: LiveParts | None = None
     try:
+        built = build_live_session(
+            settings,
+            strategies_dir=args.strategies_dir,
+            strategy=None,
+            dry_run=args.dry_run,
+            db_url=args.db or database_url(settings),
+            confirm=lambda: None,  # reads only: nothing is sent
+            alerts=False,
+        )
         report = built.session.reconcile_only()
+    except StartupStopped as exc:
+        print(f"stopped by {exc}; nothing was changed", file=sys.stderr)
+        return 0
     except ReconcileError as exc:
         print(f"error: reconciliation failed: {exc}", file=sys.stderr)
         return 2
     finally:
-        built.close()
+        signals.stopping()
+        try:
+            if built is not None:
+                built.close()
+        finally:
+            signals.restore()
     print(report.format())
     return 0
 
@@ -530,6 +783,7 @@ COMMANDS = {
     "backtest": cmd_backtest,
     "strategies": cmd_strategies,
     "new-strategy": cmd_new_strategy,
+    "optimize": cmd_optimize,
 }
 
 
@@ -540,6 +794,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         load_env()
         settings = load_settings(args.settings)
+        if settings.symbols_file:  # markets of stocks beyond the shipped config/symbols.csv
+            from utils.symbols import configure_symbols
+
+            configure_symbols(settings.resolve_path(settings.symbols_file))
         if args.command is None:  # plain `python main.py`: the run command's defaults
             given = list(argv) if argv is not None else sys.argv[1:]
             args = parser.parse_args([*given, "run"])
@@ -547,6 +805,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is not None:
             return int(handler(args))
         return COMMANDS[args.command](args, settings)
+    except LeaseHeldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LEASE_HELD
     except KisTraderError as exc:
         message = str(exc).strip() or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -8,8 +8,9 @@ Token rules (``POST /oauth2/tokenP``, no tr_id):
   (default 10 min) before ``access_token_token_expired``;
 * a new token is never asked for within 60 s of the previous request for one (KIS answers
   HTTP 403 ``EGW00133`` otherwise). The time of the last request is kept in the cache file
-  too, so a quick restart honours the rule as well; a refresh inside that minute raises
-  :class:`~framework.errors.AuthError` instead of calling KIS;
+  too, so a quick restart honours the rule as well; a request inside that minute waits for
+  the rest of it (a countdown in the log every 10 s) and a ``EGW00133`` answer waits one
+  minute once. A request that never reached KIS (connect error) does not start the minute;
 * :meth:`TokenManager.refresh` replaces a token KIS rejected (``EGW00123`` expired); callers
   repeat a read once after it.
 
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +37,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from api.kis_errors import check_response, translate_transport_error
+from api.kis_errors import (
+    TOKEN_THROTTLED_CODE,
+    check_response,
+    is_not_sent,
+    translate_transport_error,
+)
 from api.kis_schemas import HashkeyResponse, TokenResponse
 from api.kis_settings import KISSettings
 from framework.errors import AuthError
@@ -44,6 +51,8 @@ KST = ZoneInfo("Asia/Seoul")
 TOKEN_PATH = "/oauth2/tokenP"  # noqa: S105 (a URL path)
 HASHKEY_PATH = "/uapi/hashkey"
 MIN_TOKEN_REQUEST_INTERVAL_S = 60
+TOKEN_WAIT_STEP_S = 10.0
+"""Seconds between the countdown lines while the once-a-minute rule is waited out."""
 
 Clock = Callable[[], datetime]
 
@@ -157,6 +166,8 @@ class TokenManager:
         ``() -> datetime`` tz-aware; tests share a fake clock with the fake server.
     before_request:
         Called before each hashkey request (the rate limiter's ``acquire``).
+    sleep:
+        Waits out the once-a-minute token rule (tests pass a fake that moves the clock).
 
     Thread-safe: concurrent callers share one token and one refresh.
     """
@@ -168,8 +179,10 @@ class TokenManager:
         *,
         clock: Clock = kst_now,
         before_request: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
+        self._sleep = sleep
         self._http = http
         self._clock = clock
         self._before_request = before_request
@@ -240,15 +253,41 @@ class TokenManager:
         return self._clock() < token.expires_at - margin
 
     def _issue(self) -> CachedToken:
+        """A new token from KIS, waiting (at most a minute, with a countdown in the log)
+        when the once-a-minute rule is all that stands in the way."""
         now = self._clock()
         last = self._last_request_at or self._read_cache_field("last_request_at")
         if last is not None:
             wait_s = MIN_TOKEN_REQUEST_INTERVAL_S - (now - last).total_seconds()
             if wait_s > 0:
-                raise AuthError(
-                    f"a new KIS token may be requested once a minute; retry in {wait_s:.0f} s",
-                    code="EGW00133",
-                )
+                self._wait_for_token_rule(min(wait_s, MIN_TOKEN_REQUEST_INTERVAL_S))
+                self._load_cache()  # another process may have got one meanwhile
+                token = self._token
+                if token is not None and token.issued_at > last and self._usable(token):
+                    return token
+                self._token = None
+        try:
+            return self._request_token()
+        except AuthError as exc:
+            if exc.code != TOKEN_THROTTLED_CODE:
+                raise
+            # KIS saw a token request we did not (another machine or process): wait once
+            self._wait_for_token_rule(MIN_TOKEN_REQUEST_INTERVAL_S)
+            return self._request_token()
+
+    def _wait_for_token_rule(self, wait_s: float) -> None:
+        left = wait_s
+        while left > 0:
+            log.warning(
+                "KIS issues one access token a minute: requesting a new one in %.0f s", left
+            )
+            step = min(left, TOKEN_WAIT_STEP_S)
+            self._sleep(step)
+            left -= step
+
+    def _request_token(self) -> CachedToken:
+        now = self._clock()
+        before = self._last_request_at
         self._last_request_at = now
         self._write_cache(self._token, now)
         body = {
@@ -260,6 +299,9 @@ class TokenManager:
         try:
             response = self._http.post(TOKEN_PATH, json=body)
         except httpx.HTTPError as exc:
+            if is_not_sent(exc):  # KIS never saw it: the minute does not start
+                self._last_request_at = before
+                self._write_cache(self._token, before) if before else self._forget_request()
             raise translate_transport_error(exc, kind="read", what="tokenP") from exc
         data = TokenResponse.model_validate(check_response(response, kind="read", what="tokenP"))
         register_secret(data.access_token)
@@ -302,6 +344,11 @@ class TokenManager:
         if self._usable(token):
             log.debug("using the cached KIS token from %s", self.cache_path)
             self._token = token
+
+    def _forget_request(self) -> None:
+        """Drop ``last_request_at`` from the cache file (a request that was never sent)."""
+        if self._token is None:
+            self.cache_path.unlink(missing_ok=True)
 
     def _write_cache(self, token: CachedToken | None, request_at: datetime) -> None:
         directory: Path = self.cache_path.parent

@@ -24,8 +24,15 @@ id; :meth:`KISBroker.list_orders` shows the day's orders for the rest of the rec
 Fills: KIS reports cumulative quantities per order (``tot_ccld_qty``/``tot_ccld_amt``), not
 executions. Each increase seen by :meth:`get_order` becomes one :class:`Fill` with
 ``fill_id = "<ord_dt>-<odno>-<cumulative qty>"``, price = amount increase / quantity
-increase (rounded), and fees estimated with ``commission_rate``/``sell_tax_rate``
-(truncated to whole KRW). Treat ``filled_qty`` as the authoritative total. A restored order
+increase (rounded), and fees estimated with ``commission_rate`` and the transaction tax of
+the stock's market on the order day's settlement date (:class:`utils.fees.FeeModel`;
+``sell_tax_rate`` replaces the dated table with one flat rate), truncated to whole KRW.
+Treat ``filled_qty`` as the authoritative total. States carry
+``filled_amount_krw`` (``tot_ccld_amt``): :meth:`KISBroker.fill_since` derives the same
+fill from the figures the caller has recorded, which is what the engine uses (a fill whose
+write failed is derived again on the next poll); :meth:`KISBroker.fill_from_notice` gives a
+WebSocket execution notice the same identity. A success answer to an order without an
+``ODNO`` is an unknown outcome (resolved by the matching rule below). A restored order
 starts from the restored figures; if KIS's cumulative amount at an unchanged quantity
 differs from the restored one, KIS's amount becomes the base of the next fill's price (and
 a restored amount that would give a price ≤ 0 is replaced by KIS's average price).
@@ -62,7 +69,7 @@ from framework.errors import (
     OrderRejectedError,
     UnknownOrderOutcomeError,
 )
-from framework.executor import OrderExecutor, OrderState
+from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import (
     Balance,
     Fill,
@@ -73,6 +80,7 @@ from framework.types import (
     Quote,
     validate_code,
 )
+from utils.fees import FeeModel
 
 log = get_logger(__name__)
 
@@ -138,6 +146,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         self._orders: dict[str, _OrderMemo] = {}
         self._by_client: dict[str, str] = {}
         self._names: dict[str, str] = {}
+        self.fees = FeeModel(self.settings.commission_rate, self.settings.sell_tax_rate)
+        """Estimates the fees of fills (KIS does not report them per order)."""
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env", **kwargs: object) -> KISBroker:
@@ -223,7 +233,8 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
         """Send ``request`` once; return KIS's order number (``ODNO``).
 
         Raises ``OrderRejectedError``/``InsufficientFundsError`` (refused),
-        ``UnknownOrderOutcomeError`` (resolve with :meth:`find_order`), and
+        ``UnknownOrderOutcomeError`` (resolve with :meth:`find_order`; also for a success
+        answer without an ``ODNO``), and
         ``TransientBrokerError``/``RateLimitError``/``AuthError``/``CircuitOpenError``
         (not placed).
         """
@@ -245,6 +256,14 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
             with self._lock:  # definitely not placed: the id may be used again
                 self._submissions.pop(request.client_order_id, None)
             raise
+        if not ack.odno.strip():
+            # A success without an order number: KIS may well have the order. Ambiguous,
+            # so it is an unknown outcome, resolved through the day's order list.
+            log.warning("order %s: acknowledged without an order number; look it up",
+                        request.client_order_id)
+            raise UnknownOrderOutcomeError(
+                f"order {request.client_order_id} acknowledged without an order number (ODNO)"
+            )
         with self._lock:
             self._by_client[request.client_order_id] = ack.odno
             self._memo(ack.odno, ack.krx_fwdg_ord_orgno, request.client_order_id,
@@ -452,25 +471,9 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                 self._names.setdefault(row.pdno, row.prdt_name)
             filled, amount = row.filled_qty, row.filled_amount_krw
             if filled > memo.seen_qty:
-                delta_qty, delta_amount = filled - memo.seen_qty, amount - memo.seen_amount
-                price = round(delta_amount / delta_qty)
-                if price <= 0:  # a restored amount KIS disagrees with: use KIS's average
-                    log.warning("order %s: restored amount %d KRW does not fit KIS's %d KRW",
-                                row.odno, memo.seen_amount, amount)
-                    price = round(amount / filled)
-                gross = price * delta_qty
-                tax = int(gross * self.settings.sell_tax_rate) if row.side is OrderSide.SELL else 0
-                memo.fills.append(Fill(
-                    fill_id=f"{row.ord_dt}-{row.odno}-{filled}",
-                    client_order_id=memo.client_order_id or "",
-                    stock_code=row.pdno,
-                    side=row.side,
-                    qty=delta_qty,
-                    price=price,
-                    time=self._clock(),
-                    commission_krw=int(gross * self.settings.commission_rate),
-                    tax_krw=tax,
-                    broker_order_id=row.odno,
+                memo.fills.append(self._fill(
+                    row.ord_dt, row.odno, row.pdno, row.side, memo.client_order_id or "",
+                    memo.seen_qty, memo.seen_amount, filled, amount,
                 ))
                 memo.seen_qty, memo.seen_amount = filled, amount
             elif filled == memo.seen_qty and amount != memo.seen_amount:
@@ -492,4 +495,78 @@ class KISBroker(Broker, DataProvider, OrderExecutor):
                 price=row.limit_price,
                 ordered_at=row.ordered_at,
                 cancelled_qty=row.cancelled_qty,
+                filled_amount_krw=amount,
             )
+
+    def _fill(
+        self, ord_dt: str, odno: str, code: str, side: OrderSide, client_order_id: str,
+        known_qty: int, known_amount: int, filled: int, amount: int, price: int | None = None,
+    ) -> Fill:
+        """The fill from ``known_qty`` shares / ``known_amount`` KRW to the cumulative
+        ``filled`` / ``amount``: id ``<ord_dt>-<odno>-<filled>``, price the amount's change
+        over the quantity's (rounded) unless ``price`` is given, fees estimated."""
+        delta_qty = filled - known_qty
+        if price is None:
+            price = round((amount - known_amount) / delta_qty)
+            if price <= 0:  # a recorded amount KIS disagrees with: use KIS's average
+                log.warning("order %s: recorded amount %d KRW does not fit KIS's %d KRW",
+                            odno, known_amount, amount)
+                price = round(amount / filled)
+        gross = price * delta_qty
+        traded = parse_ymd(ord_dt) if len(ord_dt) == 8 else self._clock().date()
+        tax = self.fees.sell_tax(gross, traded, code) if side is OrderSide.SELL else 0
+        return Fill(
+            fill_id=f"{ord_dt}-{odno}-{filled}",
+            client_order_id=client_order_id,
+            stock_code=code,
+            side=side,
+            qty=delta_qty,
+            price=price,
+            time=self._clock(),
+            commission_krw=self.fees.commission(gross),
+            tax_krw=tax,
+            broker_order_id=odno,
+        )
+
+    def fill_since(
+        self, state: OrderState, filled_qty: int, filled_amount_krw: int, client_order_id: str
+    ) -> Fill | None:
+        """The fill that takes an order recorded at ``filled_qty`` shares for
+        ``filled_amount_krw`` KRW to ``state``'s ``tot_ccld_qty`` / ``tot_ccld_amt``
+        (a :meth:`get_order` state): id ``<ord_dt>-<ODNO>-<tot_ccld_qty>``, price
+        ``round(Δ tot_ccld_amt / Δ tot_ccld_qty)`` KRW, commission and tax estimated with
+        ``commission_rate`` / ``sell_tax_rate`` (truncated to whole KRW). ``None`` when
+        KIS shows no more shares filled than recorded."""
+        if state.filled_amount_krw is None or state.filled_qty <= filled_qty:
+            return None
+        ord_dt = self._ord_dt(state)
+        return self._fill(
+            ord_dt, state.broker_order_id, state.stock_code or "",
+            state.side or OrderSide.BUY, client_order_id, filled_qty, filled_amount_krw,
+            state.filled_qty, state.filled_amount_krw,
+        )
+
+    def fill_from_notice(
+        self, notice: ExecutionNotice, filled_qty: int, client_order_id: str
+    ) -> Fill:
+        """The fill of one ``H0STCNI0``/``H0STCNI9`` execution notice (see
+        :mod:`api.kis_notice`) for an order recorded at ``filled_qty`` shares: id
+        ``<ord_dt>-<ODER_NO>-<filled_qty + CNTG_QTY>``, the notice's price, fees as
+        :meth:`fill_since` estimates them."""
+        with self._lock:
+            memo = self._orders.get(notice.broker_order_id)
+            ord_dt = memo.ord_dt if memo and memo.ord_dt else ""
+        ord_dt = ord_dt or notice.time.astimezone(KST).strftime("%Y%m%d")
+        fill = self._fill(
+            ord_dt, notice.broker_order_id, notice.stock_code, notice.side, client_order_id,
+            filled_qty, 0, filled_qty + notice.qty, 0, price=notice.price,
+        )
+        return dataclasses.replace(fill, time=notice.time)
+
+    def _ord_dt(self, state: OrderState) -> str:
+        with self._lock:
+            memo = self._orders.get(state.broker_order_id)
+            if memo and memo.ord_dt:
+                return memo.ord_dt
+        when = state.ordered_at or self._clock()
+        return when.astimezone(KST).strftime("%Y%m%d")

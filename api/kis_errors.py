@@ -19,6 +19,8 @@ answer                                      raised
                                             refused it before it reached the order system)
 ``EGW00123`` ``EGW00121`` ``EGW00205``      ``AuthError`` (the caller refreshes once)
 ``EGW00133`` [403, ``error_code`` shape]    ``AuthError`` (token issued less than 1 min ago)
+``EGW00103`` ``EGW00105`` [403]             ``AuthError`` (wrong app key / secret)
+HTTP 401                                    ``AuthError``
 other 5xx                                   read: ``TransientBrokerError``;
                                             order: ``UnknownOrderOutcomeError``
 ``모의투자 TR 이 아닙니다`` [500]            ``BrokerError`` (TR of the other environment)
@@ -69,6 +71,14 @@ TOKEN_MSG_CODES: frozenset[str] = frozenset(
 TOKEN_THROTTLED_CODE = "EGW00133"  # noqa: S105 (a message code)
 """접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회): a token was issued less than 1 min ago."""
 
+BAD_CREDENTIAL_CODES: frozenset[str] = frozenset(
+    {
+        "EGW00103",  # 유효하지 않은 AppKey입니다: wrong app key (or of the other environment)
+        "EGW00105",  # 유효하지 않은 AppSecret입니다: wrong app secret
+    }
+)
+"""``msg_cd`` values that mean "these credentials are wrong": never retried."""
+
 INSUFFICIENT_FUNDS_CODES: frozenset[str] = frozenset(
     {
         "APBK0952",  # 주문가능금액을 초과 했습니다 (observed code; also matched by text)
@@ -82,11 +92,45 @@ _WRONG_ENV_TR_TEXT = ("TR 이 아닙니다", "TR이 아닙니다")
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def is_not_sent(exc: httpx.HTTPError) -> bool:
+    """True for a connect-phase failure: the request never left this process."""
+    return isinstance(exc, _NOT_SENT_ERRORS)
+
+
+def _where(exc: httpx.HTTPError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # no request attached
+        return "KIS"
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+_DNS_TEXT = ("name or service not known", "nodename nor servname", "name resolution",
+             "getaddrinfo failed", "no address associated")
+_TLS_TEXT = ("ssl", "certificate", "tls", "handshake")
+
+
+def describe_connect_error(exc: httpx.HTTPError) -> str:
+    """What went wrong before a request was sent, with host:port: ``cannot connect to
+    127.0.0.1:59999 (connection refused)``, ``DNS lookup of … failed``, ``TLS handshake …``."""
+    where = _where(exc)
+    detail = str(exc).strip()
+    low = detail.lower()
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return f"cannot connect to {where} (no answer within the connect timeout)"
+    if any(t in low for t in _DNS_TEXT):
+        return f"DNS lookup of {where.rsplit(':', 1)[0]} failed ({detail})"
+    if any(t in low for t in _TLS_TEXT):
+        return f"TLS handshake with {where} failed ({detail})"
+    reason = "connection refused" if "refused" in low else detail or type(exc).__name__
+    return f"cannot connect to {where} ({reason})"
+
+
 def translate_transport_error(exc: httpx.HTTPError, *, kind: RequestKind, what: str) -> BrokerError:
     """Map an httpx exception (no answer received) to a framework error to ``raise … from``."""
     name = type(exc).__name__
     if isinstance(exc, _NOT_SENT_ERRORS):
-        return TransientBrokerError(f"{what}: not sent, cannot connect ({name})")
+        return TransientBrokerError(f"{what}: not sent, {describe_connect_error(exc)}")
     if kind == "order":
         return UnknownOrderOutcomeError(
             f"{what}: no answer ({name}); the order may or may not exist, look it up first"
@@ -126,6 +170,18 @@ def check_response(response: httpx.Response, *, kind: RequestKind, what: str) ->
         raise RateLimitError(text, code=code)
     if code in TOKEN_MSG_CODES or code == TOKEN_THROTTLED_CODE:
         raise AuthError(text, code=code)
+    if code in BAD_CREDENTIAL_CODES:
+        raise AuthError(
+            f"{text}: KIS refused the app key or secret; check KIS_APP_KEY, KIS_APP_SECRET "
+            "and KIS_ENV (real and virtual accounts have different keys)",
+            code=code,
+        )
+    if status == 401:
+        raise AuthError(
+            f"{text}: HTTP 401 Unauthorized; check KIS_APP_KEY, KIS_APP_SECRET and "
+            "KIS_BASE_URL",
+            code=code,
+        )
     if status >= 500:
         if any(t in message for t in _WRONG_ENV_TR_TEXT):
             raise BrokerError(text, code=code)

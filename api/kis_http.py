@@ -170,7 +170,7 @@ class KISClient:
         )
         self.breaker = breaker or KISCircuitBreaker()
         self.tokens = TokenManager(
-            settings, self.http, clock=clock, before_request=self.limiter.acquire
+            settings, self.http, clock=clock, before_request=self.limiter.acquire, sleep=sleep
         )
         self._sleep = sleep
 

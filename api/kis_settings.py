@@ -63,7 +63,9 @@ class KISSettings(BaseModel):
     use_hashkey:
         Send the optional ``hashkey`` header on order POSTs (one extra call each).
     commission_rate, sell_tax_rate:
-        Used only to estimate fees on fills (KIS does not report them per order).
+        Used only to estimate fees on fills (KIS does not report them per order);
+        ``sell_tax_rate`` ``None`` (default) is the dated table of :mod:`utils.fees` by
+        settlement date and market, a number one flat rate for every stock sale.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,7 +84,7 @@ class KISSettings(BaseModel):
     token_refresh_margin_s: int = Field(default=600, ge=0)
     use_hashkey: bool = False
     commission_rate: float = Field(default=0.000140527, ge=0, lt=0.01)
-    sell_tax_rate: float = Field(default=0.0020, ge=0, lt=0.01)
+    sell_tax_rate: float | None = Field(default=None, ge=0, lt=0.01)
 
     @field_validator("account_no")
     @classmethod

@@ -7,13 +7,24 @@ Fill rules (also in README.md):
 * An order is never filled on the bar it was placed on. The next bar of its stock fills it.
 * MARKET buy/sell: at that bar's open, moved ``slippage_ticks`` ticks against the trader.
 * LIMIT buy: when the bar's low ≤ limit, at ``min(open, limit)``; LIMIT sell: when the bar's
-  high ≥ limit, at ``max(open, limit)``. Limit prices off the KRX tick grid are rounded
-  (buys down, sells up) when the order is accepted. Limit orders rest until filled or
-  cancelled.
+  high ≥ limit, at ``max(open, limit)``. Limit prices off the tick grid of the stock's market
+  on the order's date are rounded (buys down, sells up) when the order is accepted; prices of
+  the bars are used as they are (split-adjusted history is not on the grid). Limit orders
+  rest until filled or cancelled.
+* Buying power is held as KIS holds it: a limit buy holds ``qty × limit`` plus commission, a
+  market buy ``qty × upper-limit price`` (상한가 over the base price a quote gave, else over
+  the last price, which in a backtest is the previous close; :mod:`utils.ticks`) plus
+  commission, so a market buy is refused (``InsufficientFundsError``) when that exceeds the
+  orderable cash even if the fill would fit; the difference comes back at the fill.
 * A buy whose cost at the fill price exceeds the cash it may use is cut to the whole shares
   that cash affords; the unfilled rest is cancelled. Cash never goes negative.
-* Commission on both sides and the sell-side transaction tax are truncated to the won
-  (:mod:`utils.fees`).
+* Commission on both sides and the sell-side transaction tax (by settlement date and market)
+  are truncated to the won (:mod:`utils.fees`).
+* A bar locked at the daily price limit (high = low at the limit from the previous close,
+  ±30 % since 2015-06-15, ±15 % before) fills no buy at the upper limit and no sell at the
+  lower limit: nobody sells into a locked limit-up, nobody buys a locked limit-down.
+* Orders are day orders (as at KIS): :meth:`PaperBroker.expire_session` expires, at a
+  session's close, every order still resting that the session's bars could have filled.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from framework.broker import Broker
 from framework.errors import DataError, InsufficientFundsError, OrderRejectedError
@@ -38,7 +50,10 @@ from framework.types import (
 )
 from utils.clock import system_now
 from utils.fees import FeeModel
-from utils.ticks import add_ticks, round_to_tick
+from utils.ticks import Direction, add_ticks, price_limit_pct, round_to_tick, upper_limit_price
+
+_LIMIT_TOLERANCE = 0.99
+"""A locked bar within 1 % of the computed limit counts (the limit is rounded to a tick)."""
 
 
 @dataclass
@@ -52,6 +67,7 @@ class _PaperOrder:
     cancelled_qty: int = 0
     fills: list[Fill] = field(default_factory=list)
     message: str = ""
+    session_day: date | None = None  # the session it rests in: the day of its first bar
 
     @property
     def remaining(self) -> int:
@@ -113,6 +129,7 @@ class PaperBroker(Broker, OrderExecutor):
         self.buying_power = buying_power
         self._holdings: dict[str, list[int]] = {}  # code -> [qty, cost_krw]
         self._last_price: dict[str, int] = {}
+        self._base_price: dict[str, int] = {}
         self._orders: dict[str, _PaperOrder] = {}
         self._by_client: dict[str, str] = {}
         self._pending: dict[str, list[_PaperOrder]] = {}
@@ -121,18 +138,34 @@ class PaperBroker(Broker, OrderExecutor):
 
     # --- Broker ------------------------------------------------------------------------
     def get_balance(self) -> Balance:
-        reserved = 0
+        return Balance(
+            cash_krw=self.cash_krw,
+            orderable_krw=self.orderable_krw(),
+            holdings_value_krw=self.holdings_value_krw(),
+        )
+
+    def orderable_krw(self) -> int:
+        """Cash not held by open buys (KRW): limit buys at their limit, market buys at the
+        upper-limit price, commission included."""
+        held = 0
         for orders in self._pending.values():
             for o in orders:
                 if o.request.side is OrderSide.BUY:
-                    price = o.limit_price or self._last_price.get(o.request.stock_code, 0)
-                    amount = o.remaining * price
-                    reserved += amount + self.fees.commission(amount)
-        return Balance(
-            cash_krw=self.cash_krw,
-            orderable_krw=max(0, self.cash_krw - reserved),
-            holdings_value_krw=self.holdings_value_krw(),
-        )
+                    held += self._held_for(o.request.stock_code, o.remaining, o.limit_price)
+        return max(0, self.cash_krw - held)
+
+    def _held_for(self, code: str, qty: int, limit: int | None) -> int:
+        if limit is not None:
+            price = limit
+        else:
+            base = self._base_price.get(code) or self._last_price.get(code)
+            price = upper_limit_price(base, **self._rules(code)) if base else 0
+        amount = qty * price
+        return amount + self.fees.commission(amount)
+
+    def _rules(self, code: str) -> dict[str, Any]:
+        """Keyword arguments of :mod:`utils.ticks` for ``code`` today (date and market)."""
+        return {"on": self.clock().date(), "market": self.fees.market(code)}
 
     def get_holdings(self) -> list[Holding]:
         return [
@@ -161,7 +194,8 @@ class PaperBroker(Broker, OrderExecutor):
         limit = None
         if request.order_type is OrderType.LIMIT:
             assert request.price is not None  # noqa: S101 - guaranteed by OrderRequest
-            limit = round_to_tick(request.price, "down" if request.side is OrderSide.BUY else "up")
+            side: Direction = "down" if request.side is OrderSide.BUY else "up"
+            limit = round_to_tick(request.price, side, **self._rules(code))
         if request.side is OrderSide.SELL:
             open_sells = sum(
                 o.remaining for o in self._pending.get(code, ()) if o.request.side is OrderSide.SELL
@@ -171,15 +205,14 @@ class PaperBroker(Broker, OrderExecutor):
                     f"sell {request.qty} {code}: only {self.holding_qty(code) - open_sells} "
                     "shares free to sell"
                 )
-        else:
-            price = limit or self._last_price.get(code)
-            if price is not None:
-                amount = request.qty * price
-                if amount + self.fees.commission(amount) > self.cash_krw and limit is not None:
-                    raise InsufficientFundsError(
-                        f"buy {request.qty} {code} @ {limit:,}: "
-                        f"needs more than cash {self.cash_krw:,} KRW"
-                    )
+        elif limit is not None or code in self._last_price:
+            need, orderable = self._held_for(code, request.qty, limit), self.orderable_krw()
+            if need > orderable:
+                at = f"@ {limit:,}" if limit is not None else "at market (held at the upper limit)"
+                raise InsufficientFundsError(
+                    f"buy {request.qty} {code} {at}: needs {need:,} KRW, "
+                    f"orderable {orderable:,} KRW"
+                )
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(f"duplicate client order id {request.client_order_id}")
         broker_id = f"P{next(self._ids):09d}"
@@ -233,12 +266,23 @@ class PaperBroker(Broker, OrderExecutor):
         self.cash_krw = int(cash_krw)
         self._holdings = {code: [int(q), int(c)] for code, (q, c) in holdings.items() if q > 0}
 
-    def mark(self, stock_code: str, price: int) -> None:
-        """Record the latest price of a stock (used for quotes and holdings value)."""
+    def mark(self, stock_code: str, price: int, base_krw: int | None = None) -> None:
+        """Record the latest price of a stock (used for quotes and holdings value) and, when
+        known, today's base price (previous close) that market buys are held over."""
         self._last_price[stock_code] = price
+        if base_krw:
+            self._base_price[stock_code] = int(base_krw)
 
     def process_bar(
-        self, stock_code: str, when: datetime, open_: int, high: int, low: int, close: int
+        self,
+        stock_code: str,
+        when: datetime,
+        open_: int,
+        high: int,
+        low: int,
+        close: int,
+        *,
+        limit_check: bool = True,
     ) -> list[Fill]:
         """Fill the stock's resting orders against one bar, then mark it to the close.
 
@@ -248,8 +292,13 @@ class PaperBroker(Broker, OrderExecutor):
         fills: list[Fill] = []
         pending = self._pending.get(stock_code)
         if pending:
+            locked = self.locked_side(stock_code, when, high, low) if limit_check else None
             for order in list(pending):
                 if order.created_at >= when:
+                    continue
+                if order.session_day is None:
+                    order.session_day = when.date()
+                if order.request.side is locked:
                     continue
                 fill = self._try_fill(order, when, open_, high, low)
                 if fill is not None:
@@ -257,9 +306,53 @@ class PaperBroker(Broker, OrderExecutor):
         self._last_price[stock_code] = close
         return fills
 
-    def process_quote(self, stock_code: str, when: datetime, price: int) -> list[Fill]:
-        """Dry-run: fill resting orders against a live price, as a one-price bar."""
-        return self.process_bar(stock_code, when, price, price, price, price)
+    def locked_side(
+        self, stock_code: str, when: datetime, high: int, low: int
+    ) -> OrderSide | None:
+        """The side that cannot fill on a bar locked at the daily limit against the last
+        price seen (call it before the bar is processed): BUY at limit-up, SELL at
+        limit-down; ``None`` for a bar with a range or without a previous price."""
+        prev = self._last_price.get(stock_code)
+        if high != low or not prev:
+            return None
+        limit = price_limit_pct(when.date()) / 100.0
+        if high >= prev * (1.0 + limit) * _LIMIT_TOLERANCE:
+            return OrderSide.BUY
+        if low <= prev * (1.0 - limit) / _LIMIT_TOLERANCE:
+            return OrderSide.SELL
+        return None
+
+    def fill_at(self, broker_order_id: str, when: datetime, price: int) -> Fill | None:
+        """Fill a resting market order now at ``price`` (KRW; a protective exit triggered
+        inside the current bar, at its level or the open). Slippage applies as at an open.
+        Returns the fill, or ``None`` when the order is not resting."""
+        order = self._orders.get(broker_order_id)
+        if order is None or order.status.is_final:
+            return None
+        if order.session_day is None:
+            order.session_day = when.date()
+        return self._try_fill(order, when, price, price, price)
+
+    def expire_session(self, day: date) -> list[str]:
+        """Expire the orders resting in the session of ``day`` (day orders end at its
+        close); an order placed after the session's last bar rests into the next session.
+        Returns the broker order ids expired."""
+        expired = []
+        for orders in list(self._pending.values()):
+            for order in list(orders):
+                if order.session_day is not None and order.session_day <= day:
+                    self._close(order, OrderStatus.EXPIRED, f"day order expired at the {day} close")
+                    expired.append(order.broker_order_id)
+        return expired
+
+    def process_quote(
+        self, stock_code: str, when: datetime, price: int, base_krw: int | None = None
+    ) -> list[Fill]:
+        """Dry-run: fill resting orders against a live price, as a one-price bar;
+        ``base_krw`` is the quote's base price (previous close), when it has one."""
+        if base_krw:
+            self._base_price[stock_code] = int(base_krw)
+        return self.process_bar(stock_code, when, price, price, price, price, limit_check=False)
 
     def _fill_price(self, order: _PaperOrder, open_: int, high: int, low: int) -> int | None:
         side = order.request.side
@@ -267,7 +360,7 @@ class PaperBroker(Broker, OrderExecutor):
             if not self.slippage_ticks:
                 return open_
             ticks = self.slippage_ticks if side is OrderSide.BUY else -self.slippage_ticks
-            return max(1, add_ticks(open_, ticks))
+            return max(1, add_ticks(open_, ticks, **self._rules(order.request.stock_code)))
         if side is OrderSide.BUY:
             return min(open_, order.limit_price) if low <= order.limit_price else None
         return max(open_, order.limit_price) if high >= order.limit_price else None
@@ -303,7 +396,7 @@ class PaperBroker(Broker, OrderExecutor):
             h = self._holdings[req.stock_code]
             amount = qty * price
             commission = self.fees.commission(amount)
-            tax = self.fees.sell_tax(amount, when.date())
+            tax = self.fees.sell_tax(amount, when.date(), req.stock_code)
             cost_out = h[1] * qty // h[0] if qty < h[0] else h[1]
             h[0] -= qty
             h[1] -= cost_out

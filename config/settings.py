@@ -4,7 +4,8 @@ Environment (read through python-dotenv from ``.env`` in the working directory, 
 environment variables win): ``KIS_APP_KEY``, ``KIS_APP_SECRET``, ``KIS_ACCOUNT_NO``,
 ``KIS_ENV``, ``KIS_BASE_URL``, ``TELEGRAM_BOT_TOKEN``, ``TELEGRAM_CHAT_ID``, ``DATABASE_URL``,
 ``KIS_TRADER_DATA_DIR`` (root of the market data, default ``../shared/data`` beside the
-repository).
+repository), ``KIS_TRADER_SYMBOLS_FILE`` (a ``code,name,market`` CSV read over the shipped
+``config/symbols.csv``; see :mod:`utils.symbols`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from typing import Literal
 from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from config.yaml_input import check_values, read_yaml
 from framework.errors import ConfigError
-from strategies.config import format_validation_error, read_yaml
+from strategies.config import format_validation_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_PATH = REPO_ROOT / "config" / "settings.yaml"
+MAX_KRW = 10**13
+"""Largest KRW amount a setting may hold (10 trillion won; the database's limit is far above)."""
+MAX_QTY = 10**9
 
 
 def data_root() -> Path:
@@ -35,7 +40,7 @@ class _Strict(BaseModel):
 
 class BacktestDefaults(_Strict):
     data_dir: str = "${DATA_DIR}/krx/daily_2000_2024"
-    cash_krw: int = Field(10_000_000, gt=0)
+    cash_krw: int = Field(10_000_000, gt=0, le=MAX_KRW)
     commission_rate: float = Field(0.00015, ge=0, lt=0.01)
     sell_tax_rate: float | None = Field(None, ge=0, lt=0.05)
     slippage_ticks: int = Field(0, ge=0, le=100)
@@ -45,30 +50,32 @@ class BacktestDefaults(_Strict):
 class RiskSettings(_Strict):
     """Global risk limits for every strategy and mode (fractions: ``0.03`` = 3 %)."""
 
-    max_order_amount_krw: int | None = Field(None, gt=0)
-    max_order_qty: int | None = Field(None, gt=0)
-    max_trades_per_day: int | None = Field(None, ge=0)
-    cooldown_s: float = Field(0.0, ge=0)
+    max_order_amount_krw: int | None = Field(None, gt=0, le=MAX_KRW)
+    max_order_qty: int | None = Field(None, gt=0, le=MAX_QTY)
+    max_trades_per_day: int | None = Field(None, ge=0, le=100_000)
+    cooldown_s: float = Field(0.0, ge=0, le=86_400)
     daily_loss_limit_pct: float | None = Field(None, gt=0, lt=1)
     portfolio_stop_pct: float | None = Field(None, gt=0, lt=1)
+    max_positions: int | None = Field(None, ge=1)
 
 
 class ScheduleSettings(_Strict):
     """Intervals of the live trading jobs (seconds) on KRX trading days."""
 
-    quote_interval_s: float = Field(10.0, ge=1)
-    quote_batch_size: int = Field(20, ge=1)
-    signal_interval_s: float = Field(60.0, ge=1)
-    fill_poll_interval_s: float = Field(5.0, ge=1)
-    account_sync_interval_s: float = Field(60.0, ge=5)
-    close_report_delay_s: float = Field(300.0, ge=0)
+    quote_interval_s: float = Field(10.0, ge=1, le=3600)
+    quote_batch_size: int = Field(20, ge=1, le=1000)
+    signal_interval_s: float = Field(60.0, ge=1, le=3600)
+    fill_poll_interval_s: float = Field(5.0, ge=1, le=3600)
+    account_sync_interval_s: float = Field(60.0, ge=5, le=3600)
+    close_report_delay_s: float = Field(300.0, ge=0, le=7200)
+    exit_at_close_lead_s: float = Field(600.0, ge=0, le=3600)
 
 
 class OrderSettings(_Strict):
     """Unfilled limit orders: cancel after the timeout, re-place up to ``max_replacements``."""
 
-    buy_timeout_s: float | None = Field(180.0, gt=0)
-    sell_timeout_s: float | None = Field(120.0, gt=0)
+    buy_timeout_s: float | None = Field(180.0, gt=0, le=86_400)
+    sell_timeout_s: float | None = Field(120.0, gt=0, le=86_400)
     max_replacements: int = Field(2, ge=0, le=10)
 
 
@@ -87,7 +94,9 @@ class LiveSettings(_Strict):
     orders: OrderSettings = OrderSettings()
     unmanaged: UnmanagedSettings = UnmanagedSettings()
     history_days: int = Field(200, ge=1, le=3000)
-    dry_run_cash_krw: int = Field(10_000_000, gt=0)
+    dry_run_cash_krw: int = Field(10_000_000, gt=0, le=MAX_KRW)
+    lease_heartbeat_s: float = Field(15.0, ge=0.2, le=600)
+    """Seconds between heartbeats of the account lease (``core.lease``)."""
 
 
 class TelegramSettings(_Strict):
@@ -118,6 +127,8 @@ class DatabaseSettings(_Strict):
 
 class Settings(_Strict):
     mode: Literal["auto", "backtest"] = "auto"
+    symbols_file: str | None = None
+    """A ``code,name,market`` CSV read over the shipped ``config/symbols.csv``."""
     backtest: BacktestDefaults = BacktestDefaults()
     risk: RiskSettings = RiskSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -131,12 +142,19 @@ class Settings(_Strict):
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Read and validate the settings file (defaults when the file is absent).
+    """Read and validate the settings file: ``path`` (which must exist), else
+    ``config/settings.yaml`` (defaults when that file is absent).
 
-    Raises ``ConfigError`` naming the file and key for invalid content.
+    Raises ``ConfigError`` naming the file and key (or line) for a missing ``path`` or
+    invalid content: not UTF-8, invalid YAML, a duplicate key, a boolean where a number is
+    expected, a number out of range.
     """
+    if path is not None and not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"--settings {path}: {what}", path=str(path))
     path = path or SETTINGS_PATH
     raw = read_yaml(path) if path.is_file() else {}
+    check_values(raw, Settings, path)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:

@@ -1,13 +1,22 @@
 """Backtest: the ``Trader`` driven by a historical clock over stored bars.
 
-Rules (also in README.md):
+The days run through the same :class:`~core.session.TradingSession` as live trading, so the
+protective exits, the daily counters, the daily loss lock, the portfolio stop, cooldowns,
+``max_positions``, the time cut, day orders and (on intraday bars) order timeouts apply as
+they do live. Rules (also in README.md):
 
-* Time moves bar by bar over the union of the stocks' bar times. At each time, for every stock
-  with a bar: resting orders are filled against that bar (``api.paper`` fill rules), then each
-  strategy trading the stock sees the bars up to and including this one and may signal.
+* Time moves bar by bar over the union of the stocks' bar times, one trading day at a time:
+  the first bar of a day opens it (counters reset, ``on_market_open``), the end of its last
+  bar closes it (day orders still resting expire, ``on_market_close``).
+* Within a bar: resting orders fill at the open (``api.paper`` fill rules) → protective
+  exits against the bar's range, filled inside the bar (:func:`core.risk.bar_exit`) →
+  ``exit_at_close`` at the stock's last bar of the day, at its close → strategies decide at
+  the close → new orders rest until the next bar. The daily loss lock and the portfolio stop
+  mark equity at each bar's close; the time cut is placed at a day's close and fills at the
+  next open.
 * A market order decided on bar *t* fills at bar *t+1*'s open; a buy whose cost there exceeds
   the cash it may use is cut to the whole shares that cash affords. A limit order fills when a
-  later bar's range touches its price.
+  later bar's range touches its price, within its session (day orders).
 * Bars before ``start`` are visible to strategies as warm-up history; trading and the equity
   curve start at ``start``.
 * Equity is marked to each bar's close. Positions still open at the end are marked to the last
@@ -24,8 +33,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -37,7 +47,7 @@ from core.data_collector import HistoricalDataProvider
 from core.fund_manager import FundManager
 from core.journal import MemoryJournal, position_fields
 from core.lookahead import require_causal
-from core.order_manager import OrderManager
+from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.results import (
     FILL_COLUMNS,
@@ -47,10 +57,13 @@ from core.results import (
     BacktestResult,
 )
 from core.risk import RiskLimits, RiskManager
+from core.session import TradingSession
 from core.trader import StrategySlot, Trader
 from framework.bars import Bars
 from framework.errors import DataError
+from framework.types import Order, OrderSide
 from strategies.base import BaseStrategy
+from utils.clock import KST
 from utils.fees import FeeModel
 
 logger = logging.getLogger(__name__)
@@ -72,6 +85,8 @@ class BacktestSettings:
     end: date | None = None
     progress: bool = False
     risk_limits: RiskLimits = field(default_factory=RiskLimits)
+    order_policy: OrderPolicy = field(default_factory=OrderPolicy)
+    """Order timeouts and re-placement; they apply on intraday bars only."""
     allow_lookahead: bool = False
     stop_on_strategy_failure: bool = True  # False: a disabled strategy sits out, others go on
 
@@ -88,18 +103,28 @@ class BacktestSettings:
         }
 
 
+def _to_date(day_number: int) -> date:
+    """The calendar date of a day number (days since 1970-01-01 in Asia/Seoul)."""
+    return date.fromordinal(_EPOCH_ORDINAL + int(day_number))
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
     __slots__ = ("close", "code", "high", "low", "n", "open", "ptr", "times", "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
+        # plain lists: indexing them in the bar loop is several times cheaper than numpy
         self.code = code
-        self.times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
-        self.open = frame["open"].to_numpy(dtype=np.float64)
-        self.high = frame["high"].to_numpy(dtype=np.float64)
-        self.low = frame["low"].to_numpy(dtype=np.float64)
-        self.close = frame["close"].to_numpy(dtype=np.float64)
+        self.times: list[int] = pd.DatetimeIndex(frame.index).as_unit("ns").asi8.tolist()
+        self.open: list[float] = frame["open"].to_numpy(dtype=np.float64).tolist()
+        self.high: list[float] = frame["high"].to_numpy(dtype=np.float64).tolist()
+        self.low: list[float] = frame["low"].to_numpy(dtype=np.float64).tolist()
+        self.close: list[float] = frame["close"].to_numpy(dtype=np.float64).tolist()
         self.ptr = first_row
         self.n = n
         self.windows: list[tuple[StrategySlot, Bars]] = []
@@ -133,8 +158,13 @@ class Backtest:
         self.run_id = run_id or uuid.uuid4().hex
         self.strategies = strategies
         self.bars = {code: self._clip(code, frame) for code, frame in bars.items()}
+        self._windows: list[tuple[str, str, Bars]] = []
         self._now_ns = 0
         self._now_cache: tuple[int, datetime] | None = None
+        self.on_year_end: Callable[[int, int], None] | None = None
+        """Called as ``on_year_end(year, equity_krw)`` when the run crosses into a new year,
+        with the equity at the close of that year's last bar; an exception it raises ends the
+        run (the optimiser prunes trials this way)."""
         s = self.settings
         self.fees = FeeModel(s.commission_rate, s.sell_tax_rate)
         self.journal = MemoryJournal()
@@ -152,9 +182,20 @@ class Backtest:
             journal=self.journal,
             fees=self.fees,
             clock=self.now,
+            order_policy=s.order_policy,
             stop_on_strategy_failure=s.stop_on_strategy_failure,
         )
         self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
+        self.session = TradingSession(
+            self.trader,
+            self.trader.risk,
+            expire_day_orders=self.broker.expire_session,
+            fill_exit=self._fill_exit,
+        )
+
+    def _fill_exit(self, order: Order, price: float) -> None:
+        if order.broker_order_id is not None:
+            self.broker.fill_at(order.broker_order_id, self.now(), round(price))
 
     def _clip(self, code: str, frame: pd.DataFrame) -> pd.DataFrame:
         end = self.settings.end
@@ -166,7 +207,9 @@ class Backtest:
         """Current time of the historical clock (the bar being processed)."""
         cached = self._now_cache
         if cached is None or cached[0] != self._now_ns:
-            cached = (self._now_ns, pd.Timestamp(self._now_ns, tz=TZ).to_pydatetime())
+            ns = self._now_ns
+            when = (_EPOCH + timedelta(microseconds=ns // 1_000)).astimezone(KST)
+            cached = (ns, when)
             self._now_cache = cached
         return cached[1]
 
@@ -193,10 +236,13 @@ class Backtest:
                 if code in states:
                     window = self.trader.build_window(slot, code, self.bars[code])
                     states[code].windows.append((slot, window))
+        self._windows = [
+            (slot.name, st.code, w) for st in states.values() for slot, w in st.windows
+        ]
         active = [st for st in states.values() if st.windows]
         if not active:
             raise DataError("no strategy has bars to trade inside the chosen date range")
-        timeline = np.unique(np.concatenate([st.times[st.ptr : st.n] for st in active]))
+        timeline = np.unique(np.concatenate([np.asarray(st.times[st.ptr : st.n]) for st in active]))
         return active, timeline
 
     def run(self) -> BacktestResult:
@@ -209,13 +255,28 @@ class Backtest:
             require_causal(self.strategies, self.bars)
         states, timeline = self._prepare()
         n = len(timeline)
-        days = (timeline + _KST_OFFSET_NS) // _NS_PER_DAY
+        local = timeline + _KST_OFFSET_NS
+        days = local // _NS_PER_DAY
+        intraday = bool((local % _NS_PER_DAY).any())
+        trader, broker, session = self.trader, self.broker, self.session
+        policy = self.settings.order_policy
+        session.intraday_timeouts = intraday and (
+            policy.buy_timeout_s is not None or policy.sell_timeout_s is not None
+        )
+        exits = [trader.exit_policy(name) for name in trader.slots]
+        close_exits = any(e.exit_at_close for e in exits)
+        time_cuts = any(e.max_holding_days is not None for e in exits)
+        decide_at = intraday and any(
+            slot.strategy.config.decide_at is not None for slot in trader.slots.values()
+        )
         cash = np.empty(n, dtype=np.int64)
         holdings = np.empty(n, dtype=np.int64)
-        trader, broker = self.trader, self.broker
+        times: list[int] = timeline.tolist()
+        day_of: list[int] = days.tolist()
         prices = trader.prices
         last_price = broker._last_price
         held = broker._holdings
+        on_year_end = self.on_year_end
         self._now_ns = int(timeline[0])
         trader.start()
         cur_day = None
@@ -227,42 +288,60 @@ class Backtest:
             desc="backtest",
         )
         for k in range(n):
-            t = int(timeline[k])
-            self._now_ns = t
-            day = days[k]
+            t = times[k]
+            day = day_of[k]
             if day != cur_day:
-                if cur_day is not None:
-                    trader.market_close()
+                if cur_day is not None:  # at the time of the day's last bar
+                    session.close_day(_to_date(cur_day))
+                    if on_year_end is not None and _to_date(cur_day).year != _to_date(day).year:
+                        on_year_end(_to_date(cur_day).year, int(cash[k - 1] + holdings[k - 1]))
+                self._now_ns = t
                 cur_day = day
-                trader.market_open()
-            for st in states:
+                session.open_day(_to_date(day), time_cut=False)
+            self._now_ns = t
+            deciding: list[tuple[_CodeState, int]] = []
+            for st in states:  # fills at the open, exits in the bar, prices at the close
                 i = st.ptr
                 if i >= st.n or st.times[i] != t:
                     continue
                 st.ptr = i + 1
+                deciding.append((st, i))
                 code = st.code
-                if code in broker._pending:
-                    broker.process_bar(
-                        code,
-                        self.now(),
-                        round(st.open[i]),
-                        round(st.high[i]),
-                        round(st.low[i]),
-                        round(st.close[i]),
-                    )
-                    trader.poll_orders(code)
-                close = float(st.close[i])
+                close = st.close[i]
+                c = round(close)
+                holding = code in held
+                if holding or code in broker._pending:
+                    h, lo = round(st.high[i]), round(st.low[i])
+                    locked = broker.locked_side(code, self.now(), h, lo) if holding else None
+                    if code in broker._pending:
+                        broker.process_bar(code, self.now(), round(st.open[i]), h, lo, c)
+                        trader.poll_orders(code)
+                    if code in held and locked is not OrderSide.SELL:
+                        session.bar(code, st.open[i], st.high[i], st.low[i])
                 prices[code] = close
-                last_price[code] = round(close)
+                last_price[code] = c
+                if close_exits and code in held and (
+                    i + 1 >= st.n or (st.times[i + 1] + _KST_OFFSET_NS) // _NS_PER_DAY != day
+                ):
+                    for order in session.exit_at_close(code):
+                        self._fill_exit(order, c)
+                    trader.poll_orders(code)
+            session.mark_equity()  # loss lock and portfolio stop at the close, before decisions
+            for st, i in deciding:  # strategies decide at the close
                 for slot, window in st.windows:
-                    if slot.active:
+                    if slot.active and (not decide_at or session.decides_now(slot, self.now())):
                         window.resize(i + 1)
-                        trader.evaluate(slot, code, window)
+                        trader.evaluate(slot, st.code, window)
+            if session.intraday_timeouts and trader.manage_timeouts():
+                trader.poll_orders()
+            if time_cuts and (k + 1 == n or day_of[k + 1] != day):
+                session.time_cut(_to_date(day), include_last=True)
             cash[k] = broker.cash_krw
             holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
             if not k & 4095:
                 bar.update(min(4096, n - k))
-        trader.market_close()
+        if cur_day is not None:
+            session.close_day(_to_date(cur_day))
         bar.close()
         elapsed = time.perf_counter() - t0
         return self._result(timeline, cash, holdings, elapsed)
@@ -382,7 +461,27 @@ class Backtest:
             elapsed_s=elapsed,
             settings=settings,
             events=list(self.journal.events),
+            indicators=self._indicators(),
         )
+
+    def _indicators(self) -> dict[str, pd.DataFrame]:
+        """Stock code → the strategies' indicator columns over its bars (for the report);
+        a column is named ``<strategy>.<column>`` when several strategies trade the code."""
+        per_code: dict[str, list[tuple[str, Bars]]] = {}
+        for name, code, window in self._windows:
+            per_code.setdefault(code, []).append((name, window))
+        out: dict[str, pd.DataFrame] = {}
+        for code, windows in per_code.items():
+            frame = self.bars[code]
+            cols: dict[str, np.ndarray] = {}
+            for name, window in windows:
+                window.resize(len(frame))
+                for col in window.columns:
+                    if col not in ("open", "high", "low", "close", "volume"):
+                        cols[f"{name}.{col}" if len(windows) > 1 else col] = window[col]
+            if cols:
+                out[code] = pd.DataFrame(cols, index=frame.index)
+        return out
 
     def save(
         self,

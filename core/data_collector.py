@@ -55,7 +55,8 @@ def load_bars_csv(path: Path) -> pd.DataFrame:
 
     Raises ``DataError`` naming the file (and the line, where one is at fault) for a missing
     file, a wrong header, an unparsable date, unsorted or duplicate dates, missing or
-    non-positive prices, or negative volume.
+    non-positive prices, negative volume, or a bar whose high is below its low or whose
+    open or close lies outside [low, high].
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -85,6 +86,7 @@ def load_bars_csv(path: Path) -> pd.DataFrame:
             row = int(np.argmax(bad))
             raise DataError(f"{path}: line {row + 2}: bad {col} {raw[col].iloc[row]!r}")
         values[col] = num
+    _check_ranges(path, raw, values)
     index = pd.DatetimeIndex(dates).tz_localize(TZ).as_unit("ns")
     if not index.is_monotonic_increasing:
         row = int(np.argmax(np.diff(index.asi8) < 0)) + 1
@@ -95,6 +97,32 @@ def load_bars_csv(path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(values, index=index)
     frame.index.name = "date"
     return frame
+
+
+def _check_ranges(path: Path, raw: pd.DataFrame, values: dict[str, np.ndarray]) -> None:
+    """``DataError`` for the first bar with high < low or open/close outside [low, high]."""
+    high, low = values["high"], values["low"]
+    problems = [
+        (high < low, "high {high} is below low {low}"),
+        (
+            (values["open"] < low) | (values["open"] > high),
+            "open {open} is outside [low {low}, high {high}]",
+        ),
+        (
+            (values["close"] < low) | (values["close"] > high),
+            "close {close} is outside [low {low}, high {high}]",
+        ),
+    ]
+    first: tuple[int, str] | None = None
+    for bad, text in problems:
+        if bad.any():
+            row = int(np.argmax(bad))
+            if first is None or row < first[0]:
+                first = (row, text)
+    if first is not None:
+        row, text = first
+        cells = {col: raw[col].iloc[row].strip() for col in ("open", "high", "low", "close")}
+        raise DataError(f"{path}: line {row + 2}: {text.format(**cells)}")
 
 
 def load_universe(

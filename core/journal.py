@@ -1,6 +1,11 @@
 """Where the engine writes down what happens: orders, fills, positions, events.
 
-``Journal`` is the small protocol the engine talks to. :class:`MemoryJournal` keeps
+``Journal`` is the small protocol the engine talks to. A fill is written with
+:meth:`Journal.fill_applied`: the order's new state, the fill row, the position and the
+cash movement in one transaction (all or nothing; the same fill twice is a no-op), so a
+crash between writes cannot leave an order "filled" without its fill. A write that fails
+raises :class:`StorageError`; the engine then leaves the fill un-applied in memory too, and
+the next poll derives it again. :class:`MemoryJournal` keeps
 everything in lists (the backtest, which writes the whole run to the database at its end);
 :class:`DatabaseJournal` writes through to a :class:`db.repository.Repository` at once
 (live trading, where the database is the source of truth).
@@ -13,9 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from framework.errors import KisTraderError
 from framework.types import Fill, Order
 
 logger = logging.getLogger(__name__)
+
+
+class StorageError(KisTraderError):
+    """The database could not be written (disk full, locked, gone): nothing was stored."""
 
 
 class PositionRecord(Protocol):
@@ -43,7 +53,38 @@ class Journal(Protocol):
 
     def fill(self, strategy: str, fill: Fill) -> None: ...
 
+    def fill_applied(
+        self,
+        order: Order,
+        note: str,
+        fill: Fill,
+        position: PositionRecord,
+        closed_at: datetime | None,
+        cash_delta_krw: int,
+    ) -> bool:
+        """Write one fill with everything it changes, atomically: ``order`` (its new
+        state, history ``note``), the fill, ``position`` (closed at ``closed_at`` if not
+        ``None``) and the cash ledger (``cash_delta_krw``, KRW, negative for a buy).
+        ``False`` if the fill was already stored (nothing written). Raises
+        :class:`StorageError` when nothing could be written."""
+        ...
+
     def position(self, position: PositionRecord, closed_at: datetime | None = None) -> None: ...
+
+    def adjustment(
+        self, strategy: str, stock_code: str, qty: int, price: float, reason: str, at: datetime
+    ) -> None:
+        """Journal shares that appeared (``qty`` > 0) or vanished (< 0) in the account
+        without a fill, at ``price`` KRW per share, with the ``reason``."""
+        ...
+
+    def save_state(self, name: str, state: dict[str, Any]) -> None:
+        """Persist a JSON-able dict under ``name`` (replaces the stored one)."""
+        ...
+
+    def load_state(self, name: str) -> dict[str, Any]:
+        """The dict stored under ``name``; empty if none."""
+        ...
 
     def event(
         self,
@@ -70,12 +111,43 @@ class MemoryJournal:
         self.orders[order.client_order_id] = order
         self.history.append((order.client_order_id, order.status.value, order.updated_at, note))
 
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
+
     def fill(self, strategy: str, fill: Fill) -> None:
         self.fills.append((strategy, fill))
+
+    def fill_applied(
+        self,
+        order: Order,
+        note: str,
+        fill: Fill,
+        position: PositionRecord,
+        closed_at: datetime | None,
+        cash_delta_krw: int,
+    ) -> bool:
+        self.order(order, note)
+        self.fill(order.strategy, fill)
+        self.position(position, closed_at)
+        return True
 
     def position(self, position: PositionRecord, closed_at: datetime | None = None) -> None:
         if closed_at is not None:
             self.closed_positions.append((position_fields(position), closed_at))
+
+    def adjustment(
+        self, strategy: str, stock_code: str, qty: int, price: float, reason: str, at: datetime
+    ) -> None:
+        self.adjustments.append(
+            {"strategy": strategy, "code": stock_code, "qty": qty, "price": price,
+             "reason": reason, "at": at}
+        )
+
+    def save_state(self, name: str, state: dict[str, Any]) -> None:
+        self.states[name] = dict(state)
+
+    def load_state(self, name: str) -> dict[str, Any]:
+        return dict(self.states.get(name, {}))
 
     def event(
         self,
@@ -110,26 +182,87 @@ def position_fields(position: PositionRecord) -> dict[str, Any]:
 
 
 class DatabaseJournal:
-    """Writes every record through to the repository at once (live and dry-run)."""
+    """Writes every record through to the repository at once (live and dry-run).
+
+    Every write that fails for a database reason (``sqlalchemy.exc.SQLAlchemyError``,
+    ``OSError``) raises :class:`StorageError`; nothing half-written stays behind.
+    """
 
     def __init__(self, repository: Any, run_id: str):
         self.repository = repository
         self.run_id = run_id
 
+    def _guard(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return call(*args, **kwargs)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"database not writable ({what}): {exc}") from exc
+
     def order(self, order: Order, note: str = "") -> None:
-        self.repository.save_order(self.run_id, order, note=note)
+        self._guard("order", self.repository.save_order, self.run_id, order, note=note)
 
     def fill(self, strategy: str, fill: Fill) -> None:
-        self.repository.save_fill(self.run_id, fill, strategy)
+        self._guard("fill", self.repository.save_fill, self.run_id, fill, strategy)
+
+    def fill_applied(
+        self,
+        order: Order,
+        note: str,
+        fill: Fill,
+        position: PositionRecord,
+        closed_at: datetime | None,
+        cash_delta_krw: int,
+    ) -> bool:
+        return bool(
+            self._guard(
+                "fill",
+                self.repository.record_fill,
+                self.run_id,
+                order=order,
+                note=note,
+                fill=fill,
+                position={
+                    **position_fields(position),
+                    "status": "closed" if closed_at is not None else "holding",
+                    "closed_at": closed_at,
+                },
+                cash_delta_krw=cash_delta_krw,
+            )
+        )
 
     def position(self, position: PositionRecord, closed_at: datetime | None = None) -> None:
         fields = position_fields(position)
-        self.repository.save_position(
+        self._guard(
+            "position",
+            self.repository.save_position,
             self.run_id,
             status="closed" if closed_at is not None else "holding",
             closed_at=closed_at,
             **fields,
         )
+
+    def adjustment(
+        self, strategy: str, stock_code: str, qty: int, price: float, reason: str, at: datetime
+    ) -> None:
+        self._guard(
+            "adjustment",
+            self.repository.record_adjustment,
+            self.run_id,
+            strategy=strategy,
+            stock_code=stock_code,
+            qty=qty,
+            price=price,
+            reason=reason,
+            at=at,
+        )
+
+    def save_state(self, name: str, state: dict[str, Any]) -> None:
+        self._guard("state", self.repository.save_state, self.run_id, name, state)
+
+    def load_state(self, name: str) -> dict[str, Any]:
+        return dict(self._guard("state", self.repository.load_state, self.run_id, name))
 
     def event(
         self,
@@ -140,4 +273,13 @@ class DatabaseJournal:
         level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
-        self.repository.log_event(kind, message, run_id=self.run_id, level=level, data=data, at=at)
+        self._guard(
+            "event",
+            self.repository.log_event,
+            kind,
+            message,
+            run_id=self.run_id,
+            level=level,
+            data=data,
+            at=at,
+        )

@@ -17,9 +17,16 @@ job             what it does
                 orders cancelled and re-placed (``live.orders``)
 ``account``     every ``account_sync_interval_s``: cash and holdings compared with the
                 account (differences journaled); equity snapshot
-``close``       ``close_report_delay_s`` after the close: last poll, ``on_market_close``,
-                equity snapshot and the daily report
+``exit_close``  ``exit_at_close_lead_s`` before the close: positions of ``exit_at_close``
+                strategies sold at market
+``close``       ``close_report_delay_s`` after the close: day orders still resting expire
+                (the paper account in a dry run; KIS expires its own), last poll,
+                ``on_market_close``, equity snapshot and the daily report
 ==============  ===========================================================================
+
+The rules these jobs apply — exits, daily counters, loss lock, portfolio stop, timeouts, time
+cut, ``decide_at``, day orders — live in :class:`core.session.TradingSession`, the object the
+backtest drives too.
 
 Two runners call these jobs: :class:`ScheduledRunner` (APScheduler in Asia/Seoul, real
 time; ``python main.py live``) and :class:`SteppedRunner` (jumps a controllable clock from
@@ -46,15 +53,16 @@ import pandas as pd
 
 from config.settings import Settings
 from core.fund_manager import FundManager
-from core.journal import DatabaseJournal
+from core.journal import DatabaseJournal, StorageError
 from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
+from core.session import TradingSession
 from core.trader import Trader
 from framework.broker import Broker
 from framework.data import DataProvider
-from framework.errors import BrokerError, DataError, KisTraderError
+from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
 from framework.executor import OrderExecutor
 from framework.types import Quote
 from strategies.base import BaseStrategy
@@ -63,7 +71,10 @@ from utils.market_calendar import KST, KRXCalendar, Session
 
 logger = logging.getLogger(__name__)
 
-JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "close")
+JOB_NAMES = ("open", "quotes", "signals", "fills", "account", "exit_close", "close")
+MIN_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 300.0
+"""Back-off of the jobs while KIS is out of reach: 10 s, doubling, at most 5 minutes."""
 
 
 class QuoteSource(Protocol):
@@ -113,6 +124,9 @@ def plan_day(session: Session, settings: Settings, now: datetime) -> list[Planne
             ("account", sch.account_sync_interval_s),
         ):
             jobs.append(PlannedJob(name, start, every, session.close))
+        exit_at = session.close - timedelta(seconds=sch.exit_at_close_lead_s)
+        if now <= exit_at:
+            jobs.append(PlannedJob("exit_close", max(exit_at, start)))
     jobs.append(PlannedJob("close", close_at))
     return jobs
 
@@ -164,6 +178,7 @@ class LiveSession:
         alerts: Alerts | None = None,
         quote_source: QuoteSource | None = None,
         on_quote: Callable[[Quote], object] | None = None,
+        expire_day_orders: Callable[[date], object] | None = None,
     ):
         self.settings = settings
         self.repository = repository
@@ -185,6 +200,8 @@ class LiveSession:
         self.history: dict[str, pd.DataFrame] = {}
         self.today_bars: dict[str, dict[str, float]] = {}
         self._batch = 0
+        self._failures = 0
+        self._retry_at: datetime | None = None
         self.journal = DatabaseJournal(repository, run_id)
         live, risk = settings.live, settings.risk
         self.fees = fees or FeeModel()
@@ -196,6 +213,7 @@ class LiveSession:
                 cooldown_s=risk.cooldown_s,
                 daily_loss_limit_pct=risk.daily_loss_limit_pct,
                 portfolio_stop_pct=risk.portfolio_stop_pct,
+                max_positions=risk.max_positions,
             )
         )
         un = live.unmanaged
@@ -217,6 +235,12 @@ class LiveSession:
             ),
             default_exits=ExitPolicy(un.stop_loss_pct, un.take_profit_pct, un.trailing_stop_pct),
             names=self.names.get,
+        )
+        self.trading = TradingSession(
+            self.trader,
+            self.risk,
+            expire_day_orders=expire_day_orders,
+            sessions_between=calendar.sessions_between,
         )
 
     # --- universe ----------------------------------------------------------------------
@@ -300,27 +324,70 @@ class LiveSession:
 
     # --- jobs --------------------------------------------------------------------------
     def run_job(self, name: str) -> None:
-        """Run one job under the session lock; an error is journaled, never raised."""
+        """Run one job under the session lock; an error is journaled (and alerted), never
+        raised — not even when the journal itself cannot be written (disk full: a
+        ``storage_error`` alert says so once).
+
+        KIS out of reach (``TransientBrokerError`` after the adapter's own retries): the
+        first failure is journaled and alerted once (``broker_unreachable``); later runs of
+        the job are skipped with a doubling back-off (up to :data:`MAX_BACKOFF_S`) and
+        retried quietly until KIS answers again (``broker_recovered``).
+        """
         if name not in JOB_NAMES:
             raise ValueError(f"unknown job {name!r}")
         with self.lock:
             if not self.started:
                 return
+            now = self.clock()
+            if self._retry_at is not None and now < self._retry_at and name != "close":
+                return
             try:
                 getattr(self, f"job_{name}")()
+            except StorageError as exc:
+                self.trader._storage_failed(exc)
+            except TransientBrokerError as exc:
+                self._unreachable(name, exc, now)
             except KisTraderError as exc:
                 logger.warning("job %s failed: %s", name, exc)
-                self.trader.event(
-                    "job_failed", f"{name}: {type(exc).__name__}: {exc}", level="warning"
-                )
+                self._job_failed(name, exc, "warning")
             except Exception as exc:
                 logger.exception("job %s crashed", name)
-                self.trader.event(
-                    "job_failed",
-                    f"{name}: {type(exc).__name__}: {exc}",
-                    level="error",
-                    data={"level": "error", "job": name},
-                )
+                self._job_failed(name, exc, "error")
+            else:
+                if self._failures:
+                    self.trader.event(
+                        "broker_recovered",
+                        f"KIS answers again (after {self._failures} failed jobs)",
+                        data={"failures": self._failures},
+                    )
+                self._failures, self._retry_at = 0, None
+
+
+    def _job_failed(self, name: str, exc: Exception, level: str) -> None:
+        try:
+            self.trader.event(
+                "job_failed",
+                f"{name}: {type(exc).__name__}: {exc}",
+                level=level,
+                data={"level": level, "job": name} if level == "error" else None,
+            )
+        except Exception:  # an alert handler or the journal: logged, the scheduler goes on
+            logger.exception("job %s: the failure could not be reported", name)
+
+    def _unreachable(self, name: str, exc: Exception, now: datetime) -> None:
+        self._failures += 1
+        delay_s = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** (self._failures - 1))
+        self._retry_at = now + timedelta(seconds=delay_s)
+        if self._failures == 1:
+            logger.warning("job %s failed: %s; retrying with back-off", name, exc)
+            self.trader.event(
+                "broker_unreachable",
+                f"KIS out of reach ({name}: {exc}); retrying with back-off",
+                level="error",
+                data={"job": name},
+            )
+        else:
+            logger.debug("job %s failed again (%d): %s", name, self._failures, exc)
 
     def job_open(self) -> None:
         """Start the day (once per day; after a restart mid-day the day's counters and
@@ -333,8 +400,8 @@ class LiveSession:
         self._load_history(today)
         self.refresh_quotes(self.universe)
         start_equity = self._first_snapshot_of(today)
-        self.risk.start_day(today, start_equity or self.trader.equity_krw())
-        self.trader.market_open()  # resets the strategies' trade counts ...
+        # resets the strategies' trade counts (and sells what the time cut says) ...
+        self.trading.open_day(today, start_equity or self.trader.equity_krw())
         self._restore_day_counters(now)  # ... which a restart mid-day brings back
         self.snapshot(now)
 
@@ -385,12 +452,12 @@ class LiveSession:
                 continue
             if quote.name:
                 self.names.setdefault(code, quote.name)
-            self.trader.update_price(code, float(price))
+            self.trader.update_price(code, float(price), base_krw=quote.prev_close)
             self._update_today_bar(quote)
             if self.on_quote is not None:
                 self.on_quote(quote)
-            self.trader.check_exits(code)
-        self._check_equity_limits()
+            self.trading.quote(code, float(price))
+        self.trading.mark_equity()
 
     def _read_quotes(self, codes: list[str]) -> dict[str, Quote]:
         """Quotes of ``codes``. A code the source refuses (``DataError``: KIS answers a
@@ -425,25 +492,6 @@ class LiveSession:
         if q.volume is not None and q.volume >= 0:
             bar["volume"] = float(q.volume)
 
-    def _check_equity_limits(self) -> None:
-        equity = self.trader.equity_krw()
-        if self.risk.update_equity(equity):
-            self.trader.event(
-                "risk_exit",
-                f"daily loss lock: equity {equity:,} KRW; no new buys today",
-                level="warning",
-                data={"rule": "daily_loss_lock", "equity_krw": equity},
-            )
-        if self.risk.state is not TradingState.HALTED and self.risk.portfolio_stop_hit(equity):
-            self.trader.event(
-                "risk_exit",
-                f"portfolio stop: equity {equity:,} KRW; selling everything and halting",
-                level="error",
-                data={"rule": "portfolio_stop", "equity_krw": equity},
-            )
-            self.trader.exit_all("portfolio_stop")
-            self.set_trading_state(TradingState.HALTED, by="portfolio stop")
-
     def frame_for(self, code: str, timeframe: str) -> pd.DataFrame | None:
         """What a strategy sees for ``code``: daily history plus today's bar (daily), or
         today's minute bars (minute). ``None`` when there is no usable data."""
@@ -465,8 +513,9 @@ class LiveSession:
         return pd.concat([history, row])
 
     def job_signals(self) -> None:
+        now = self.clock()
         for slot in self.trader.slots.values():
-            if not slot.active:
+            if not slot.active or not self.trading.decides_now(slot, now):
                 continue
             for code in slot.strategy.universe:
                 if not slot.active:
@@ -482,8 +531,10 @@ class LiveSession:
                 self.trader.evaluate(slot, code, bars)
 
     def job_fills(self) -> None:
-        self.trader.poll_orders()
-        self.trader.manage_timeouts()
+        self.trading.poll()
+
+    def job_exit_close(self) -> None:
+        self.trading.exit_at_close()
 
     def job_account(self) -> None:
         """Poll fills, then compare the account's holdings and cash with the book."""
@@ -494,8 +545,17 @@ class LiveSession:
         for p in self.trader.portfolio.positions():
             book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
         busy = {o.stock_code for o in self.trader.orders.open_orders()}
-        for code in sorted(set(holdings) | set(book)):
-            if code not in busy and holdings.get(code, 0) != book.get(code, 0):
+        differ = [
+            c for c in sorted(set(holdings) | set(book))
+            if c not in busy and holdings.get(c, 0) != book.get(c, 0)
+        ]
+        if differ:  # a fill the book missed (a late fill of a cancelled order): read again
+            self.trader.reread_fills(self.clock().date(), differ)
+            book = {}
+            for p in self.trader.portfolio.positions():
+                book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
+        for code in differ:
+            if holdings.get(code, 0) != book.get(code, 0):
                 self.trader.event(
                     "account_mismatch",
                     f"{code}: book {book.get(code, 0)} shares, account {holdings.get(code, 0)}",
@@ -512,12 +572,15 @@ class LiveSession:
                 data={"drift_krw": drift},
             )
             self.trader.funds.sync_cash(balance.cash_krw)
+            self.repository.record_cash(
+                self.run_id, drift, kind="sync", reason="cash set to the account's figure",
+                at=self.clock(),
+            )
         self.snapshot(self.clock())
 
     def job_close(self) -> None:
         now = self.clock()
-        self.trader.poll_orders()
-        self.trader.market_close()
+        self.trading.close_day(now.astimezone(KST).date())
         self.job_account()
         report = self.daily_report(now)
         self.trader.event("daily_report", f"daily report {report['date']}", data=report)
@@ -527,6 +590,7 @@ class LiveSession:
         cash = self.trader.funds.cash_krw
         equity = self.trader.equity_krw()
         self.repository.save_equity_snapshots(self.run_id, [(when, cash, equity - cash, equity)])
+        self.trader.save_engine_state()  # the portfolio stop's high-water mark
 
     def daily_report(self, now: datetime) -> dict[str, Any]:
         today = now.astimezone(KST).date()
@@ -550,13 +614,7 @@ class LiveSession:
 
     # --- controller (Telegram commands; any thread) --------------------------------------
     def set_trading_state(self, state: TradingState, by: str = "command") -> None:
-        self.risk.set_state(state)
-        self.trader.event(
-            "state_changed",
-            f"trading state {state.value} ({by})",
-            level="warning",
-            data={"state": state.value, "by": by},
-        )
+        self.trading.set_trading_state(state, by)
 
     def set_state(self, state: str) -> None:
         self.set_trading_state(TradingState(state), by="telegram")
@@ -755,6 +813,8 @@ class ScheduledRunner:
     def run(self) -> None:
         from apscheduler.triggers.cron import CronTrigger
 
+        if self.session.stop_requested.is_set():  # stopped before the first job
+            return
         self.scheduler.add_job(self.plan, CronTrigger(hour=7, minute=30, timezone=KST), id="plan")
         self.plan()
         self.scheduler.start()

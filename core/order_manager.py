@@ -1,33 +1,46 @@
 """``OrderManager``: the life of every order, from intent to a final state.
 
 1. :meth:`create` builds the order with a fresh client order id and writes it to the journal
-   as ``PENDING_NEW`` — *before* anything is sent.
+   as ``PENDING_NEW`` — *before* anything is sent (a failed write raises and nothing is
+   sent or tracked).
 2. :meth:`submit` sends it. Accepted → ``SUBMITTED`` with the broker id. Refused →
-   ``REJECTED``. An ambiguous failure (timeout) → ``UNKNOWN``, then looked up by client id
-   (:meth:`resolve_unknown`); it is never re-sent blindly.
+   ``REJECTED``. An ambiguous failure (timeout, lost answer, an acknowledgement without an
+   order number) → ``UNKNOWN``, then looked up (:meth:`resolve_unknown`); it is never re-sent
+   blindly. Fills the lookup finds are applied like any other.
 3. :meth:`apply_state` applies what the broker reports (polled in live, read after each bar
-   in the backtest): new fills (each ``fill_id`` once; an overfill is refused), then the final
-   status (``FILLED``, ``CANCELLED``, ``EXPIRED``).
+   in the backtest): new fills, then the final status (``FILLED``, ``CANCELLED``,
+   ``EXPIRED``).
 
-Every change is journaled. Fills are handed back to the caller (the ``Trader``), which
-updates funds and positions.
+Fill identity: for a broker that reports running totals (KIS) a fill is (broker order id,
+cumulative filled shares after it), derived from the order's *recorded* figures
+(:meth:`~framework.executor.OrderExecutor.fill_since`); otherwise the executor's
+``fill_id`` (each applied once). Every new fill goes to :attr:`OrderManager.fill_handler`
+(the ``Trader``), which books it with :meth:`book_fill` and writes it in one transaction; an
+order's figures change only when that write succeeded, so a fill that could not be written
+is found again on the next poll. Without a handler the order and fill are journaled here.
+A notice of one execution (:meth:`apply_notice`) is matched to what is recorded, so the
+same execution seen by a notice and a poll applies once.
+
+A cancelled order is kept under watch for ``settle_s`` seconds (:meth:`settling_orders`):
+a fill the exchange made before the cancel took effect can still show up and is recorded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.journal import Journal
+from core.journal import Journal, StorageError
 from framework.errors import (
     BrokerError,
     OrderRejectedError,
     UnknownOrderOutcomeError,
 )
-from framework.executor import OrderExecutor, OrderState
+from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Signal
 
 logger = logging.getLogger(__name__)
@@ -36,6 +49,10 @@ logger = logging.getLogger(__name__)
 STOP_KEY = "signal_stop_loss"
 TARGET_KEY = "signal_target_price"
 """Order metadata keys holding the signal's stop-loss and take-profit prices (KRW)."""
+
+FillHandler = Callable[[Order, Fill], None]
+"""Books one new fill of an order (``OrderManager.book_fill`` plus everything the fill
+changes, written at once); raises ``StorageError`` when nothing could be written."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +82,13 @@ class OrderManager:
         clock: Callable[[], datetime],
         id_prefix: str,
         unknown_grace_s: float = 60.0,
+        settle_s: float = 300.0,
     ):
         self.executor = executor
+        self.settle_s = settle_s
+        self.fill_handler: FillHandler | None = None
+        self._settling: dict[str, datetime] = {}
+        self._noticed: dict[str, list[tuple[str, int, int]]] = {}
         self.unknown_grace_s = unknown_grace_s
         self._unfound_since: dict[str, datetime] = {}
         self.journal = journal
@@ -90,9 +112,9 @@ class OrderManager:
         """Track an order read back from the database (restart).
 
         ``fill_ids``: ids of fills already applied (from the database), so a fill the
-        broker reports again is applied once. An order with a broker id is handed to the
-        executor's ``restore_order`` so the broker's cumulative figures continue from the
-        recorded fills.
+        broker reports again is applied once. The order's filled figures must be those of
+        its recorded fills. An order with a broker id is handed to the executor's
+        ``restore_order`` so the broker's cumulative figures continue from them.
         """
         self.orders[order.client_order_id] = order
         self._seen_fills.update(fill_ids)
@@ -106,6 +128,19 @@ class OrderManager:
                     filled_amount_krw=order.filled_amount_krw,
                     day=order.created_at.date(),
                 )
+
+    def settling_orders(self) -> list[Order]:
+        """Cancelled orders still under watch for a late fill (see the module docstring);
+        those watched longer than ``settle_s`` are dropped from the watch."""
+        now = self.clock()
+        out = []
+        for cid, since in list(self._settling.items()):
+            order = self.orders.get(cid)
+            if order is None or (now - since).total_seconds() > self.settle_s:
+                del self._settling[cid]
+            elif order.broker_order_id:
+                out.append(order)
+        return out
 
     def adopt(self, order: Order, state: OrderState, note: str) -> list[Fill]:
         """Attach a broker order found for a ``PENDING_NEW``/``UNKNOWN`` order after a
@@ -160,9 +195,9 @@ class OrderManager:
             order.reasons = order.reasons or replaces.reasons
             order.metadata = dict(order.metadata or replaces.metadata)
             order.signal_type = order.signal_type or replaces.signal_type
+        self.journal.order(order, "created")  # raises StorageError: never sent, never tracked
         self.orders[order.client_order_id] = order
         self._open[order.client_order_id] = order
-        self.journal.order(order, "created")
         return order
 
     def submit(self, order: Order) -> Order:
@@ -179,7 +214,10 @@ class OrderManager:
             broker_id = self.executor.submit_order(order.to_request())
         except UnknownOrderOutcomeError as exc:
             self._set_status(order, OrderStatus.UNKNOWN, f"unknown outcome: {exc}")
-            self.resolve_unknown(order)
+            try:
+                self.resolve_unknown(order)  # fills found go to the fill handler
+            except StorageError as err:  # the order is tracked; the next poll books them
+                logger.error("fills of %s not written yet: %s", order.client_order_id, err)
             return order
         except OrderRejectedError as exc:
             self._set_status(order, OrderStatus.REJECTED, f"rejected: {exc}")
@@ -228,18 +266,88 @@ class OrderManager:
         self._set_status(order, OrderStatus.REJECTED, reason)
 
     def apply_state(self, order: Order, state: OrderState) -> list[Fill]:
-        """Apply the broker's view of ``order``; returns the fills not seen before."""
-        new_fills = self._apply_fills(order, state.fills)
+        """Apply the broker's view of ``order``; returns the fills not seen before.
+
+        Raises ``StorageError`` (from the fill handler) when a fill could not be written:
+        the fills before it are applied, it and the final status are not (next poll)."""
+        new_fills = self._apply_fills(order, self._new_fills(order, state))
         if state.status.is_final and not order.status.is_final:
             status = state.status
             if status is OrderStatus.FILLED and order.filled_qty < order.qty:
                 status = OrderStatus.CANCELLED  # broker cut the order (e.g. cash): rest dropped
             self._set_status(order, status, f"broker: {state.status.value}")
+            if status is OrderStatus.CANCELLED:
+                self._settling[order.client_order_id] = self.clock()
         return new_fills
+
+    def _new_fills(self, order: Order, state: OrderState) -> list[Fill]:
+        if state.filled_amount_krw is not None:  # running totals: derive from what is recorded
+            fill = self.executor.fill_since(
+                state, order.filled_qty, order.filled_amount_krw, order.client_order_id
+            )
+            return [fill] if fill is not None else []
+        return list(state.fills)
 
     def apply_fill(self, order: Order, fill: Fill) -> bool:
         """Apply one fill pushed by the broker; ``False`` if it was seen already."""
         return bool(self._apply_fills(order, (fill,)))
+
+    def apply_notice(self, order: Order, notice: ExecutionNotice) -> Fill | None:
+        """Apply one execution notice of ``order``; returns the new fill, or ``None`` when
+        the execution is already recorded (a notice seen twice, or one a poll recorded).
+
+        Matching: notices are counted per order by (time, quantity, price); a repeat is
+        ignored. An execution is already recorded while the notices' total stays within
+        the order's recorded filled quantity (a poll may have recorded several executions
+        as one change); the part beyond it is a new fill at the notice's price, with the
+        identity a poll would give it. Raises ``StorageError`` as :meth:`apply_state`.
+        """
+        key = (notice.time.isoformat(), notice.qty, notice.price)
+        seen = self._noticed.setdefault(order.client_order_id, [])
+        if key in seen:
+            return None
+        noticed = sum(q for _, q, _ in seen) + notice.qty
+        if noticed <= order.filled_qty:
+            seen.append(key)
+            return None
+        extra = min(noticed - order.filled_qty, order.remaining_qty)
+        if extra <= 0:
+            seen.append(key)
+            return None
+        part = dataclasses.replace(notice, qty=extra)
+        fill = self.executor.fill_from_notice(part, order.filled_qty, order.client_order_id)
+        new = self._apply_fills(order, (fill,))
+        seen.append(key)
+        return new[0] if new else None
+
+    def book_fill(self, order: Order, fill: Fill) -> str:
+        """Add ``fill`` to ``order``'s figures and status in memory (no journal); returns
+        the history note. The fill handler calls it and then writes everything at once."""
+        total = order.filled_qty + fill.qty
+        order.filled_amount_krw += fill.amount_krw
+        order.avg_fill_price = order.filled_amount_krw / total
+        order.filled_qty = total
+        order.commission_krw += fill.commission_krw
+        order.tax_krw += fill.tax_krw
+        order.updated_at = fill.time
+        note = f"fill {fill.qty} @ {fill.price}"
+        if order.status.is_final:  # a late fill of a cancelled order: money moved, stays final
+            return f"late {note}"
+        order.status = (
+            OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
+        )
+        order.message = note
+        if order.status.is_final:
+            self._open.pop(order.client_order_id, None)
+        return note
+
+    def unbook(self, order: Order, before: Order) -> None:
+        """Put ``order`` back as ``before`` (a copy taken before :meth:`book_fill`) after
+        its write failed."""
+        for f in dataclasses.fields(Order):
+            setattr(order, f.name, getattr(before, f.name))
+        if not order.status.is_final:
+            self._open[order.client_order_id] = order
 
     def _apply_fills(self, order: Order, fills: Iterable[Fill]) -> list[Fill]:
         new: list[Fill] = []
@@ -262,22 +370,13 @@ class OrderManager:
                     level="error",
                 )
                 continue
-            self._seen_fills.add(fill.fill_id)
-            total = order.filled_qty + fill.qty
-            order.filled_amount_krw += fill.amount_krw
-            order.avg_fill_price = order.filled_amount_krw / total
-            order.filled_qty = total
-            order.commission_krw += fill.commission_krw
-            order.tax_krw += fill.tax_krw
-            order.updated_at = fill.time
-            note = f"fill {fill.qty} @ {fill.price}"
-            if order.status.is_final:  # a late fill of a cancelled order: money moved, stays final
-                self.journal.order(order, f"late {note}")
+            if self.fill_handler is not None:
+                self.fill_handler(order, fill)  # raises StorageError: stays un-seen
             else:
-                status = (
-                    OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
-                )
-                self._set_status(order, status, note, when=fill.time)
+                note = self.book_fill(order, fill)
+                self.journal.order(order, note)
+                self.journal.fill(order.strategy, fill)
+            self._seen_fills.add(fill.fill_id)
             new.append(fill)
         return new
 

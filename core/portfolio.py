@@ -11,6 +11,7 @@ zero; that span is one *round trip* (a row of ``trades.csv``). Cost basis is int
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -115,6 +116,22 @@ class Portfolio:
     def restore(self, position: Position) -> None:
         """Put back a position read from the database (restart)."""
         self._positions[(position.strategy, position.stock_code)] = position
+
+    def checkpoint(self, strategy: str, stock_code: str) -> tuple[Position | None, int]:
+        """A copy of the position and the round-trip count, for :meth:`rollback`."""
+        pos = self._positions.get((strategy, stock_code))
+        return copy.deepcopy(pos), len(self.round_trips)
+
+    def rollback(
+        self, strategy: str, stock_code: str, mark: tuple[Position | None, int]
+    ) -> None:
+        """Undo the fills applied to (``strategy``, ``stock_code``) since ``mark``."""
+        pos, trips = mark
+        if pos is None:
+            self._positions.pop((strategy, stock_code), None)
+        else:
+            self._positions[(strategy, stock_code)] = pos
+        del self.round_trips[trips:]
 
     def apply_fill(
         self,

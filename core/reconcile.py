@@ -2,14 +2,24 @@
 
 Steps (:func:`reconcile`):
 
-1. **Restore** the open positions and the open orders of the book (``run_id``) from the
-   database into the engine, with the ids of the fills already applied.
-2. **Resolve every open order** with the broker. An order with a broker id is read back and
-   the fills that happened while the bot was down are applied once (fill ids are unique). An
-   order written down but never confirmed (``PENDING_NEW`` or ``UNKNOWN``: the process died
-   around the send) is looked up in the day's order list by code, side, quantity, price and
-   time (:meth:`~framework.executor.OrderExecutor.match_order`); found → adopted and tracked,
-   not found → ``REJECTED`` ("never reached the broker"). Nothing is re-sent.
+1. **Rebuild** the positions of the book (``run_id``) per strategy from the fill journal
+   (fills and journaled adjustments, in the order written): positions are a projection of
+   it, so a strategy's shares are never re-labelled ``unmanaged`` while the database knows
+   whose they are. The positions table gives each position its exits, reasons and peak;
+   shares it holds that no fill explains (written before the journal existed) are
+   journaled as adjustments (:func:`rebuild_positions`).
+2. **Restore the orders** that are not final, *and* those whose recorded fills do not add
+   up to their filled quantity (their figures are set to the fills' and they are looked up
+   again), plus today's final orders (a late fill can still show up).
+3. **Resolve every open order** with the broker. An order with a broker id is read back and
+   the fills that happened while the bot was down are applied once (a fill's identity is
+   its order and cumulative quantity). An order written down but never confirmed
+   (``PENDING_NEW`` or ``UNKNOWN``: the process died around the send) is looked up in the
+   day's order list by code, side, quantity, price and time
+   (:meth:`~framework.executor.OrderExecutor.match_order`); found → adopted and tracked,
+   not found → ``REJECTED`` ("never reached the broker"). Nothing is re-sent. Then the
+   day's order list is read once more and every fill of a known order not recorded yet
+   (a late fill of a cancelled order) is applied.
 3. **Compare holdings** per stock (sum over strategies) with the account:
 
    ==================  ==============================================================
@@ -22,6 +32,9 @@ Steps (:func:`reconcile`):
                        ``unmanaged`` first, then from the newest positions)
    ==================  ==============================================================
 
+   Each of these changes is journaled as an adjustment with its reason, so the next
+   rebuild gives the same book.
+
 4. **Cash** is taken from the account (the engine's cash pool starts there).
 
 Every difference is journaled as a ``reconcile`` event and returned in the
@@ -31,15 +44,17 @@ Every difference is journaled as a ``reconcile`` event and returned in the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.portfolio import Position
+from core.journal import StorageError
+from core.portfolio import Portfolio, Position
 from core.trader import UNMANAGED, Trader
 from framework.errors import BrokerError, KisTraderError
-from framework.types import Holding, Order
+from framework.types import Fill, Holding, Order, OrderSide, OrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +67,7 @@ class ReconcileError(KisTraderError):
 class Difference:
     """One finding of the reconciliation. Quantities in shares."""
 
-    kind: str  # matched | adopted | closed_outside | qty_adjusted | order_resolved
+    kind: str  # matched | adopted | closed_outside | qty_adjusted | order_resolved | rebuilt
     code: str
     strategy: str | None = None
     db_qty: int | None = None
@@ -153,8 +168,9 @@ def reconcile(
         _resolve_orders(trader, report)
         holdings = trader.broker.get_holdings()
         balance = trader.broker.get_balance()
-    except (BrokerError, ReconcileError) as exc:
-        report.ok, report.error = False, f"{type(exc).__name__}: {exc}"
+    except (BrokerError, ReconcileError, StorageError) as exc:
+        what = "cannot read the account" if isinstance(exc, BrokerError) else "book"
+        report.ok, report.error = False, f"{what}: {exc}"
         raise ReconcileError(report.error) from exc
     for h in holdings:
         if h.name:
@@ -180,15 +196,165 @@ def reconcile(
 
 
 def _restore(trader: Trader, repository: Any, run_id: str, report: ReconcileReport) -> None:
-    for row in repository.get_positions(run_id, status="holding"):
-        if int(row["qty"]) <= 0:
-            continue
-        trader.portfolio.restore(_position_from_row(row))
-        report.positions_restored += 1
+    report.positions_restored += rebuild_positions(trader, repository, run_id, report)
+    totals = repository.get_order_fill_totals(run_id)
     fill_ids = repository.get_fill_ids(run_id)
-    for order in repository.get_open_orders(run_id):
+    orders = {o.client_order_id: o for o in repository.get_open_orders(run_id)}
+    start_of_day = trader.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+    todays = repository.get_orders_since(run_id, start_of_day)
+    frame = repository.get_orders(run_id)
+    for row in frame.itertuples():
+        cid = str(row.client_order_id)
+        if cid in orders or totals.get(cid, (0, 0, 0, 0))[0] == int(row.filled_qty):
+            continue
+        order = repository.get_order(cid)
+        if order is not None and order.broker_order_id:
+            orders[cid] = _reopened(order, totals.get(cid, (0, 0, 0, 0)), report)
+    for order in todays:
+        orders.setdefault(order.client_order_id, order)
+    for order in orders.values():
+        if not order.status.is_final:
+            _match_recorded(order, totals.get(order.client_order_id, (0, 0, 0, 0)))
+            report.orders_restored += 1
         trader.orders.restore(order, fill_ids)
-        report.orders_restored += 1
+    trader.load_engine_state()
+
+
+def _match_recorded(order: Order, total: tuple[int, int, int, int]) -> None:
+    """Give an order the figures of its recorded fills (the fills are the truth)."""
+    qty, amount, commission, tax = total
+    order.filled_qty, order.filled_amount_krw = qty, amount
+    order.commission_krw, order.tax_krw = commission, tax
+    order.avg_fill_price = amount / qty if qty else 0.0
+
+
+def _reopened(order: Order, total: tuple[int, int, int, int], report: ReconcileReport) -> Order:
+    """An order whose recorded fills do not add up to its filled quantity: set to its fills
+    and tracked again, so the broker's figures complete it."""
+    recorded = order.filled_qty
+    _match_recorded(order, total)
+    order.status = OrderStatus.PARTIALLY_FILLED if order.filled_qty else OrderStatus.SUBMITTED
+    report.differences.append(
+        Difference(
+            "order_resolved",
+            order.stock_code,
+            order.strategy,
+            detail=f"{order.client_order_id} showed {recorded} filled but its fills add up to "
+            f"{order.filled_qty}: looked up again",
+        )
+    )
+    return order
+
+
+def rebuild_positions(
+    trader: Trader, repository: Any, run_id: str, report: ReconcileReport | None = None
+) -> int:
+    """Rebuild every strategy's positions of ``run_id`` into ``trader`` from the fill
+    journal; returns how many are open. See the module docstring (step 1)."""
+    projection = Portfolio()
+    for row in repository.get_fill_journal(run_id):
+        _replay(projection, row)
+    table = repository.get_positions(run_id, status="holding")
+    rows = {(r["strategy"], r["stock_code"]): r for r in table}
+    codes = {r["stock_code"] for r in table} | {p.stock_code for p in projection.positions()}
+    now = trader.clock()
+    for code in sorted(codes):
+        _settle_labels(trader, projection, rows, code, now, report)
+    count = 0
+    for pos in projection.positions():
+        row = rows.get((pos.strategy, pos.stock_code))
+        if row is not None:
+            pos.stop_loss, pos.target_price = row["stop_loss"], row["target_price"]
+            pos.reasons = tuple(row["reasons"]) or pos.reasons
+            pos.metadata = dict(row["metadata"]) or pos.metadata
+            pos.peak_price = row.get("peak_price") or pos.peak_price
+            pos.opened_at = row["opened_at"] or pos.opened_at
+        trader.portfolio.restore(pos)
+        if row is None or int(row["qty"]) != pos.qty:
+            trader.journal.position(pos)
+        count += 1
+    for (strategy, code), row in rows.items():
+        if projection.get(strategy, code) is None and int(row["qty"]) > 0:
+            gone = _position_from_row(row)
+            gone.qty, gone.cost_basis_krw = 0, 0
+            trader.journal.position(gone, closed_at=now)
+    return count
+
+
+def _replay(projection: Portfolio, row: dict[str, Any]) -> None:
+    fill = Fill(
+        fill_id=row["fill_id"],
+        client_order_id=row["client_order_id"],
+        stock_code=row["stock_code"],
+        side=OrderSide(row["side"]),
+        qty=int(row["qty"]),
+        price=int(row["price"]),
+        time=row["time"],
+        commission_krw=int(row["commission_krw"]),
+        tax_krw=int(row["tax_krw"]),
+        broker_order_id=row["broker_order_id"],
+    )
+    held = projection.qty(row["strategy"], row["stock_code"])
+    if fill.side is OrderSide.SELL and fill.qty > held:
+        logger.warning("journal sells %s of %s %s held %s", fill.qty, row["strategy"],
+                       fill.stock_code, held)
+        if held == 0:
+            return
+        fill = dataclasses.replace(fill, qty=held)
+    projection.apply_fill(row["strategy"], fill)
+    projection.round_trips.clear()
+
+
+def _settle_labels(
+    trader: Trader,
+    projection: Portfolio,
+    rows: dict[tuple[str, str], dict[str, Any]],
+    code: str,
+    now: datetime,
+    report: ReconcileReport | None,
+) -> None:
+    """Make the projection of ``code`` hold what the positions table holds, keeping every
+    share a strategy's fills explain with that strategy; the rest is journaled."""
+    table = {s: int(r["qty"]) for (s, c), r in rows.items() if c == code}
+    explained = {
+        p.strategy: p.qty for p in projection.positions() if p.stock_code == code
+    }
+    if not table or table == {s: q for s, q in explained.items() if q}:
+        return  # the journal explains the table (or the table knows nothing of the code)
+    total = sum(table.values())
+    target = {
+        s: max(table.get(s, 0), explained.get(s, 0))
+        for s in set(table) | set(explained)
+        if s != UNMANAGED
+    }
+    if sum(target.values()) <= total:
+        target[UNMANAGED] = total - sum(target.values())
+    else:  # fewer shares than the fills explain: the table's labels stand
+        target = dict(table)
+    for strategy in sorted(set(target) | set(explained)):
+        diff = target.get(strategy, 0) - explained.get(strategy, 0)
+        if diff == 0:
+            continue
+        row = rows.get((strategy, code)) or next(r for (s, c), r in rows.items() if c == code)
+        price = float(row["avg_price"] or 0.0)
+        reason = "the positions table held shares the fill journal did not explain"
+        trader.journal.adjustment(strategy, code, diff, price, reason, now)
+        _replay(
+            projection,
+            {
+                "fill_id": "adjustment", "client_order_id": "", "stock_code": code,
+                "side": "buy" if diff > 0 else "sell", "qty": abs(diff),
+                "price": round(price), "time": row["opened_at"] or now, "commission_krw": 0,
+                "tax_krw": 0, "broker_order_id": None, "strategy": strategy,
+            },
+        )
+        if report is not None and target.get(strategy, 0) != table.get(strategy, 0):
+            report.differences.append(  # shares given back to the strategy whose fills they are
+                Difference(
+                    "rebuilt", code, strategy, table.get(strategy, 0), None,
+                    f"{target.get(strategy, 0)} shares by the fill journal",
+                )
+            )
 
 
 def _resolve_orders(trader: Trader, report: ReconcileReport) -> None:
@@ -199,6 +365,8 @@ def _resolve_orders(trader: Trader, report: ReconcileReport) -> None:
             _match_unsent(trader, order, claimed, report)
     fills = trader.poll_orders(book_cash=False)  # every open order now has a broker id
     report.fills_applied += len(fills)
+    with trader.cash_from_account():
+        report.fills_applied += len(trader.reread_fills(trader.clock().date()))
 
 
 def _match_unsent(trader: Trader, order: Order, claimed: set[str], report: ReconcileReport) -> None:
@@ -216,9 +384,8 @@ def _match_unsent(trader: Trader, order: Order, claimed: set[str], report: Recon
         )
         return
     claimed.add(state.broker_order_id)
-    fills = trader.orders.adopt(order, state, f"found at broker as {state.broker_order_id}")
-    for fill in fills:
-        trader.apply_fill(order, fill, book_cash=False)
+    with trader.cash_from_account():  # the fills found are booked by the trader
+        fills = trader.orders.adopt(order, state, f"found at broker as {state.broker_order_id}")
     report.fills_applied += len(fills)
     if order.status.is_final:
         trader.finalise(order)
@@ -325,14 +492,23 @@ def _unmanaged(trader: Trader, code: str, qty: int, avg_price: float, now: datet
         buy_amount_krw=round(qty * avg_price),
     )
     trader.portfolio.restore(pos)
+    trader.journal.adjustment(
+        UNMANAGED, code, qty, avg_price, "held in the account, no fill explains it", now
+    )
     return pos
 
 
 def _set_qty(
     trader: Trader, pos: Position, qty: int, now: datetime, avg_price: float | None = None
 ) -> None:
-    """Set a position's quantity to ``qty`` (0 closes it), keeping its average price."""
+    """Set a position's quantity to ``qty`` (0 closes it), keeping its average price; the
+    change is journaled as an adjustment."""
     avg = pos.avg_price if avg_price is None or pos.qty else avg_price
+    if qty != pos.qty:
+        trader.journal.adjustment(
+            pos.strategy, pos.stock_code, qty - pos.qty, avg,
+            "the account holds a different quantity (restart)", now,
+        )
     if qty > pos.qty and avg_price is not None:
         pos.cost_basis_krw += round((qty - pos.qty) * avg_price)
     else:

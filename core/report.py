@@ -108,7 +108,12 @@ def compute_metrics(result: BacktestResult) -> Metrics:
     with ``pnl_krw > 0``), ``profit_factor`` (sum of positive ``pnl_krw`` / |sum of
     negative|; None when there is no losing trade), ``avg_trade_pct`` (mean ``return_pct``),
     ``best_trade_pct`` / ``worst_trade_pct``, ``exposure_pct`` (% of bars with
-    ``holdings_value_krw > 0``), ``open_positions`` (int), ``elapsed_s`` (float seconds).
+    ``holdings_value_krw > 0``), ``open_positions`` (int), ``elapsed_s`` (float seconds),
+    ``sortino`` (mean / root-mean-square of the negative per-bar returns × sqrt(ppy); None
+    without a losing bar), ``calmar`` (``cagr_pct / max_drawdown_pct``; None without a
+    drawdown), ``expectancy_krw`` (mean ``pnl_krw`` per trade), ``avg_holding_days`` (mean
+    exit − entry time in days), ``max_consecutive_losses`` (int), ``turnover`` (sum of fill
+    amounts / mean equity), ``commission_krw`` and ``tax_krw`` (int, summed over fills).
     Trade statistics are None when there are no trades; equity statistics are None when
     there are no bars.
 
@@ -127,8 +132,11 @@ def compute_metrics(result: BacktestResult) -> Metrics:
         "fees_krw": _fees_krw(result.fills),
         "total_return_pct": _num((final / initial - 1) * 100) if initial > 0 else None,
         **dict.fromkeys(
-            ("cagr_pct", "max_drawdown_pct", "sharpe", "periods_per_year", "exposure_pct")
+            ("cagr_pct", "max_drawdown_pct", "sharpe", "sortino", "calmar", "periods_per_year",
+             "exposure_pct", "turnover")
         ),
+        "commission_krw": _sum_krw(result.fills, "commission_krw"),
+        "tax_krw": _sum_krw(result.fills, "tax_krw"),
     }
     if not eq.empty:
         values = eq["equity_krw"].to_numpy(dtype=float)
@@ -147,6 +155,16 @@ def compute_metrics(result: BacktestResult) -> Metrics:
             std = float(np.std(returns, ddof=1))
             if std > 1e-15:
                 m["sharpe"] = _num(float(np.mean(returns)) / std * math.sqrt(ppy))
+            downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+            if downside > 1e-15:
+                m["sortino"] = _num(float(np.mean(returns)) / downside * math.sqrt(ppy))
+        mdd, cagr = m["max_drawdown_pct"], m["cagr_pct"]
+        if mdd and cagr is not None:
+            m["calmar"] = _num(float(cagr) / float(mdd))
+        mean_equity = float(values.mean())
+        if mean_equity > 0:
+            traded = pd.to_numeric(_col(result.fills, "amount_krw"), errors="coerce").sum()
+            m["turnover"] = _num(float(traded) / mean_equity)
         held = eq["holdings_value_krw"].to_numpy(dtype=float) > 0
         m["exposure_pct"] = _num(held.mean() * 100)
     m.update(_trade_metrics(result.trades))
@@ -164,9 +182,23 @@ def _fees_krw(fills: pd.DataFrame) -> int:
     return int(values.to_numpy(dtype=float).sum())
 
 
+def _sum_krw(fills: pd.DataFrame, column: str) -> int:
+    return int(pd.to_numeric(_col(fills, column), errors="coerce").fillna(0).sum())
+
+
+def max_consecutive_losses(pnl_krw: np.ndarray) -> int:
+    """Longest run of trades with ``pnl_krw < 0`` in trade order (0 without a loss)."""
+    best = run = 0
+    for loss in pnl_krw < 0:
+        run = run + 1 if loss else 0
+        best = max(best, run)
+    return best
+
+
 def _trade_metrics(trades: pd.DataFrame) -> Metrics:
     out: Metrics = dict.fromkeys(
-        ("win_rate_pct", "profit_factor", "avg_trade_pct", "best_trade_pct", "worst_trade_pct")
+        ("win_rate_pct", "profit_factor", "avg_trade_pct", "best_trade_pct", "worst_trade_pct",
+         "expectancy_krw", "avg_holding_days", "max_consecutive_losses")
     )
     if trades.empty:
         return out
@@ -176,6 +208,13 @@ def _trade_metrics(trades: pd.DataFrame) -> Metrics:
         gross_loss = float(-pnl[pnl < 0].sum())
         out["win_rate_pct"] = _num((pnl > 0).mean() * 100)
         out["profit_factor"] = _num(gross_profit / gross_loss) if gross_loss > 0 else None
+        out["expectancy_krw"] = _num(pnl.mean())
+        out["max_consecutive_losses"] = max_consecutive_losses(pnl)
+    held = pd.to_datetime(trades["exit_time"], utc=True) - pd.to_datetime(
+        trades["entry_time"], utc=True
+    )
+    if held.notna().any():
+        out["avg_holding_days"] = _num(held.dt.total_seconds().mean() / 86400)
     ret = pd.to_numeric(trades["return_pct"], errors="coerce").dropna()
     if len(ret):
         out["avg_trade_pct"] = _num(ret.mean())
@@ -197,10 +236,18 @@ _LABELS = (
     ("cagr_pct", "CAGR / 연환산 수익률", "{:+.2f} %"),
     ("max_drawdown_pct", "Max drawdown / 최대 낙폭", "{:.2f} %"),
     ("sharpe", "Sharpe (rf 0)", "{:.2f}"),
+    ("sortino", "Sortino (rf 0)", "{:.2f}"),
+    ("calmar", "Calmar (CAGR / MDD)", "{:.2f}"),
+    ("commission_krw", "Commission / 수수료", "{:,} KRW"),
+    ("tax_krw", "Transaction tax / 거래세", "{:,} KRW"),
+    ("turnover", "Turnover / 회전율 (× avg equity)", "{:.2f}"),
     ("trades", "Closed trades / 청산 거래", "{:,}"),
     ("win_rate_pct", "Win rate / 승률", "{:.1f} %"),
     ("profit_factor", "Profit factor", "{:.2f}"),
     ("avg_trade_pct", "Avg trade / 평균 거래 수익률", "{:+.2f} %"),
+    ("expectancy_krw", "Expectancy / 거래당 기대손익", "{:+,.0f} KRW"),
+    ("avg_holding_days", "Avg holding / 평균 보유 기간", "{:.1f} days"),
+    ("max_consecutive_losses", "Max consecutive losses / 최대 연속 손실", "{:,}"),
     ("exposure_pct", "Exposure / 보유 비중", "{:.1f} %"),
     ("open_positions", "Open positions / 미청산 포지션", "{:,}"),
     ("elapsed_s", "Elapsed / 소요 시간", "{:.2f} s"),
@@ -286,6 +333,8 @@ def write_report(
     html: bool = True,
     xlsx: bool = True,
     xlsx_max_rows: int = EXCEL_MAX_ROWS,
+    xlsx_bars: bool = False,
+    benchmark: pd.Series | None = None,
 ) -> dict[str, Path]:
     """Write the report files of one run into ``out_dir`` (created if missing).
 
@@ -294,7 +343,11 @@ def write_report(
     ``settings``; UTF-8, indent 2), ``trades``/``orders``/``fills``/``positions``/``equity``
     → ``<name>.csv`` (declared columns first, ISO times, tuples of reasons joined with
     ``"; "``), ``html`` → ``report.html`` and ``xlsx`` → ``report.xlsx`` when enabled.
-    Existing files are overwritten.
+    Existing files are overwritten. The workbook (xlsxwriter, constant memory) has the
+    sheets summary, trades, orders, fills, positions and daily_equity (the last equity row of
+    each day); ``xlsx_bars`` adds one ``bars_<code>`` sheet per stock. ``benchmark`` is a
+    close series (KRW) to compare the equity with in ``report.html`` (default: buy-and-hold
+    of the traded stocks, equal weights).
 
     ``xlsx_max_rows`` is the sheet row limit (header included); longer tables are cut and
     end with a note row saying how many rows were left out (the CSVs stay complete).
@@ -316,10 +369,10 @@ def write_report(
         paths[name] = path
     if html:
         paths["html"] = out_dir / "report.html"
-        _write_html(result, metrics, paths["html"])
+        _write_html(result, metrics, paths["html"], benchmark)
     if xlsx:
         paths["xlsx"] = out_dir / "report.xlsx"
-        _write_xlsx(result, summary, paths["xlsx"], xlsx_max_rows)
+        _write_xlsx(result, summary, paths["xlsx"], xlsx_max_rows, xlsx_bars)
     log.info("report written to %s (%d files)", out_dir, len(paths))
     return paths
 
@@ -374,82 +427,314 @@ def downsample_minmax(
     return x[keep], y[keep]
 
 
-def _write_html(result: BacktestResult, metrics: Metrics, path: Path) -> None:
+EXIT_TYPES = ("stop_loss", "take_profit", "trailing_stop", "time_cut", "exit_at_close",
+              "portfolio_stop")
+MAX_CANDLES = 2_000
+"""Candles drawn per stock at most; longer series are merged into coarser OHLC candles."""
+MAX_CANDLES_TOTAL = 12_000
+"""Candles drawn over all stocks at most (keeps ``report.html`` small at 100 stocks)."""
+_TEMPLATE = {"layout": {"paper_bgcolor": "white", "plot_bgcolor": "white",
+                        "font": {"size": 11}, "xaxis": {"gridcolor": "#eee"},
+                        "yaxis": {"gridcolor": "#eee"}}}
+"""A small plot template: the built-in ones add ~10 kB to each chart of the page."""
+REPORT_POINTS = 6_000
+"""Points per equity/drawdown line in ``report.html`` (min/max per bucket kept)."""
+MAX_TABLE_TRADES = 5_000
+"""Trades listed in the HTML table (the latest); every trade is in ``trades.csv``."""
+
+
+def _x(index: Any) -> list[str]:
+    """Chart x values as short Seoul local strings (``2024-01-02`` or ``2024-01-02 09:31``);
+    plotly would write nanosecond timestamps of 30 characters each."""
+    local = _local_naive(index)
+    daily = bool(len(local)) and bool((local == local.normalize()).all())
+    return list(local.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M:%S"))
+
+
+def exit_type(exit_reasons: Any) -> str:
+    """``stop_loss``, ``take_profit``, ``trailing_stop``, ``time_cut``, ``exit_at_close``,
+    ``portfolio_stop`` (protective exits name their rule first) or ``signal``."""
+    text = "" if _missing(exit_reasons) else str(_text_value(exit_reasons))
+    head = text.split(":", 1)[0].strip()
+    return head if head in EXIT_TYPES else "signal"
+
+
+def resample_ohlcv(frame: pd.DataFrame, max_bars: int) -> pd.DataFrame:
+    """At most ``max_bars`` rows: consecutive bars merged (first open, max high, min low,
+    last close, summed volume, last value of other columns), stamped with the first time."""
+    n = len(frame)
+    if n <= max_bars:
+        return frame
+    group = np.arange(n) * max_bars // n
+    agg = {c: "last" for c in frame.columns}
+    agg.update({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    out = frame.groupby(group).agg({c: agg[c] for c in frame.columns})
+    out.index = frame.index[np.searchsorted(group, np.arange(group[-1] + 1))]
+    return out
+
+
+def benchmark_equity(
+    result: BacktestResult, benchmark: pd.Series | None
+) -> tuple[str, pd.Series] | None:
+    """Equity (KRW) of holding ``benchmark`` (a close series) or, without one, an equal-weight
+    buy-and-hold of the traded stocks, from the initial cash at the first equity bar."""
+    eq = result.equity
+    if eq.empty:
+        return None
+    if benchmark is not None:
+        closes = {str(benchmark.name or "benchmark"): benchmark}
+        label = f"{benchmark.name} buy-and-hold"
+    else:
+        closes = {c: f["close"] for c, f in result.bars.items() if not f.empty}
+        label = "buy-and-hold (equal weight) / 단순 보유"
+    parts = []
+    for close in closes.values():
+        s = close.astype(float).reindex(eq.index, method="ffill")
+        first = s.dropna()
+        if first.empty:
+            continue
+        parts.append(s.ffill().bfill() / first.iloc[0])
+    if not parts:
+        return None
+    return label, pd.concat(parts, axis=1).mean(axis=1) * result.initial_cash_krw
+
+
+def monthly_returns(equity_krw: pd.Series) -> pd.DataFrame:
+    """Year × month (1–12) table of month-over-month equity returns in %."""
+    local = equity_krw.copy()
+    local.index = _local_naive(local.index)
+    month_end = local.groupby(local.index.to_period("M")).last()
+    start = float(equity_krw.iloc[0]) if len(equity_krw) else float("nan")
+    prev = month_end.shift(1).fillna(start)
+    ret = (month_end / prev - 1.0) * 100.0
+    table = pd.DataFrame({"year": ret.index.year, "month": ret.index.month, "ret": ret.values})
+    return table.pivot(index="year", columns="month", values="ret").reindex(
+        columns=range(1, 13)
+    )
+
+
+def _trade_table(trades: pd.DataFrame) -> pd.DataFrame:
+    if trades.empty:
+        return trades
+    t = trades.copy()
+    t["exit_type"] = t["exit_reasons"].map(exit_type)
+    held = pd.to_datetime(t["exit_time"], utc=True) - pd.to_datetime(t["entry_time"], utc=True)
+    t["holding_days"] = held.dt.total_seconds() / 86400
+    return t
+
+
+def group_stats(trades: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Trades, win rate %, net P&L (KRW), mean return %, fees (KRW) per value of ``by``."""
+    if trades.empty:
+        return pd.DataFrame(columns=["trades", "win_rate_pct", "pnl_krw", "avg_return_pct",
+                                     "fees_krw"])
+    pnl = pd.to_numeric(trades["pnl_krw"], errors="coerce")
+    g = trades.assign(_pnl=pnl, _win=pnl > 0).groupby(by)
+    return pd.DataFrame({
+        "trades": g.size(),
+        "win_rate_pct": g["_win"].mean() * 100,
+        "pnl_krw": g["_pnl"].sum().round().astype("int64"),
+        "avg_return_pct": g["return_pct"].mean(),
+        "fees_krw": pd.to_numeric(g["fees_krw"].sum(), errors="coerce").fillna(0).astype("int64"),
+    })
+
+
+def _html_table(df: pd.DataFrame, table_id: str, sortable: bool = False) -> str:
+    esc = html_lib.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in df.columns)
+    rows = []
+    for rec in df.itertuples(index=False, name=None):
+        cells = []
+        for v in rec:
+            if isinstance(v, float):
+                text = "" if not math.isfinite(v) else f"{v:,.2f}"
+                cells.append(f"<td data-v='{v if math.isfinite(v) else ''}'>{text}</td>")
+            elif isinstance(v, int | np.integer):
+                cells.append(f"<td data-v='{v}'>{int(v):,}</td>")
+            else:
+                cells.append(f"<td>{esc('' if _missing(v) else str(_text_value(v)))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    cls = " class='sortable'" if sortable else ""
+    return (f"<table id='{table_id}'{cls}><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+_PAGE_CSS = """body{font-family:sans-serif;margin:16px;color:#222}table{border-collapse:collapse;
+font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f3f3f3;cursor:pointer}td:nth-child(-n+2){text-align:left}h2{margin-top:28px}
+.note{color:#666;font-size:12px}"""
+_SORT_JS = """document.querySelectorAll('table.sortable th').forEach(function(th){
+th.addEventListener('click',function(){var t=th.closest('table'),b=t.tBodies[0],
+i=Array.prototype.indexOf.call(th.parentNode.children,th),d=th.dataset.d==='1'?-1:1;
+th.dataset.d=d===1?'1':'0';var r=Array.prototype.slice.call(b.rows);r.sort(function(x,y){
+var a=x.cells[i],c=y.cells[i],p=a.dataset.v,q=c.dataset.v;if(p!==undefined&&q!==undefined&&
+p!==''&&q!==''){return d*(parseFloat(p)-parseFloat(q));}return d*a.textContent.localeCompare(
+c.textContent);});r.forEach(function(x){b.appendChild(x);});});});"""
+
+
+def _write_html(
+    result: BacktestResult, metrics: Metrics, path: Path, benchmark: pd.Series | None = None
+) -> None:
     import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
     from plotly.subplots import make_subplots
 
-    codes = sorted(set(result.bars) | set(_col(result.fills, "code").dropna().astype(str)))
-    n_rows = len(codes) + 2
-    titles = [f"{c} close (KRW)" for c in codes] + ["Equity (KRW)", "Drawdown (%)"]
-    fig = make_subplots(
-        rows=n_rows, cols=1, shared_xaxes=True, subplot_titles=titles,
-        vertical_spacing=min(0.06, 0.3 / n_rows),
-    )
     downsampled = False
 
-    def line(x: Any, y: Any, name: str, row: int, **kw: Any) -> None:
+    def line(fig: Any, x: Any, y: Any, name: str, row: int, **kw: Any) -> None:
         nonlocal downsampled
-        xs, ys = downsample_minmax(_local_naive(x), np.asarray(y, dtype=float))
+        xs, ys = downsample_minmax(_local_naive(x), np.asarray(y, dtype=float), REPORT_POINTS)
         downsampled |= len(ys) < len(y)
         trace = go.Scattergl if len(ys) > WEBGL_MIN_POINTS else go.Scatter
-        fig.add_trace(trace(x=xs, y=ys, name=name, mode="lines", **kw), row=row, col=1)
+        fig.add_trace(trace(x=_x(xs), y=ys, name=name, mode="lines", **kw), row=row, col=1)
+
+    figures: list[tuple[str, Any]] = []
+    eq = result.equity
+    if not eq.empty:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
+                            subplot_titles=["Equity / 자산 (KRW)", "Drawdown / 낙폭 (%)"])
+        line(fig, eq.index, eq["equity_krw"], "equity / 자산", 1, line={"color": "#2ca02c"})
+        bench = benchmark_equity(result, benchmark)
+        if bench is not None:
+            line(fig, eq.index, bench[1], bench[0], 1, line={"color": "#7f7f7f", "width": 1})
+        line(fig, eq.index, drawdown_pct(eq["equity_krw"]).fillna(0.0), "drawdown / 낙폭", 2,
+             line={"color": "#d62728"}, fill="tozeroy")
+        fig.update_layout(height=520, template=_TEMPLATE, margin={"t": 40})
+        figures.append(("Equity vs benchmark / 자산 대 벤치마크", fig))
+        table = monthly_returns(eq["equity_krw"])
+        heat = go.Figure(go.Heatmap(
+            z=table.to_numpy(), x=[f"{m:02d}" for m in table.columns],
+            y=[str(y) for y in table.index], colorscale="RdYlGn", zmid=0,
+            text=[[("" if pd.isna(v) else f"{v:+.1f}") for v in r] for r in table.to_numpy()],
+            texttemplate="%{text}", hovertemplate="%{y}-%{x}: %{z:+.2f} %<extra></extra>",
+            colorbar={"title": "%"},
+        ))
+        heat.update_layout(height=120 + 22 * len(table), template=_TEMPLATE,
+                           margin={"t": 20}, yaxis={"autorange": "reversed", "type": "category"})
+        figures.append(("Monthly returns / 월별 수익률 (%)", heat))
 
     reasons = _order_reasons(result.orders)
-    for row, code in enumerate(codes, start=1):
+    trades = _trade_table(result.trades)
+    exit_of = {}
+    if not trades.empty:
+        exit_of = {(str(r["code"]), _iso(r["exit_time"])): r["exit_type"]
+                   for r in trades.to_dict("records")}
+    codes = sorted(set(result.bars) | set(_col(result.fills, "code").dropna().astype(str)))
+    per_code = max(120, min(MAX_CANDLES, MAX_CANDLES_TOTAL // max(len(codes), 1)))
+    for code in codes:
         bars = result.bars.get(code)
-        if bars is not None and not bars.empty:
-            line(bars.index, bars["close"], f"{code} close", row, line={"width": 1})
+        if bars is None or bars.empty:
+            continue
+        ind = result.indicators.get(code)
+        frame = bars if ind is None else bars.join(ind, how="left")
+        # float32 halves the page: exact for prices and volumes under 16,777,216
+        shown = resample_ohlcv(frame, per_code).astype("float32")
+        downsampled |= len(shown) < len(frame)
+        close_med = float(np.nanmedian(bars["close"].to_numpy(dtype=float)))
+        overlays: list[str] = []
+        panels: list[str] = []
+        for col in ind.columns if ind is not None else []:
+            med = float(np.nanmedian(np.abs(frame[col].to_numpy(dtype=float))))
+            (overlays if 0.5 * close_med <= med <= 2 * close_med else panels).append(col)
+        n_rows = 2 + len(panels)
+        heights = [0.6, 0.15] + [0.25 / max(len(panels), 1)] * len(panels)
+        fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, row_heights=heights,
+                            vertical_spacing=0.03)
+        x = _x(shown.index)
+        fig.add_trace(go.Candlestick(
+            x=x, open=shown["open"], high=shown["high"], low=shown["low"], close=shown["close"],
+            name=f"{code} OHLC", increasing={"line": {"color": "#d62728"}},
+            decreasing={"line": {"color": "#1f4fd6"}},
+        ), row=1, col=1)
+        fig.add_trace(go.Bar(x=x, y=shown["volume"], name="volume / 거래량",
+                             marker={"color": "#9fb3c8"}), row=2, col=1)
+        for col in overlays:
+            fig.add_trace(go.Scatter(x=x, y=shown[col], name=col, mode="lines",
+                                     line={"width": 1.2}), row=1, col=1)
+        for k, col in enumerate(panels, start=3):
+            fig.add_trace(go.Scatter(x=x, y=shown[col], name=col, mode="lines",
+                                     line={"width": 1}), row=k, col=1)
+            fig.update_yaxes(title_text=col, row=k, col=1)
         fills = result.fills[_col(result.fills, "code").astype(str) == code]
         for side, symbol, color, label in (
-            ("buy", "triangle-up", "#d62728", "entry ▲"),
-            ("sell", "triangle-down", "#1f4fd6", "exit ▼"),
+            ("buy", "triangle-up", "#b00000", "entry ▲ / 매수"),
+            ("sell", "triangle-down", "#00309f", "exit ▼ / 매도"),
         ):
             sel = fills[_col(fills, "side").astype(str).str.lower() == side]
             if sel.empty:
                 continue
+            recs = sel.to_dict("records")
+            text = [
+                _fill_hover(r, reasons)
+                + (f"<br>exit type: {exit_of.get((code, _iso(r.get('time'))), 'signal')}"
+                   if side == "sell" else "")
+                for r in recs
+            ]
             trace = go.Scattergl if len(sel) > WEBGL_MIN_POINTS else go.Scatter
             fig.add_trace(trace(
-                x=_local_naive(sel["time"]), y=sel["price"].astype(float), mode="markers",
-                name=f"{code} {label}", marker={"symbol": symbol, "size": 10, "color": color},
-                text=[_fill_hover(r, reasons) for r in sel.to_dict("records")],
-                hovertemplate="%{text}<extra></extra>",
-            ), row=row, col=1)
-
-    eq = result.equity
-    if not eq.empty:
-        line(eq.index, eq["equity_krw"], "equity", n_rows - 1, line={"color": "#2ca02c"})
-        line(eq.index, eq["cash_krw"], "cash", n_rows - 1,
-             line={"color": "#7f7f7f", "width": 1, "dash": "dot"})
-        line(eq.index, drawdown_pct(eq["equity_krw"]).fillna(0.0), "drawdown", n_rows,
-             line={"color": "#d62728"}, fill="tozeroy")
-
-    def fmt(key: str, spec: str) -> str:
-        v = metrics.get(key)
-        return "n/a" if v is None else format(v, spec)
-
-    names = html_lib.escape(", ".join(result.strategies))
-    title = (
-        f"Backtest {html_lib.escape(result.run_id)} · {names}"
-        f"<br><sup>return {fmt('total_return_pct', '+.2f')} % · CAGR {fmt('cagr_pct', '+.2f')} %"
-        f" · MDD {fmt('max_drawdown_pct', '.2f')} % · Sharpe {fmt('sharpe', '.2f')}"
-        f" · trades {metrics['trades']} · final {fmt('final_equity', ',')} KRW</sup>"
-    )
-    fig.update_layout(
-        title={"text": title}, height=260 * n_rows + 160, hovermode="closest",
-        template="plotly_white", margin={"t": 150},
-    )
-    notes = ["Times are Asia/Seoul local. ▲ entry (buy fill), ▼ exit (sell fill)."]
-    if downsampled:
-        notes.append(
-            f"Lines longer than {MAX_PLOT_POINTS:,} points are downsampled for display "
-            "(min and max per bucket kept); markers are exact; full data in the CSV/XLSX files."
+                x=_x(sel["time"]), y=sel["price"].astype(float), mode="markers",
+                name=label, marker={"symbol": symbol, "size": 11, "color": color,
+                                    "line": {"width": 1, "color": "#fff"}},
+                text=text, hovertemplate="%{text}<extra></extra>",
+            ), row=1, col=1)
+        fig.update_layout(
+            height=560 + 140 * len(panels), template=_TEMPLATE, margin={"t": 30},
+            xaxis_rangeslider_visible=False, hovermode="closest",
+            updatemenus=[{
+                "type": "buttons", "direction": "right", "x": 0, "y": 1.08, "xanchor": "left",
+                "buttons": [
+                    {"label": "linear / 선형", "method": "relayout",
+                     "args": [{"yaxis.type": "linear"}]},
+                    {"label": "log / 로그", "method": "relayout",
+                     "args": [{"yaxis.type": "log"}]},
+                ],
+            }],
         )
-    fig.add_annotation(
-        text="<br>".join(notes), xref="paper", yref="paper", x=0, y=1.0, yshift=40,
-        showarrow=False, align="left", xanchor="left", yanchor="bottom",
-        font={"size": 11, "color": "#555"},
+        figures.append((f"{code} — candles, volume, indicators / 캔들·거래량·지표", fig))
+
+    esc = html_lib.escape
+    summary = "".join(
+        f"<tr><th>{esc(label)}</th><td>"
+        f"{'n/a' if metrics.get(key) is None else esc(fmt.format(metrics[key]))}</td></tr>"
+        for key, label, fmt in _LABELS if key in metrics
     )
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    body = [f"<h1>Backtest / 백테스트 {esc(result.run_id)} · "
+            f"{esc(', '.join(result.strategies))}</h1>",
+            f"<table id='metrics'>{summary}</table>"]
+    notes = ["Times are Asia/Seoul local. ▲ entry (buy fill), ▼ exit (sell fill); hover a "
+             "marker for its reasons and exit type."]
+    if downsampled:
+        notes.append(f"Long series are downsampled for display (lines: min and max per bucket, "
+                     f"at most {REPORT_POINTS:,} points; candles merged to at most "
+                     f"{per_code:,} per stock); markers are exact; full data in the CSV files.")
+    body.append("".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
+    for title, fig in figures:
+        body.append(f"<h2>{esc(title)}</h2>")
+        body.append(fig.to_html(full_html=False, include_plotlyjs=False,
+                                config={"responsive": True}))
+    if not trades.empty:
+        body.append("<h2>Per symbol / 종목별</h2>")
+        body.append(_html_table(group_stats(trades, "code").reset_index(), "per-symbol", True))
+        body.append("<h2>Per exit type / 청산 유형별</h2>")
+        body.append(_html_table(group_stats(trades, "exit_type").reset_index(), "per-exit", True))
+    shown_trades = trades.tail(MAX_TABLE_TRADES)
+    body.append(f"<h2>Trades / 거래 ({len(trades):,})</h2>")
+    if len(shown_trades) < len(trades):
+        body.append(f"<p class='note'>the latest {len(shown_trades):,} trades; all of them are in "
+                    "trades.csv</p>")
+    cols = ["strategy", "code", "entry_time", "exit_time", "entry_price", "exit_price", "qty",
+            "pnl_krw", "return_pct", "holding_days", "exit_type", "reasons", "exit_reasons"]
+    table = shown_trades.reindex(columns=cols) if not trades.empty else pd.DataFrame(columns=cols)
+    for c in ("entry_time", "exit_time"):
+        table[c] = table[c].map(lambda v: "" if _missing(v) else str(_local_naive([v])[0]))
+    body.append(_html_table(table, "trades", sortable=True))
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Backtest {esc(result.run_id)}</title><style>{_PAGE_CSS}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        + "".join(body) + f"<script>{_SORT_JS}</script></body></html>"
+    )
+    path.write_text(page, encoding="utf-8")
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -501,60 +786,72 @@ def _for_excel(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _excel_value(value: Any) -> Any:
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
     if isinstance(value, datetime):
         ts = pd.Timestamp(value)
         return (ts.tz_convert(TZ).tz_localize(None) if ts.tz is not None else ts).to_pydatetime()
     if isinstance(value, np.generic):
         return value.item()
     value = _text_value(value)
-    if isinstance(value, str):  # openpyxl rejects control characters; Excel caps cells
-        return ILLEGAL_CHARACTERS_RE.sub("", value)[:32_767]
+    if isinstance(value, str):  # Excel caps a cell at 32,767 characters
+        return value[:32_767]
     if value is None or isinstance(value, int | float | bool | Decimal | date):
         return value
     return _excel_value(str(value))
 
 
 def _write_sheet(wb: Any, title: str, df: pd.DataFrame, max_rows: int) -> None:
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    ws = wb.create_sheet(title=title[:31])
+    """One sheet, written row by row (the workbook is in constant-memory mode)."""
+    ws = wb.add_worksheet(title[:31])
+    bold = wb.add_format({"bold": True})
     data = _for_excel(df)
     columns = [str(c) for c in data.columns]
     sample = data.head(200)
-    for i, col in enumerate(columns, start=1):
-        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i - 1] if v is not None]
-        ws.column_dimensions[get_column_letter(i)].width = min(max(max(lengths) + 2, 8), 60)
-    ws.freeze_panes = "A2"
-    ws.append([_styled(ws, col, Font(bold=True)) for col in columns])
+    for i, col in enumerate(columns):
+        lengths = [len(col)] + [len(str(v)) for v in sample.iloc[:, i] if v is not None]
+        ws.set_column(i, i, min(max(max(lengths) + 2, 8), 60))
+    ws.freeze_panes(1, 0)
+    ws.write_row(0, 0, columns, bold)
     limit = len(data) if len(data) <= max_rows - 1 else max(max_rows - 2, 0)
-    for row in data.iloc[:limit].itertuples(index=False, name=None):
-        ws.append(list(row))
+    r = 0
+    for r, row in enumerate(data.iloc[:limit].itertuples(index=False, name=None), start=1):
+        ws.write_row(r, 0, row)
     if limit < len(data):
         note = (
             f"truncated: {len(data) - limit:,} of {len(data):,} rows not shown (Excel limit "
             f"{max_rows:,} rows per sheet); full tables are in the CSV files and input data"
         )
-        ws.append([_styled(ws, note, Font(italic=True, color="C00000"))])
+        ws.write(r + 1, 0, note, wb.add_format({"italic": True, "font_color": "#C00000"}))
         log.warning("sheet %s truncated to %d of %d rows", title, limit, len(data))
 
 
-def _styled(ws: Any, value: Any, font: Any) -> Any:
-    from openpyxl.cell import WriteOnlyCell
-
-    cell = WriteOnlyCell(ws, value=value)
-    cell.font = font
-    return cell
+def daily_equity(equity: pd.DataFrame) -> pd.DataFrame:
+    """The last equity row of each Seoul calendar day (the whole frame for daily bars)."""
+    if equity.empty:
+        return equity
+    local = pd.DatetimeIndex(equity.index).tz_convert(TZ)
+    return equity.groupby(local.normalize()).tail(1)
 
 
 def _write_xlsx(
-    result: BacktestResult, summary: Mapping[str, Any], path: Path, max_rows: int
+    result: BacktestResult,
+    summary: Mapping[str, Any],
+    path: Path,
+    max_rows: int,
+    bars: bool = False,
 ) -> None:
-    from openpyxl import Workbook
+    import xlsxwriter
 
-    wb = Workbook(write_only=True)
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {
+            "constant_memory": True,
+            "default_date_format": "yyyy-mm-dd hh:mm:ss",
+            "nan_inf_to_errors": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     rows: list[tuple[str, Any]] = []
     for key, value in summary.items():
         if key == "settings" and isinstance(value, Mapping):
@@ -562,12 +859,15 @@ def _write_xlsx(
         else:
             rows.append((key, _json_cell(value)))
     _write_sheet(wb, "summary", pd.DataFrame(rows, columns=["key", "value"]), max_rows)
-    for code in sorted(result.bars):
-        _write_sheet(wb, f"bars_{code}", _time_frame(result.bars[code]), max_rows)
     tables = _tables(result)
-    for name in ("orders", "fills", "trades", "positions", "equity"):
+    for name in ("trades", "orders", "fills", "positions"):
         _write_sheet(wb, name, tables[name], max_rows)
-    wb.save(path)
+    equity = _with_columns(daily_equity(result.equity), EQUITY_COLUMNS)
+    _write_sheet(wb, "daily_equity", _time_frame(equity), max_rows)
+    if bars:
+        for code in sorted(result.bars):
+            _write_sheet(wb, f"bars_{code}", _time_frame(result.bars[code]), max_rows)
+    wb.close()
 
 
 def _json_cell(value: Any) -> Any:

@@ -102,6 +102,8 @@ class BacktestResult:
     started_at: datetime | None = None
     settings: dict[str, object] = field(default_factory=dict)
     events: list[dict[str, object]] = field(default_factory=list)
+    indicators: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Stock code → the strategies' indicator columns (index as in ``bars``), for charts."""
 
     @property
     def final_equity_krw(self) -> int:

@@ -11,10 +11,13 @@ cooldown after a sell before the same strategy buys the same stock again, the da
 (no new buys once equity is ``daily_loss_limit_pct`` below the day's starting equity), and
 global caps on order amount (KRW) and quantity (shares).
 
-Exits (:func:`exit_trigger`), checked on every quote in live trading: stop loss, take profit
-and trailing stop of each position, and the portfolio stop (:meth:`RiskManager.portfolio_stop_hit`:
-equity ``portfolio_stop_pct`` below its high-water mark → sell everything, then ``HALTED``).
-All percentages are fractions (``0.05`` = 5 %).
+Exits, the same rules live and in the backtest: stop loss, take profit and trailing stop of
+each position — :func:`exit_trigger` on every live quote, :func:`bar_exit` against each bar's
+range in the backtest — and the portfolio stop (:meth:`RiskManager.portfolio_stop_hit`: equity
+``portfolio_stop_pct`` below its high-water mark → sell everything, then ``HALTED``). The
+stop level is the higher of the stop loss and the trailing stop (highest price since entry ×
+(1 − pct); the entry fill price on the entry bar). All percentages are fractions (``0.05`` =
+5 %).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Protocol
 
 from framework.types import OrderSide, Signal
 from strategies.config import RiskManagement
+from utils.ticks import Market, round_to_tick
 
 
 class TradingState(enum.Enum):
@@ -45,6 +49,7 @@ class RiskLimits:
     cooldown_s: float = 0.0
     daily_loss_limit_pct: float | None = None
     portfolio_stop_pct: float | None = None
+    max_positions: int | None = None
 
 
 class ExitLevels(Protocol):
@@ -70,16 +75,25 @@ class ExitPolicy:
     stop_loss_pct: float | None = None
     take_profit_pct: float | None = None
     trailing_stop_pct: float | None = None
+    max_holding_days: int | None = None
+    exit_at_close: bool = False
 
     @classmethod
     def of(cls, risk: RiskManagement) -> ExitPolicy:
-        return cls(risk.stop_loss_pct, risk.take_profit_pct, risk.trailing_stop_pct)
+        return cls(
+            risk.stop_loss_pct,
+            risk.take_profit_pct,
+            risk.trailing_stop_pct,
+            risk.max_holding_days,
+            risk.exit_at_close,
+        )
 
 
 @dataclass(frozen=True)
 class ExitTrigger:
-    """A protective exit that fired: ``rule`` is ``stop_loss``, ``take_profit`` or
-    ``trailing_stop``; ``level`` the price (KRW) it fired at or beyond."""
+    """A protective exit that fired: ``rule`` is ``stop_loss``, ``take_profit``,
+    ``trailing_stop``, ``time_cut``, ``exit_at_close`` or ``portfolio_stop``; ``price`` the
+    price (KRW) it fired at (on a bar: the fill price), ``level`` the level it crossed."""
 
     rule: str
     price: float
@@ -87,6 +101,10 @@ class ExitTrigger:
 
     @property
     def reason(self) -> str:
+        if self.rule == "time_cut":
+            return f"time_cut: held {self.level:.0f} sessions"
+        if self.rule == "exit_at_close":
+            return f"exit_at_close: price {self.price:,.0f} at the session's close"
         return f"{self.rule}: price {self.price:,.0f} crossed {self.level:,.0f}"
 
 
@@ -99,6 +117,14 @@ def stop_level(position: ExitLevels, policy: ExitPolicy) -> float | None:
     return position.avg_price * (1.0 - policy.stop_loss_pct)
 
 
+def trail_level(position: ExitLevels, policy: ExitPolicy) -> float | None:
+    """Trailing-stop price (KRW): ``peak_price × (1 − trailing_stop_pct)`` or ``None``."""
+    peak = position.peak_price
+    if policy.trailing_stop_pct is None or peak is None or peak <= 0:
+        return None
+    return peak * (1.0 - policy.trailing_stop_pct)
+
+
 def target_level(position: ExitLevels, policy: ExitPolicy) -> float | None:
     """Take-profit price (KRW) of ``position`` or ``None``."""
     if position.target_price is not None:
@@ -108,30 +134,72 @@ def target_level(position: ExitLevels, policy: ExitPolicy) -> float | None:
     return position.avg_price * (1.0 + policy.take_profit_pct)
 
 
-def exit_trigger(position: ExitLevels, price: float, policy: ExitPolicy) -> ExitTrigger | None:
-    """The exit ``price`` (KRW, > 0) triggers for ``position``, if any.
+def _stop(position: ExitLevels, policy: ExitPolicy) -> tuple[str, float] | None:
+    """The stop that applies: the higher of the stop loss and the trailing stop."""
+    stop, trail = stop_level(position, policy), trail_level(position, policy)
+    if trail is not None and (stop is None or trail > stop):
+        return "trailing_stop", trail
+    return ("stop_loss", stop) if stop is not None else None
 
-    Order of precedence: stop loss, trailing stop, take profit. The trailing stop trails
-    ``peak_price`` (the highest price since entry, kept by the caller) and only arms once
-    the peak is above the average price, so it never fires below the entry on its own.
+
+def exit_trigger(position: ExitLevels, price: float, policy: ExitPolicy) -> ExitTrigger | None:
+    """The exit a live ``price`` (KRW, > 0) triggers for ``position``, if any.
+
+    The stop (the higher of stop loss and trailing stop, see the module docstring) wins over
+    the take profit. ``peak_price`` (the highest price since entry) is kept by the caller.
     """
     if position.qty <= 0 or not price > 0:
         return None
-    stop = stop_level(position, policy)
-    if stop is not None and price <= stop:
-        return ExitTrigger("stop_loss", price, stop)
-    peak = position.peak_price
-    if (
-        policy.trailing_stop_pct is not None
-        and peak is not None
-        and peak > position.avg_price
-    ):
-        trail = peak * (1.0 - policy.trailing_stop_pct)
-        if price <= trail:
-            return ExitTrigger("trailing_stop", price, trail)
+    stop = _stop(position, policy)
+    if stop is not None and price <= stop[1]:
+        return ExitTrigger(stop[0], price, stop[1])
     target = target_level(position, policy)
     if target is not None and price >= target:
         return ExitTrigger("take_profit", price, target)
+    return None
+
+
+def bar_exit(
+    position: ExitLevels,
+    policy: ExitPolicy,
+    open_: float,
+    high: float,
+    low: float,
+    *,
+    on: date | None = None,
+    market: Market = Market.KOSPI,
+) -> ExitTrigger | None:
+    """The exit one bar triggers for a long ``position``, with its fill price (KRW).
+
+    ``peak_price`` must be the highest high *before* this bar (the entry fill price on the
+    entry bar). In the order prices happen within the bar:
+
+    1. the open at or below the stop → stop at the open;
+    2. the open at or above the target → take profit at the open;
+    3. the low reaches the stop → stop at the level rounded *down* to a valid tick
+       (with both levels inside the bar, the stop wins);
+    4. the high reaches the target → take profit at the level rounded *up* to a tick.
+
+    Only computed levels are rounded, with the tick table of ``on`` and ``market``
+    (:func:`utils.ticks.round_to_tick`); a price from the data (the open) is used as it is.
+    Worked number: average 10,000 KRW, ``stop_loss_pct`` 0.05 → level 9,500; a bar
+    open 9,800 low 9,420 exits at 9,500; a bar opening at 9,300 exits at 9,300.
+    """
+    if position.qty <= 0 or not open_ > 0:
+        return None
+    stop = _stop(position, policy)
+    target = target_level(position, policy)
+    if stop is not None and open_ <= stop[1]:
+        return ExitTrigger(stop[0], open_, stop[1])
+    if target is not None and open_ >= target:
+        return ExitTrigger("take_profit", open_, target)
+    if stop is not None and low <= stop[1]:
+        level = round_to_tick(stop[1], "down", on=on, market=market)
+        return ExitTrigger(stop[0], float(level), stop[1])
+    if target is not None and high >= target:
+        return ExitTrigger(
+            "take_profit", float(round_to_tick(target, "up", on=on, market=market)), target
+        )
     return None
 
 
@@ -221,8 +289,15 @@ class RiskManager:
         position_qty: int,
         strategy: str = "",
         now: datetime | None = None,
+        strategy_positions: int = 0,
+        total_positions: int = 0,
     ) -> str | None:
-        """Reason to refuse acting on ``signal``, or ``None`` when it may proceed."""
+        """Reason to refuse acting on ``signal``, or ``None`` when it may proceed.
+
+        ``strategy_positions`` / ``total_positions``: stocks held (or being bought) by the
+        strategy and by all strategies, for ``max_positions``; a buy adding to a stock
+        already held is not a new position.
+        """
         state = self._state
         if state is TradingState.HALTED:
             return "trading is halted"
@@ -244,7 +319,12 @@ class RiskManager:
             return f"daily loss lock: equity {pct:.1%} below the day's start"
         until = self.cooldown_until(strategy, signal.stock_code)
         if until is not None and now is not None and now < until:
-            return f"cooldown after a sell until {until:%H:%M:%S}"
+            return f"cooldown after a sell until {until:%Y-%m-%d %H:%M:%S}"
+        if position_qty <= 0:
+            if risk.max_positions is not None and strategy_positions >= risk.max_positions:
+                return f"max_positions {risk.max_positions} of the strategy reached"
+            if limits.max_positions is not None and total_positions >= limits.max_positions:
+                return f"max_positions {limits.max_positions} reached"
         return None
 
     def check_order(self, side: OrderSide, qty: int, price_krw: float) -> str | None:

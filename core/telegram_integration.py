@@ -10,7 +10,9 @@ What is sent
     * free text given to :meth:`Notifier.send`;
     * answers to the commands ``/status /positions /pnl /orders /pause /resume /reduce_only
       /stop /help``, read with ``getUpdates`` long polling from that chat only (messages from
-      any other chat are logged at warning with their chat id and never answered). Updates that
+      any other chat are logged at warning with their chat id and never answered), and obeyed
+      only from the senders in ``allowed_user_ids`` (``TELEGRAM_ALLOWED_USER_IDS``): anyone
+      else in that chat — a group member — is refused, logged and told so once. Updates that
       were pending before :meth:`Notifier.start` are dropped (``deleteWebhook`` with
       ``drop_pending_updates``), so a ``/stop`` sent while the bot was down is never executed.
 
@@ -101,6 +103,7 @@ __all__ = [
     "format_state_changed",
     "format_status",
     "format_stock",
+    "parse_user_ids",
 ]
 
 ALERT_KINDS: Final[tuple[str, ...]] = (
@@ -226,6 +229,7 @@ KO: Final[Mapping[str, str]] = {
     "resume": "▶️ 거래를 재개했습니다 (ACTIVE).",
     "reduce_only": "🔻 청산 주문만 허용합니다 (REDUCE_ONLY).",
     "stop_ack": "🛑 종료 요청을 받았습니다. 자동매매를 종료합니다.",
+    "not_allowed": "⛔ 명령 권한이 없습니다 (TELEGRAM_ALLOWED_USER_IDS에 없는 사용자).",
     "command_failed": "⚠️ 명령 처리 실패 ({command}): {error}",
 }
 
@@ -876,6 +880,23 @@ def _describe(exc: BaseException) -> str:
 _Counter = Literal["sent", "dropped", "failed"]
 
 
+def parse_user_ids(text: str | None, name: str = "TELEGRAM_ALLOWED_USER_IDS") -> frozenset[int]:
+    """``"123, 456"`` -> ``{123, 456}`` (empty or ``None`` -> empty). Raises ``ValueError``
+    naming ``name`` and the bad item for anything but comma-separated numeric ids."""
+    ids: set[int] = set()
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not item.isdigit():
+            raise ValueError(
+                f"{name}: {item!r} is not a numeric Telegram user id "
+                "(expected e.g. 123456789,987654321)"
+            )
+        ids.add(int(item))
+    return frozenset(ids)
+
+
 class Notifier:
     """Telegram alerts and commands for one chat; see the module docstring.
 
@@ -888,8 +909,11 @@ class Notifier:
         alerts: alert kind -> enabled (see :data:`ALERT_KINDS`, plus ``"info"`` for
             :meth:`send`'s default kind); a missing kind is enabled. Unknown kinds raise
             ValueError.
-        controller: answers the commands; without one (or with ``commands=False``) no
-            ``getUpdates`` polling runs.
+        controller: answers the commands; without one (or with ``commands=False``, or without
+            ``allowed_user_ids``) no ``getUpdates`` polling runs.
+        allowed_user_ids: Telegram user ids whose commands are obeyed (in ``chat_id`` only);
+            anyone else in that chat is refused and logged. Empty or ``None``: commands off
+            (said once at :meth:`start`), alerts still go out.
         names: stock code -> Korean name, for codes whose event data carries no name.
         max_queue: queued messages beyond this are dropped and counted.
         send_timeout_s: connect/read/write timeout of one Telegram request.
@@ -912,6 +936,7 @@ class Notifier:
         alerts: Mapping[str, bool] | None = None,
         controller: Controller | None = None,
         commands: bool = True,
+        allowed_user_ids: Iterable[int] | None = None,
         names: Callable[[str], str | None] | None = None,
         max_queue: int = 1000,
         send_timeout_s: float = 10.0,
@@ -937,7 +962,10 @@ class Notifier:
         self._base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._alerts = {kind: bool(on) for kind, on in (alerts or {}).items()}
         self._controller = controller
-        self._commands = bool(commands) and controller is not None
+        self._allowed_users = frozenset(int(u) for u in (allowed_user_ids or ()))
+        self._commands_wanted = bool(commands) and controller is not None
+        self._commands = self._commands_wanted and bool(self._allowed_users)
+        self._refused_users: set[int] = set()
         self._names = names
         self._max_queue = int(max_queue)
         self._send_timeout_s = float(send_timeout_s)
@@ -1026,6 +1054,11 @@ class Notifier:
             self._state = "running"
             self._thread.start()
         logger.info("telegram notifier started (commands %s)", "on" if self._commands else "off")
+        if self._commands_wanted and not self._commands:
+            logger.warning(
+                "telegram commands are off: set TELEGRAM_ALLOWED_USER_IDS to the numeric user "
+                "ids allowed to send them (alerts still go out)"
+            )
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Flush queued messages (for at most ``timeout_s``), stop polling and close the HTTP
@@ -1352,6 +1385,16 @@ class Notifier:
         command, _, target = word.partition("@")
         if target and self._username and target.lower() != self._username.lower():
             return  # addressed to another bot in a group
+        sender = message.from_user.id if message.from_user is not None else None
+        if sender is None or sender not in self._allowed_users:
+            logger.warning(
+                "refused telegram %r from user %s in chat %s: not in TELEGRAM_ALLOWED_USER_IDS",
+                word[:40], sender, message.chat.id,
+            )
+            if sender is not None and sender not in self._refused_users:
+                self._refused_users.add(sender)  # told once, so a group is not flooded
+                self._enqueue(KO["not_allowed"], from_loop=True)
+            return
         name = command[1:].lower() if command.startswith("/") else ""
         await self._run_command(name)
 

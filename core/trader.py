@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,16 +35,23 @@ import pandas as pd
 
 from core.fencing import HookFailures, StrategyDisabledError, indicator_column
 from core.fund_manager import FundManager
-from core.journal import Journal
+from core.journal import Journal, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
-from core.portfolio import Portfolio, Position
-from core.risk import ExitPolicy, ExitTrigger, RiskManager, TradingState, exit_trigger
+from core.portfolio import OverfillError, Portfolio, Position
+from core.risk import (
+    ExitPolicy,
+    ExitTrigger,
+    RiskManager,
+    TradingState,
+    bar_exit,
+    exit_trigger,
+)
 from core.windows import FrameWindow
 from framework.bars import Bars
 from framework.broker import Broker
 from framework.data import OHLCV_COLUMNS, DataProvider
-from framework.errors import FundsError
-from framework.executor import OrderExecutor
+from framework.errors import BrokerError, FundsError
+from framework.executor import ExecutionNotice, OrderExecutor
 from framework.types import (
     Fill,
     Order,
@@ -56,7 +64,7 @@ from framework.types import (
 )
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
-from utils.ticks import round_to_tick
+from utils.ticks import Direction, round_to_tick, upper_limit_price
 
 UNMANAGED = "unmanaged"
 """Strategy name of holdings adopted from the account that no strategy opened."""
@@ -159,12 +167,22 @@ class Trader:
         self.default_exits = default_exits or ExitPolicy()
         self.names = names
         self.prices: dict[str, float] = {}
+        self.base_prices: dict[str, float] = {}
+        """Base price (previous close) of each code today, when a quote gave it (KRW)."""
         self._reservation_of: dict[str, int] = {}
         self._signal_of: dict[str, Signal] = {}
         self._last_signal: dict[tuple[str, str], tuple[SignalType, datetime]] = {}
         self._cancel_requested: dict[str, datetime] = {}
         self._exit_cancels: set[str] = set()
         self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
+        self._exit_policies: dict[str, ExitPolicy] = {}
+        self._book_cash = True
+        self._deferred: dict[str, Order] = {}
+        self.storage_error: str | None = None
+        """Why the database cannot be written, while it cannot (``None`` when it can)."""
+        self.orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
+        for slot in self.slots.values():
+            self._bind_state(slot)
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -206,6 +224,60 @@ class Trader:
 
         slot.strategy.bind(position, positions, lambda: slot.trades_today)
 
+    def _bind_state(self, slot: StrategySlot) -> None:
+        key = f"strategy:{slot.name}"
+
+        def save(state: dict[str, Any]) -> None:
+            try:
+                self.journal.save_state(key, state)
+            except StorageError as exc:
+                self._storage_failed(exc)
+
+        def load() -> dict[str, Any]:
+            try:
+                return self.journal.load_state(key)
+            except StorageError as exc:
+                self._storage_failed(exc)
+                return {}
+
+        slot.strategy.bind_state(save, load)
+
+    def save_engine_state(self) -> None:
+        """Keep what must survive a restart: the portfolio stop's high-water mark and the
+        pending re-placements (timed-out orders whose cancel is awaited)."""
+        state = {
+            "peak_equity_krw": self.risk.peak_equity_krw,
+            "cancel_requested": {
+                cid: when.isoformat() for cid, when in self._cancel_requested.items()
+            },
+            "deferred": sorted(self._deferred),
+        }
+        try:
+            self.journal.save_state("engine", state)
+        except StorageError as exc:
+            self._storage_failed(exc)
+
+    def load_engine_state(self) -> None:
+        """Bring back what :meth:`save_engine_state` kept (after a restart)."""
+        try:
+            state = self.journal.load_state("engine")
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return
+        peak = state.get("peak_equity_krw")
+        if isinstance(peak, int) and (
+            self.risk.peak_equity_krw is None or peak > self.risk.peak_equity_krw
+        ):
+            self.risk.peak_equity_krw = peak
+        for cid, when in dict(state.get("cancel_requested") or {}).items():
+            order = self.orders.orders.get(cid)
+            if order is not None and not order.status.is_final:
+                self._cancel_requested[cid] = datetime.fromisoformat(when)
+        for cid in state.get("deferred") or ():
+            order = self.orders.orders.get(cid)
+            if order is not None and order.status is OrderStatus.CANCELLED:
+                self._deferred[cid] = order
+
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
         """The window ``slot`` sees over ``frame``: OHLCV plus its indicator columns.
@@ -241,9 +313,14 @@ class Trader:
             return Bars(cols, index)
         return FrameWindow(cols, index, lookback=slot.strategy.config.lookback)
 
-    def update_price(self, stock_code: str, price: float) -> None:
+    def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
+        """Record the last price (KRW) and, when known, today's base price (previous close,
+        KRW): a market buy is sized at the upper-limit price over the base, else over the
+        last price (in a backtest the last close is the next session's base)."""
         if price > 0 and math.isfinite(price):
             self.prices[stock_code] = price
+        if base_krw is not None and base_krw > 0 and math.isfinite(base_krw):
+            self.base_prices[stock_code] = base_krw
 
     def equity_krw(self) -> int:
         """Cash plus every strategy's holdings at the last known prices (KRW)."""
@@ -301,6 +378,7 @@ class Trader:
             self._reject(slot, signal, "no price known")
             return None
         held = self.portfolio.qty(slot.name, code)
+        mine, everyone = self._position_counts(slot.name) if signal.signal_type.is_buy else (0, 0)
         reason = self.risk.check_signal(
             signal,
             slot.strategy.risk,
@@ -309,6 +387,8 @@ class Trader:
             position_qty=held,
             strategy=slot.name,
             now=self.clock(),
+            strategy_positions=mine,
+            total_positions=everyone,
         )
         if reason:
             self._reject(slot, signal, reason)
@@ -317,23 +397,45 @@ class Trader:
             return self._sell(slot, signal, held)
         return self._buy(slot, signal, price)
 
+    def _position_counts(self, strategy: str) -> tuple[int, int]:
+        """Stocks held or being bought by ``strategy`` and by every strategy (for
+        ``max_positions``): (strategy, code) pairs with shares or an open buy."""
+        pairs = {(p.strategy, p.stock_code) for p in self.portfolio.positions()}
+        pairs.update(
+            (o.strategy, o.stock_code) for o in self.orders.open_orders() if o.side is OrderSide.BUY
+        )
+        return sum(1 for s, _ in pairs if s == strategy), len(pairs)
+
     def _order_type(self, signal: Signal) -> tuple[OrderType, int | None]:
         strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
         if signal.limit_price is None or strong:
             return OrderType.MARKET, None
+        rules = self._tick_rules(signal.stock_code)
         if signal.signal_type.is_buy:  # never above the price the strategy asked for
-            return OrderType.LIMIT, round_to_tick(signal.limit_price, "down")
-        return OrderType.LIMIT, round_to_tick(signal.limit_price, "up")
+            return OrderType.LIMIT, round_to_tick(signal.limit_price, "down", **rules)
+        return OrderType.LIMIT, round_to_tick(signal.limit_price, "up", **rules)
+
+    def _tick_rules(self, stock_code: str) -> dict[str, Any]:
+        """Date and market of ``stock_code`` for :mod:`utils.ticks` (tick table, price limit)."""
+        return {"on": self.clock().date(), "market": self.fees.market(stock_code)}
 
     def _buy(self, slot: StrategySlot, signal: Signal, price: float) -> Order | None:
         code = signal.stock_code
         order_type, limit = self._order_type(signal)
         ref_price = float(limit) if limit is not None else price
+        # KIS holds a market buy's buying power at the upper-limit price (상한가) over the base
+        # (previous close); the order is sized and reserved at that price so it is never
+        # refused for funds, and the fill gives the difference back
+        held_at = ref_price
+        if limit is None:
+            base = round(self.base_prices.get(code, price))
+            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
+            held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self.portfolio.invested_krw(slot.name)
+        free = self.funds.strategy_free_krw(slot.name, equity, invested)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
-            free = self.funds.strategy_free_krw(slot.name, equity, invested)
-            qty = min(signal.qty, self.fees.max_affordable_qty(free, int(ref_price)))
+            qty = min(signal.qty, self.fees.max_affordable_qty(free, int(held_at)))
         else:
             qty = self.funds.size_buy(
                 strategy=slot.name,
@@ -346,6 +448,8 @@ class Trader:
                 held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
                 strategy_invested_krw=invested,
             )
+            if held_at > ref_price:
+                qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
         reason = (
             self.risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0
@@ -354,7 +458,7 @@ class Trader:
         if reason:
             self._reject(slot, signal, reason)
             return None
-        amount = qty * ref_price
+        amount = qty * held_at
         # cost estimate rounded up; never more than is free (qty was sized within it)
         reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self.funds.free_krw)
         try:
@@ -362,7 +466,7 @@ class Trader:
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
-        order = self.orders.create(
+        order = self._create(
             strategy=slot.name,
             stock_code=code,
             side=OrderSide.BUY,
@@ -371,13 +475,16 @@ class Trader:
             price=limit,
             signal=signal,
         )
+        if order is None:
+            self.funds.release(reservation.reservation_id)
+            return None
         self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
         qty = held if signal.qty is None else min(signal.qty, held)
         order_type, limit = self._order_type(signal)
-        order = self.orders.create(
+        order = self._create(
             strategy=slot.name,
             stock_code=signal.stock_code,
             side=OrderSide.SELL,
@@ -386,7 +493,17 @@ class Trader:
             price=limit,
             signal=signal,
         )
-        return self._send(slot, order, signal)
+        return self._send(slot, order, signal) if order is not None else None
+
+    def _create(self, **kwargs: Any) -> Order | None:
+        """``OrderManager.create``; ``None`` (nothing sent) when it cannot be journaled."""
+        try:
+            order = self.orders.create(**kwargs)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return None
+        self._storage_ok()
+        return order
 
     def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
         if signal is not None:
@@ -445,56 +562,160 @@ class Trader:
         return self.funds.spendable_krw(self._reservation_of.get(client_order_id))
 
     def poll_orders(self, stock_code: str | None = None, *, book_cash: bool = True) -> list[Fill]:
-        """Read the broker's state of every open order (of one stock) and apply it.
+        """Read the broker's state of every open order (of one stock), and of cancelled
+        orders still watched for a late fill, and apply it; returns the fills applied.
+
+        One order's failure (a broker error, an answer that makes no sense, a fill that
+        cannot be written) is logged and journaled and never stops the others; its fill
+        stays un-applied and is found again on the next poll.
 
         ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
         the cash from the account afterwards, which already includes these fills."""
         applied: list[Fill] = []
-        for order in self.orders.open_orders(stock_code):
+        orders = self.orders.open_orders(stock_code)
+        watched = [o for o in self.orders.settling_orders() if o not in orders]
+        orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
+        with self.cash_from_account(not book_cash):
+            for order in orders:
+                applied.extend(self._poll_one(order))
+        return applied
+
+    @contextmanager
+    def cash_from_account(self, on: bool = True) -> Iterator[None]:
+        """Inside, fills leave the cash pool alone (``on``): the caller takes the cash from
+        the account afterwards (reconciliation)."""
+        previous = self._book_cash
+        self._book_cash = previous and not on
+        try:
+            yield
+        finally:
+            self._book_cash = previous
+
+    def _poll_one(self, order: Order) -> list[Fill]:
+        was_final = order.status.is_final
+        try:
             if order.status is OrderStatus.UNKNOWN:
                 fills = self.orders.resolve_unknown(order)
             elif order.broker_order_id is None:
-                continue
+                return []
             else:
                 fills = self.orders.apply_state(
                     order, self.executor.get_order(order.broker_order_id)
                 )
-            for fill in fills:
-                self.apply_fill(order, fill, book_cash=book_cash)
-            if order.status.is_final:
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return []
+        except (BrokerError, OverfillError, ValueError) as exc:
+            logger.warning("poll of %s failed: %s", order.client_order_id, exc)
+            self.event(
+                "order_poll_failed",
+                f"{order.client_order_id} {order.stock_code}: {type(exc).__name__}: {exc}",
+                level="warning",
+                data={"client_order_id": order.client_order_id},
+            )
+            return []
+        if order.status.is_final and not was_final:
+            self.finalise(order)
+        return fills
+
+    def apply_notice(self, notice: ExecutionNotice) -> Fill | None:
+        """Apply a real-time execution notice (booked like a polled fill); ``None`` when
+        the execution is already recorded or the order is not one of this book's."""
+        order = next(
+            (o for o in self.orders.orders.values() if o.broker_order_id == notice.broker_order_id),
+            None,
+        )
+        if order is None:
+            return None
+        was_final = order.status.is_final
+        try:
+            fill = self.orders.apply_notice(order, notice)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return None
+        if order.status.is_final and not was_final:
+            self.finalise(order)
+        return fill
+
+    def reread_fills(self, day: Any = None, codes: Iterable[str] | None = None) -> list[Fill]:
+        """Read the day's orders at the broker (one list) and apply every fill of this
+        book's orders not recorded yet, final orders included (a late fill of a cancelled
+        order); returns the fills applied. Does nothing for an executor that cannot list
+        orders. Raises ``BrokerError`` when the list cannot be read."""
+        try:
+            states = self.executor.list_orders(day)
+        except NotImplementedError:
+            return []
+        wanted = set(codes) if codes is not None else None
+        by_broker = {o.broker_order_id: o for o in self.orders.orders.values() if o.broker_order_id}
+        applied: list[Fill] = []
+        for state in states:
+            order = by_broker.get(state.broker_order_id)
+            if order is None or state.filled_qty <= order.filled_qty:
+                continue
+            if wanted is not None and order.stock_code not in wanted:
+                continue
+            was_final = order.status.is_final
+            try:
+                applied.extend(self.orders.apply_state(order, state))
+            except StorageError as exc:
+                self._storage_failed(exc)
+                continue
+            except (OverfillError, ValueError) as exc:
+                logger.warning("fills of %s not applied: %s", order.client_order_id, exc)
+                continue
+            if order.status.is_final and not was_final:
                 self.finalise(order)
-            applied.extend(fills)
         return applied
 
-    def apply_fill(self, order: Order, fill: Fill, *, book_cash: bool = True) -> None:
-        """Book one new fill of ``order``: cash (unless ``book_cash`` is False), position,
-        journal, alert, then the strategy's ``on_order_filled``."""
-        slot = self.slots.get(order.strategy)
-        if book_cash and fill.side is OrderSide.BUY:
-            self.funds.commit_buy(
-                self._reservation_of.get(order.client_order_id),
-                fill.amount_krw + fill.commission_krw,
+    def apply_fill(self, order: Order, fill: Fill, *, book_cash: bool | None = None) -> None:
+        """Book one new fill of ``order``: its state, the position, the fill row and the
+        cash ledger are written in one transaction; then the cash pool (unless
+        ``book_cash`` is False; default: the current poll's setting), the alert and the
+        strategy's ``on_order_filled``.
+
+        Raises ``StorageError`` when the write failed: nothing changed in memory either.
+        Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
+        book_cash = self._book_cash if book_cash is None else book_cash
+        late = order.status.is_final
+        before = order.copy()
+        mark = self.portfolio.checkpoint(order.strategy, fill.stock_code)
+        note = self.orders.book_fill(order, fill)
+        try:
+            pos, trip = self.portfolio.apply_fill(
+                order.strategy,
+                fill,
+                reasons=tuple(order.reasons),
+                stop_loss=order.metadata.get(STOP_KEY),
+                target_price=order.metadata.get(TARGET_KEY),
+                metadata=(
+                    {k: v for k, v in order.metadata.items() if k not in (STOP_KEY, TARGET_KEY)}
+                    if fill.side is OrderSide.BUY
+                    else None
+                ),
             )
-        elif book_cash:
-            self.funds.credit(fill.cash_delta_krw)
-        pos, trip = self.portfolio.apply_fill(
-            order.strategy,
-            fill,
-            reasons=tuple(order.reasons),
-            stop_loss=order.metadata.get(STOP_KEY),
-            target_price=order.metadata.get(TARGET_KEY),
-            metadata=(
-                {k: v for k, v in order.metadata.items() if k not in (STOP_KEY, TARGET_KEY)}
-                if fill.side is OrderSide.BUY
-                else None
-            ),
-        )
-        if fill.side is OrderSide.BUY and (pos.peak_price is None or fill.price > pos.peak_price):
-            pos.peak_price = float(fill.price)
+            if fill.side is OrderSide.BUY and (
+                pos.peak_price is None or fill.price > pos.peak_price
+            ):
+                pos.peak_price = float(fill.price)
+            stored = self.journal.fill_applied(
+                order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
+            )
+        except (StorageError, OverfillError) as exc:
+            self.orders.unbook(order, before)
+            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            if isinstance(exc, StorageError):
+                self._storage_failed(exc)
+            raise
+        self._storage_ok()
+        if not stored:  # already in the database (applied before): nothing more to do
+            self.orders.unbook(order, before)
+            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            return
+        slot = self.slots.get(order.strategy)
+        self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
             self.risk.record_sell(order.strategy, fill.stock_code, fill.time)
-        self.journal.fill(order.strategy, fill)
-        self.journal.position(pos, closed_at=fill.time if trip else None)
         self.notify(
             "order_filled",
             order,
@@ -510,6 +731,37 @@ class Trader:
         if slot is not None and slot.active:
             self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
+    def _book_cash_of(self, order: Order, fill: Fill, book_cash: bool, late: bool) -> None:
+        if not book_cash:
+            return
+        if fill.side is OrderSide.SELL:
+            self.funds.credit(fill.cash_delta_krw)
+            return
+        cost = fill.amount_krw + fill.commission_krw
+        reservation = None if late else self._reservation_of.get(order.client_order_id)
+        try:
+            self.funds.commit_buy(reservation, cost)
+        except FundsError:  # the broker spent it (a late fill): the cash follows the account
+            self.funds.sync_cash(self.funds.cash_krw - cost)
+
+    def _storage_failed(self, exc: Exception) -> None:
+        """The database cannot be written: alert once (until it can again)."""
+        logger.error("database not writable: %s", exc)
+        if self.storage_error is not None:
+            return
+        self.storage_error = str(exc)
+        self._emit(
+            "storage_error",
+            f"the database cannot be written: no new orders until it can ({exc})",
+            {"level": "critical", "error": str(exc)},
+        )
+
+    def _storage_ok(self) -> None:
+        if self.storage_error is None:
+            return
+        self.storage_error = None
+        self.event("storage_recovered", "the database can be written again", level="warning")
+
     def finalise(self, order: Order) -> None:
         self.funds.release(self._reservation_of.pop(order.client_order_id, None))
         signal = self._signal_of.pop(order.client_order_id, None)
@@ -524,7 +776,12 @@ class Trader:
                 reason="timeout" if timed_out else order.message,
             )
         if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
-            self._replace(order, signal)
+            if order.stock_code in self.prices:
+                self._replace(order, signal)
+            else:  # right after a restart: re-placed once a price is known
+                self._deferred[order.client_order_id] = order
+        if timed_out:  # the re-placement (if any) is journaled: no longer pending
+            self.save_engine_state()
 
     # --- timeouts, re-placement and protective exits -----------------------------------
     def manage_timeouts(self) -> int:
@@ -533,6 +790,11 @@ class Trader:
         (:meth:`poll_orders` sees the order ``CANCELLED``)."""
         now = self.clock()
         sent = 0
+        for cid, old in list(self._deferred.items()):  # re-placements awaiting a price
+            if old.stock_code in self.prices:
+                del self._deferred[cid]
+                self._replace(old, None)
+                self.save_engine_state()
         for order in self.orders.open_orders():
             cid = order.client_order_id
             if cid in self._cancel_requested or order.broker_order_id is None:
@@ -548,6 +810,7 @@ class Trader:
                 continue
             if self.orders.cancel(order):
                 self._cancel_requested[cid] = now
+                self.save_engine_state()  # the re-placement must survive a restart
                 sent += 1
                 self.event(
                     "order_timeout",
@@ -590,7 +853,8 @@ class Trader:
         market = old.order_type is OrderType.MARKET
         limit = None
         if not market:
-            limit = round_to_tick(price, "up" if old.side is OrderSide.BUY else "down")
+            side: Direction = "up" if old.side is OrderSide.BUY else "down"
+            limit = round_to_tick(price, side, **self._tick_rules(code))
         qty = old.remaining_qty
         reservation = None
         if old.side is OrderSide.BUY:
@@ -610,7 +874,7 @@ class Trader:
             qty = min(qty, self.portfolio.qty(old.strategy, code))
             if qty <= 0:
                 return None
-        order = self.orders.create(
+        order = self._create(
             strategy=old.strategy,
             stock_code=code,
             side=old.side,
@@ -620,13 +884,22 @@ class Trader:
             signal=signal,
             replaces=old,
         )
+        if order is None:
+            if reservation is not None:
+                self.funds.release(reservation.reservation_id)
+            return None
         if reservation is not None:
             self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
 
     def exit_policy(self, strategy: str) -> ExitPolicy:
-        slot = self.slots.get(strategy)
-        return ExitPolicy.of(slot.strategy.risk) if slot is not None else self.default_exits
+        """The exit rules of ``strategy`` (``default_exits`` for ``unmanaged``)."""
+        policy = self._exit_policies.get(strategy)
+        if policy is None:
+            slot = self.slots.get(strategy)
+            policy = ExitPolicy.of(slot.strategy.risk) if slot is not None else self.default_exits
+            self._exit_policies[strategy] = policy
+        return policy
 
     def check_exits(self, stock_code: str) -> list[Order]:
         """Apply stop loss, take profit and trailing stop to every position in
@@ -659,6 +932,61 @@ class Trader:
                 sent.append(order)
         return sent
 
+    def check_bar_exits(
+        self, stock_code: str, open_: float, high: float, low: float
+    ) -> list[tuple[Order, float]]:
+        """Apply the protective exits of every position in ``stock_code`` to one bar
+        (:func:`core.risk.bar_exit`); returns each exit order sent with the price it fills at
+        within the bar (the caller fills it there). Blocked only by ``HALTED``, as
+        :meth:`check_exits`. Afterwards each remaining position's peak takes the bar's high."""
+        sent: list[tuple[Order, float]] = []
+        for pos in list(self.portfolio.positions()):
+            if pos.stock_code != stock_code:
+                continue
+            key = (pos.strategy, pos.stock_code)
+            trigger = self._liquidating.get(key)
+            if trigger is not None:
+                trigger = ExitTrigger(trigger.rule, open_, trigger.level)
+            else:
+                trigger = bar_exit(
+                    pos,
+                    self.exit_policy(pos.strategy),
+                    open_,
+                    high,
+                    low,
+                    **self._tick_rules(stock_code),
+                )
+            if trigger is not None and (
+                self.risk.state is not TradingState.HALTED or key in self._liquidating
+            ):
+                order = self.exit_position(pos, trigger)
+                if order is not None:
+                    self._liquidating.pop(key, None)
+                    sent.append((order, trigger.price))
+                    continue
+            if pos.peak_price is None or high > pos.peak_price:
+                pos.peak_price = float(high)
+        return sent
+
+    def exit_positions(
+        self, rule: str, wanted: Callable[[Position], float | None]
+    ) -> list[Order]:
+        """Sell at market every position for which ``wanted(position)`` gives a level
+        (the time cut: sessions held; the close exit: the price), naming ``rule``. Not while
+        ``HALTED``."""
+        sent: list[Order] = []
+        if self.risk.state is TradingState.HALTED:
+            return sent
+        for pos in list(self.portfolio.positions()):
+            level = wanted(pos)
+            if level is None:
+                continue
+            price = self.prices.get(pos.stock_code, pos.avg_price)
+            order = self.exit_position(pos, ExitTrigger(rule, price, level))
+            if order is not None:
+                sent.append(order)
+        return sent
+
     def exit_position(self, pos: Position, trigger: ExitTrigger) -> Order | None:
         """Sell all of ``pos`` at market because of ``trigger`` (once: not while an order
         for the position is open)."""
@@ -673,7 +1001,7 @@ class Trader:
             for o in open_orders:
                 self._cancel_for_exit(o)
             return None
-        order = self.orders.create(
+        order = self._create(
             strategy=pos.strategy,
             stock_code=pos.stock_code,
             side=OrderSide.SELL,
@@ -682,6 +1010,8 @@ class Trader:
             price=None,
             reasons=(trigger.reason,),
         )
+        if order is None:
+            return None
         order.metadata = {"exit_rule": trigger.rule}
         self.event(
             "risk_exit",
@@ -798,7 +1128,10 @@ class Trader:
         """Journal an engine event (``debug`` ones only when ``journal_debug``)."""
         if level == "debug" and not self.journal_debug:
             return
-        self.journal.event(kind, message, at=self.clock(), level=level, data=data)
+        try:
+            self.journal.event(kind, message, at=self.clock(), level=level, data=data)
+        except StorageError as exc:  # the alert still goes out
+            self._storage_failed(exc)
         self._emit(kind, message, data or {})
 
     def _emit(self, kind: str, message: str, data: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +98,12 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int, wal: bool) ->
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            # the busy timeout first: switching a new file to WAL needs a lock that several
+            # processes starting together contend for
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            if wal:
+                _set_wal(cursor, busy_timeout_ms / 1000.0)
+            cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
 
@@ -109,6 +113,23 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int, wal: bool) ->
         if mode not in _BEGIN_MODES:
             raise ValueError(f"{SQLITE_BEGIN_OPTION} must be one of {sorted(_BEGIN_MODES)}")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _set_wal(cursor: Any, timeout_s: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the file: SQLite
+    answers "database is locked" at once (without its busy handler) when two connections
+    change the journal mode of a new file together."""
+    deadline = time.monotonic() + timeout_s
+    delay_s = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.5)
 
 
 def create_schema(engine: Engine) -> str:

@@ -195,6 +195,42 @@ class FillRow(Base):
     commission_krw: Mapped[int] = mapped_column(default=0)
     tax_krw: Mapped[int] = mapped_column(default=0)
     time: Mapped[datetime] = mapped_column(index=True)
+    cum_qty: Mapped[int | None]
+    """The order's cumulative filled shares after this fill (with ``broker_order_id``, the
+    fill's identity); ``NULL`` for an adjustment."""
+    kind: Mapped[str] = mapped_column(String(12), default="fill", server_default="fill")
+    """``fill`` (an execution) or ``adjustment`` (shares that appeared or vanished in the
+    account without a fill; ``qty`` signed by ``side``, no cash moved)."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    """Why an adjustment was made; ``NULL`` for a fill."""
+
+
+class CashLedgerRow(Base):
+    """One movement of the book's cash (KRW, negative = out): a fill's cost or proceeds
+    (``fill_id`` set), or a correction to the account's figure (``kind`` ``sync``)."""
+
+    __tablename__ = "cash_ledger"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(12))
+    amount_krw: Mapped[int]
+    strategy: Mapped[str | None]
+    fill_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class StateRow(Base):
+    """A JSON-able dict kept across restarts: a strategy's own state (``strategy:<name>``)
+    or the engine's (``engine:<what>``); key (run_id, name)."""
+
+    __tablename__ = "saved_state"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
 
 
 class PositionRow(Base):
@@ -267,3 +303,18 @@ class EventRow(Base):
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None]
+
+
+class AccountLeaseRow(Base):
+    """Who trades a book now: one row per lease key (:mod:`core.lease`), refreshed by the
+    holder's heartbeat; ``released_at`` is set by a clean stop (``NULL`` while held or
+    after a crash)."""
+
+    __tablename__ = "account_leases"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    since: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]

@@ -60,6 +60,7 @@ from db.models import (
     KST,
     POSITION_STATUSES,
     RUN_MODES,
+    CashLedgerRow,
     EquitySnapshotRow,
     EventRow,
     FillRow,
@@ -67,6 +68,7 @@ from db.models import (
     OrderStatusRow,
     PositionRow,
     RunRow,
+    StateRow,
     StrategyRow,
 )
 from framework.types import Fill, Order, OrderStatus
@@ -216,12 +218,7 @@ class Repository:
             "config": plain(config),
             "summary": None,
         }
-        stmt = (
-            self._insert(_RUNS)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["run_id"])
-            .returning(_RUNS.c.run_id)
-        )
+        stmt = self._insert_new(_RUNS, values, "run_id")
         with self._write() as s:
             # RETURNING, not rowcount: psycopg does not keep an INSERT's rowcount
             return s.execute(stmt).first() is not None
@@ -284,20 +281,25 @@ class Repository:
         fractional money or quantities; ``sqlalchemy.exc.IntegrityError`` if the run does
         not exist.
         """
+        with self._write() as s:
+            self._write_order(s, run_id, order, note)
+
+    def _write_order(
+        self, s: Session, run_id: str, order: Order, note: str, *, always: bool = False
+    ) -> None:
         now = self._now()
         values = order_values(order, now)
         at = values["updated_at"] if order.updated_at else now
-        with self._write() as s:
-            stmt = select(OrderRow).where(OrderRow.client_order_id == order.client_order_id)
-            row, inserted = _lock_or_insert(s, stmt, lambda: OrderRow(run_id=run_id, **values))
-            changed = inserted or row.status != values["status"]
-            if not inserted:
-                if order.created_at is None:
-                    values["created_at"] = row.created_at
-                for key, value in values.items():
-                    setattr(row, key, value)
-            if changed:
-                s.add(OrderStatusRow(order_id=row.id, status=values["status"], at=at, note=note))
+        stmt = select(OrderRow).where(OrderRow.client_order_id == order.client_order_id)
+        row, inserted = _lock_or_insert(s, stmt, lambda: OrderRow(run_id=run_id, **values))
+        changed = always or inserted or row.status != values["status"]
+        if not inserted:
+            if order.created_at is None:
+                values["created_at"] = row.created_at
+            for key, value in values.items():
+                setattr(row, key, value)
+        if changed:
+            s.add(OrderStatusRow(order_id=row.id, status=values["status"], at=at, note=note))
 
     def save_orders_bulk(self, run_id: str, orders: Iterable[Order]) -> int:
         """Insert many new orders in one transaction (backtest end); return how many.
@@ -374,12 +376,7 @@ class Repository:
     def save_fill(self, run_id: str, fill: Fill, strategy: str) -> bool:
         """Store ``fill`` unless its ``fill_id`` is already stored; ``True`` if inserted."""
         values = fill_values(run_id, fill, strategy)
-        stmt = (
-            self._insert(_FILLS)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["fill_id"])
-            .returning(_FILLS.c.id)
-        )
+        stmt = self._insert_new(_FILLS, values, "fill_id")
         with self._write() as s:
             # RETURNING, not rowcount: psycopg does not keep an INSERT's rowcount
             return s.execute(stmt).first() is not None
@@ -394,10 +391,186 @@ class Repository:
             for chunk in chunks(rows, 10_000):
                 s.execute(stmt, chunk)
 
+    def _insert_new(self, table: Table, values: dict[str, Any], key: str) -> Any:
+        """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``: a row comes back only
+        when it was inserted (RETURNING, not rowcount: psycopg does not keep an INSERT's)."""
+        return (
+            self._insert(table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[key])
+            .returning(table.c[key])
+        )
+
+    def record_fill(
+        self,
+        run_id: str,
+        *,
+        order: Order,
+        note: str,
+        fill: Fill,
+        position: Mapping[str, Any],
+        cash_delta_krw: int,
+    ) -> bool:
+        """Apply one fill in **one transaction**: the fill row (with ``cum_qty`` =
+        ``order.filled_qty``, the order's cumulative filled shares after it), the order's
+        new state and a history row (``note``), the position (``position``: the keyword
+        arguments of :meth:`save_position` for ``order.strategy``) and a cash-ledger row of
+        ``cash_delta_krw`` KRW (negative for a buy).
+
+        Returns ``False`` and writes nothing if ``fill.fill_id`` is already stored (the
+        same fill twice is a no-op). Any error rolls everything back. Raises as
+        :meth:`save_order` / :meth:`save_position` for bad values.
+        """
+        values = {**fill_values(run_id, fill, order.strategy), "cum_qty": whole(order.filled_qty)}
+        pos = dict(position)
+        status = pos.pop("status")
+        if status not in POSITION_STATUSES:
+            raise ValueError(f"status must be one of {POSITION_STATUSES}, got {status!r}")
+        closed_at = pos.pop("closed_at", None)
+        strategy, code = pos.pop("strategy"), pos.pop("stock_code")
+        opened_at = aware(pos.pop("opened_at") or fill.time, "opened_at")
+        pos_values = self._position_values(status=status, closed_at=closed_at, **pos)
+        stmt = self._insert_new(_FILLS, values, "fill_id")
+        with self._write() as s:
+            if s.execute(stmt).first() is None:
+                return False
+            self._write_order(s, run_id, order, note, always=True)
+            self._write_position(s, run_id, strategy, code, opened_at, pos_values)
+            s.add(
+                CashLedgerRow(
+                    run_id=run_id,
+                    at=aware(fill.time, "fill.time"),
+                    kind="fill",
+                    amount_krw=whole(cash_delta_krw),
+                    strategy=order.strategy,
+                    fill_id=fill.fill_id,
+                    reason=note,
+                )
+            )
+        return True
+
+    def record_adjustment(
+        self,
+        run_id: str,
+        *,
+        strategy: str,
+        stock_code: str,
+        qty: int,
+        price: float,
+        reason: str,
+        at: dt.datetime,
+    ) -> None:
+        """Journal ``qty`` shares (> 0 appeared, < 0 vanished) of ``stock_code`` given to or
+        taken from ``strategy`` without a fill, at ``price`` KRW per share, with the
+        ``reason`` (a row of kind ``adjustment``; no cash moves). ``ValueError`` for 0."""
+        if whole(qty) == 0:
+            raise ValueError("an adjustment needs a non-zero quantity")
+        row = {
+            "fill_id": f"adj-{uuid.uuid4().hex}",
+            "run_id": run_id,
+            "client_order_id": "",
+            "broker_order_id": None,
+            "strategy": strategy,
+            "stock_code": stock_code,
+            "side": "buy" if qty > 0 else "sell",
+            "qty": abs(whole(qty)),
+            "price": max(0, round(price)),
+            "commission_krw": 0,
+            "tax_krw": 0,
+            "time": aware(at, "at"),
+            "cum_qty": None,
+            "kind": "adjustment",
+            "reason": reason,
+        }
+        with self._write() as s:
+            s.execute(insert(_FILLS).values(row))
+
+    def record_cash(
+        self, run_id: str, amount_krw: int, *, kind: str, reason: str, at: dt.datetime
+    ) -> None:
+        """Append a cash-ledger row of ``amount_krw`` KRW that no fill explains (``kind``
+        e.g. ``sync``: the book's cash set to the account's) with the ``reason``."""
+        with self._write() as s:
+            s.add(
+                CashLedgerRow(
+                    run_id=run_id,
+                    at=aware(at, "at"),
+                    kind=kind,
+                    amount_krw=whole(amount_krw),
+                    strategy=None,
+                    fill_id=None,
+                    reason=reason,
+                )
+            )
+
+    def get_cash_ledger(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's cash movements oldest first: ``{id, run_id, at, kind, amount_krw,
+        strategy, fill_id, reason}`` (KRW, negative = out)."""
+        stmt = select(CashLedgerRow).where(CashLedgerRow.run_id == run_id)
+        with self._reader() as s:
+            return [row_dict(r) for r in s.scalars(stmt.order_by(CashLedgerRow.id))]
+
+    def get_fill_journal(self, run_id: str) -> list[dict[str, Any]]:
+        """Every fill and adjustment of the run in the order written, as dicts (all
+        columns of ``fills``): positions are rebuilt by replaying it."""
+        stmt = select(FillRow).where(FillRow.run_id == run_id).order_by(FillRow.id)
+        with self._reader() as s:
+            return [row_dict(r) for r in s.scalars(stmt)]
+
+    def get_order_fill_totals(self, run_id: str) -> dict[str, tuple[int, int, int, int]]:
+        """Per client order id: ``(shares, KRW amount, commission KRW, tax KRW)`` of its
+        recorded fills (adjustments excluded)."""
+        out: dict[str, tuple[int, int, int, int]] = {}
+        for r in self.get_fill_journal(run_id):
+            if r["kind"] != "fill":
+                continue
+            q, a, c, t = out.get(r["client_order_id"], (0, 0, 0, 0))
+            out[r["client_order_id"]] = (
+                q + r["qty"], a + r["qty"] * r["price"], c + r["commission_krw"], t + r["tax_krw"]
+            )
+        return out
+
+    def get_orders_since(self, run_id: str, since: dt.datetime) -> list[Order]:
+        """The run's orders created at or after ``since`` (any status), oldest first."""
+        stmt = (
+            select(OrderRow)
+            .where(OrderRow.run_id == run_id, OrderRow.created_at >= aware(since, "since"))
+            .order_by(OrderRow.id)
+        )
+        with self._reader() as s:
+            return [to_order(r) for r in s.scalars(stmt)]
+
+    def save_state(self, run_id: str, name: str, state: Mapping[str, Any]) -> None:
+        """Store the JSON-able dict ``state`` under ``name`` (replacing it); ``TypeError``
+        if it is not JSON-serialisable."""
+        data = plain(dict(state))
+        with self._write() as s:
+            stmt = select(StateRow).where(StateRow.run_id == run_id, StateRow.name == name)
+            row, inserted = _lock_or_insert(
+                s,
+                stmt,
+                lambda: StateRow(run_id=run_id, name=name, state=data, updated_at=self._now()),
+            )
+            if not inserted:
+                row.state = data
+                row.updated_at = self._now()
+
+    def load_state(self, run_id: str, name: str) -> dict[str, Any]:
+        """The dict stored under ``name``; empty if none."""
+        stmt = select(StateRow.state).where(StateRow.run_id == run_id, StateRow.name == name)
+        with self._reader() as s:
+            found = s.execute(stmt).scalar_one_or_none()
+        return dict(found or {})
+
     def get_fills(self, run_id: str) -> pd.DataFrame:
         """A run's fills by time, columns ``FILL_FRAME_COLUMNS``; ``amount_krw = qty * price``
-        (int64, fees excluded); money and quantities int64, ``time`` tz Asia/Seoul."""
-        stmt = select(FillRow).where(FillRow.run_id == run_id).order_by(FillRow.time, FillRow.id)
+        (int64, fees excluded); money and quantities int64, ``time`` tz Asia/Seoul.
+        Adjustments (:meth:`record_adjustment`) are not fills and are left out."""
+        stmt = (
+            select(FillRow)
+            .where(FillRow.run_id == run_id, FillRow.kind == "fill")
+            .order_by(FillRow.time, FillRow.id)
+        )
         with self._reader() as s:
             records = [row_dict(r) for r in s.scalars(stmt)]
         for r in records:
@@ -455,13 +628,77 @@ class Repository:
         status, a negative qty, a naive time or a close without ``closed_at``; ``TypeError``
         for fractional ``qty``, ``cost_basis_krw`` or ``realized_pnl_krw``.
         """
+        values = self._position_values(
+            qty=qty,
+            avg_price=avg_price,
+            cost_basis_krw=cost_basis_krw,
+            status=status,
+            closed_at=closed_at,
+            stop_loss=stop_loss,
+            target_price=target_price,
+            reasons=reasons,
+            metadata=metadata,
+            realized_pnl_krw=realized_pnl_krw,
+            peak_price=peak_price,
+        )
+        opened_at = aware(opened_at, "opened_at")
+        with self._write() as s:
+            return self._write_position(s, run_id, strategy, stock_code, opened_at, values)
+
+    def _write_position(
+        self,
+        s: Session,
+        run_id: str,
+        strategy: str,
+        stock_code: str,
+        opened_at: dt.datetime,
+        values: dict[str, Any],
+    ) -> int:
+        stmt = select(PositionRow).where(
+            PositionRow.run_id == run_id,
+            PositionRow.strategy == strategy,
+            PositionRow.stock_code == stock_code,
+            PositionRow.status == "holding",
+        )
+        row, inserted = _lock_or_insert(
+            s,
+            stmt,
+            lambda: PositionRow(
+                run_id=run_id,
+                strategy=strategy,
+                stock_code=stock_code,
+                opened_at=opened_at,
+                **values,
+            ),
+        )
+        if not inserted:
+            for key, value in values.items():
+                setattr(row, key, value)
+        s.flush()
+        return int(row.id)
+
+    def _position_values(
+        self,
+        *,
+        qty: int,
+        avg_price: float,
+        cost_basis_krw: int,
+        status: str,
+        closed_at: dt.datetime | None = None,
+        stop_loss: float | None = None,
+        target_price: float | None = None,
+        reasons: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        realized_pnl_krw: int = 0,
+        peak_price: float | None = None,
+    ) -> dict[str, Any]:
         if status not in POSITION_STATUSES:
             raise ValueError(f"status must be one of {POSITION_STATUSES}, got {status!r}")
         if whole(qty) < 0:
             raise ValueError(f"qty must be >= 0 shares, got {qty!r}")
         if status == "closed" and closed_at is None:
             raise ValueError("closing a position needs closed_at")
-        values = {
+        return {
             "qty": whole(qty),
             "avg_price": float(avg_price),
             "cost_basis_krw": whole(cost_basis_krw),
@@ -475,30 +712,6 @@ class Repository:
             "realized_pnl_krw": whole(realized_pnl_krw),
             "updated_at": self._now(),
         }
-        opened_at = aware(opened_at, "opened_at")
-        with self._write() as s:
-            stmt = select(PositionRow).where(
-                PositionRow.run_id == run_id,
-                PositionRow.strategy == strategy,
-                PositionRow.stock_code == stock_code,
-                PositionRow.status == "holding",
-            )
-            row, inserted = _lock_or_insert(
-                s,
-                stmt,
-                lambda: PositionRow(
-                    run_id=run_id,
-                    strategy=strategy,
-                    stock_code=stock_code,
-                    opened_at=opened_at,
-                    **values,
-                ),
-            )
-            if not inserted:
-                for key, value in values.items():
-                    setattr(row, key, value)
-            s.flush()
-            return int(row.id)
 
     def get_positions(
         self, run_id: str | None = None, strategy: str | None = None, status: str | None = "holding"

@@ -15,7 +15,17 @@ method                                  required  returns / raises
 ``restore_order(...)``                  no        ``None``: after a restart, tells the executor
                                                   what is already known of an order
 ``list_orders(day, open_only=...)``     no        the day's orders as :class:`OrderState`
+``fill_since(state, qty, amount, cid)`` no        the :class:`Fill` that takes an order from
+                                                  the recorded cumulative figures to the
+                                                  broker's (brokers reporting running totals)
+``fill_from_notice(notice, qty, cid)``  no        the :class:`Fill` of one execution notice
 ======================================  ========  =========================================
+
+Fill identity. A broker that reports running totals per order (KIS) has no execution id: a
+fill is identified by (broker order id, cumulative filled quantity after it). Such an
+executor sets :attr:`OrderState.filled_amount_krw` and implements :meth:`fill_since`; the
+caller passes the figures it has *recorded* (committed), so a fill whose write failed is
+derived again, with the same id, on the next poll.
 
 Implementations never retry a submit on their own: a timeout is an unknown outcome.
 
@@ -60,6 +70,22 @@ class OrderState:
     price: int | None = None
     ordered_at: datetime | None = None
     cancelled_qty: int = 0
+    filled_amount_krw: int | None = None
+    """Cumulative KRW of the fills (``qty x price`` summed, fees excluded) when the broker
+    reports running totals; ``None`` when it reports executions (``fills``) instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionNotice:
+    """One execution pushed by the broker (a real-time fill notice): ``qty`` shares of
+    order ``broker_order_id`` at ``price`` KRW at ``time`` (tz-aware Asia/Seoul)."""
+
+    broker_order_id: str
+    stock_code: str
+    side: OrderSide
+    qty: int
+    price: int
+    time: datetime
 
 
 class OrderExecutor(abc.ABC):
@@ -107,6 +133,23 @@ class OrderExecutor(abc.ABC):
         beyond that. Default: nothing to do (executors that keep no per-order memory).
         """
         return None
+
+    def fill_since(
+        self, state: OrderState, filled_qty: int, filled_amount_krw: int, client_order_id: str
+    ) -> Fill | None:
+        """The fill that takes an order recorded at ``filled_qty`` shares for
+        ``filled_amount_krw`` KRW to the cumulative figures of ``state``; ``None`` if the
+        broker shows nothing more. Only for states with ``filled_amount_krw`` set.
+        Default: ``None``."""
+        return None
+
+    def fill_from_notice(
+        self, notice: ExecutionNotice, filled_qty: int, client_order_id: str
+    ) -> Fill:
+        """The fill of ``notice`` for an order recorded at ``filled_qty`` shares (its id is
+        the one :meth:`fill_since` gives the same execution). Default:
+        ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} takes no execution notices")
 
     def list_orders(self, day: date | None = None, *, open_only: bool = False) -> list[OrderState]:
         """Every order of ``day`` (default: today), or only the open ones.

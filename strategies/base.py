@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -140,6 +141,10 @@ class BaseStrategy(abc.ABC):
         self._position_lookup: PositionLookup = lambda _code: None
         self._positions_lookup: Callable[[], Mapping[str, PositionView]] = dict
         self._trades_today: Callable[[], int] = lambda: 0
+        self._saved_state: dict[str, Any] | None = None
+        self._state_store: (
+            tuple[Callable[[dict[str, Any]], None], Callable[[], dict[str, Any]]] | None
+        ) = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def on_init(self, broker: Broker, data_provider: DataProvider, executor: OrderExecutor) -> bool:
@@ -230,6 +235,39 @@ class BaseStrategy(abc.ABC):
         self._position_lookup = position_lookup
         self._positions_lookup = positions_lookup
         self._trades_today = trades_today
+
+    # --- state kept across restarts -----------------------------------------------------
+    def save_state(self, state: Mapping[str, Any]) -> None:
+        """Keep ``state`` (a JSON-able dict: str keys; str, int, float, bool, None, lists
+        and dicts of them) as this strategy's saved state, replacing the previous one.
+
+        Live and dry-run keep it in the database, so :meth:`load_state` gives it back after
+        a restart; a backtest keeps it in memory. Raises ``TypeError`` if it is not
+        JSON-able (in a backtest: when loaded back). A database that cannot be written is
+        alerted by the engine, not raised.
+        """
+        if self._state_store is None:  # a backtest: in memory (checked when loaded back)
+            self._saved_state = dict(state)
+            return
+        data = json.loads(json.dumps(dict(state), allow_nan=False))
+        self._saved_state = data
+        self._state_store[0](data)
+
+    def load_state(self) -> dict[str, Any]:
+        """The state last saved with :meth:`save_state` (after a restart: the one in the
+        database); an empty dict if none."""
+        if self._state_store is not None and self._saved_state is None:
+            self._saved_state = self._state_store[1]()
+        return json.loads(json.dumps(self._saved_state or {}))
+
+    def bind_state(
+        self,
+        save: Callable[[dict[str, Any]], None],
+        load: Callable[[], dict[str, Any]],
+    ) -> None:
+        """Connect the saved-state store (called by the engine)."""
+        self._state_store = (save, load)
+        self._saved_state = None
 
     def describe(self) -> list[str]:
         """Extra lines shown by ``python main.py strategies`` (default: none)."""

@@ -12,11 +12,18 @@ strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy
     lookback_bars: 250            # rows of the ``data`` DataFrame (int >= 1, or all)
     max_consecutive_errors: 3     # failures in a row of one hook that disable the strategy
     parameters: {...}             # free-form, or validated by the class's ``Parameters``
+    decide_at: null               # "HH:MM": live, decide a daily strategy once a day then
     risk_management:
-      stop_loss_pct: 0.05         # fraction below the average price
-      take_profit_pct: 0.10       # fraction above the average price
+      stop_loss_pct: 0.05         # fraction below the average price (null = off)
+      take_profit_pct: 0.10       # fraction above the average price (null = off)
+      trailing_stop_pct: null     # fraction below the highest high since entry
       max_position_size: 0.10     # per stock, fraction of equity
       max_daily_trades: 5         # orders per day
+      max_positions: null         # stocks held at once (null = no cap)
+      max_holding_days: null      # sell at the next open after this many sessions held
+      exit_at_close: false        # sell every position at the session's close (intraday)
+    optimize: {...}               # search space of ``python main.py optimize``
+                                  # (see strategies.search_space)
 
 Every error is a :class:`~framework.errors.ConfigError` whose message names the file, the key,
 what was expected and, for a misspelt key, the nearest valid key.
@@ -31,16 +38,19 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from config.yaml_input import check_values
+from config.yaml_input import read_yaml as _read_yaml
 from framework.errors import ConfigError, StrategyLoadError
 from framework.types import validate_code
 from strategies.base import BaseStrategy
+from strategies.search_space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +62,14 @@ class RiskManagement(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stop_loss_pct: float = Field(0.05, gt=0, lt=1)
-    take_profit_pct: float = Field(0.10, gt=0)
+    stop_loss_pct: float | None = Field(0.05, gt=0, lt=1)
+    take_profit_pct: float | None = Field(0.10, gt=0)
     max_position_size: float = Field(0.10, gt=0, le=1.5)
     max_daily_trades: int = Field(5, ge=0)
     trailing_stop_pct: float | None = Field(None, gt=0, lt=1)
+    max_positions: int | None = Field(None, ge=1)
+    max_holding_days: int | None = Field(None, ge=1)
+    exit_at_close: bool = False
 
 
 class StrategyConfig(BaseModel):
@@ -76,6 +89,23 @@ class StrategyConfig(BaseModel):
     parameters: Any = Field(default_factory=dict)
     risk_management: RiskManagement = RiskManagement()
     rules: list[dict[str, Any]] | None = None
+    decide_at: time | None = None
+    optimize: SearchSpace | None = None  # search space of `python main.py optimize`
+
+    @field_validator("decide_at", mode="before")
+    @classmethod
+    def _decide_at(cls, value: Any) -> Any:
+        if value is None or isinstance(value, time):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 15:20 as the sexagesimal number 920
+            value = f"{value // 60:02d}:{value % 60:02d}"
+        if isinstance(value, str):
+            try:
+                return time.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f'expected a session time "HH:MM" such as "15:20", got {value!r}')
 
     @field_validator("universe", mode="before")
     @classmethod
@@ -174,26 +204,9 @@ def format_validation_error(
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; ``ConfigError`` naming the file for a missing/invalid file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}", path=str(path)) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of keys at the top, got {type(data).__name__}",
-            path=str(path),
-        )
-    return data
+    """Read a YAML mapping (:func:`config.yaml_input.read_yaml`: UTF-8, no duplicate keys);
+    ``ConfigError`` naming the file and line for a missing or invalid file."""
+    return _read_yaml(path)
 
 
 def load_strategy_config(
@@ -210,6 +223,9 @@ def load_strategy_config(
     """
     raw = dict(read_yaml(path) if raw is None else raw)
     raw.setdefault("name", name)
+    check_values(raw, StrategyConfig, path)
+    if parameters_model is not None and isinstance(raw.get("parameters"), dict):
+        check_values(raw["parameters"], parameters_model, path, prefix=("parameters",))
     try:
         config = StrategyConfig.model_validate(raw)
     except ValidationError as exc:
@@ -328,8 +344,8 @@ class StrategyLoader:
             item.error = str(exc)
         except Exception as exc:  # a plugin must never take the loader down
             item.error = f"{folder}: {type(exc).__name__}: {exc}"
-        if item.error:
-            logger.error("strategy %s not loaded: %s", name, item.error)
+        if item.error:  # the caller shows the error (once); the log has it with -v
+            logger.info("strategy %s not loaded: %s", name, item.error)
         return item
 
     def discover(self) -> list[LoadedStrategy]:

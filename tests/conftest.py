@@ -20,6 +20,15 @@ PG_URL_ENV = "KIS_TRADER_TEST_PG_URL"
 REQUIRE_PG_ENV = "KIS_TRADER_REQUIRE_PG"
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Lease files of every test in a folder of its own, never the user's state folder
+    (bots started by a test inherit it through the environment)."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("KIS_TRADER_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Root of the shared real market data (``KIS_TRADER_DATA_DIR`` or ../shared/data)."""

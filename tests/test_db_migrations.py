@@ -43,12 +43,17 @@ from framework.types import Order, OrderSide, OrderStatus, OrderType
 KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0002_live_trading"
+HEAD = "0004_account_leases"
 BACKENDS = ("sqlite", "postgresql")
 
 # Columns the models gained after 0001_initial, by table. A database made by the old
 # create_all is today's create_all minus these (a later revision adding columns adds here).
-ADDED_AFTER_BASELINE = {"positions": ("peak_price",), "orders": ("replaces", "attempt")}
+ADDED_AFTER_BASELINE = {
+    "positions": ("peak_price",),
+    "orders": ("replaces", "attempt"),
+    "fills": ("cum_qty", "kind", "reason"),
+}
+TABLES_AFTER_BASELINE = ("cash_ledger", "saved_state", "account_leases")
 
 NewDb = Callable[[], tuple[str, Engine]]
 
@@ -84,6 +89,8 @@ def make_pre_migration_schema(engine: Engine) -> None:
     ``alembic_version``)."""
     Base.metadata.create_all(engine)
     with engine.begin() as conn:
+        for table in TABLES_AFTER_BASELINE:
+            conn.execute(text(f"DROP TABLE {table}"))
         for table, columns in ADDED_AFTER_BASELINE.items():
             for column in columns:
                 conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
@@ -390,7 +397,7 @@ def test_logging_configuration_is_left_alone(new_db, caplog):
     assert root.level == level
     assert not app.disabled
     assert not logging.getLogger("db.repository").disabled
-    assert any("upgraded from None to 0002_live_trading" in r.getMessage() for r in caplog.records)
+    assert any(f"upgraded from None to {HEAD}" in r.getMessage() for r in caplog.records)
     password = engine.url.password
     if password:
         assert all(str(password) not in r.getMessage() for r in caplog.records)

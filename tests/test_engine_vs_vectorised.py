@@ -2,14 +2,20 @@
 
 Rules: golden cross of SMA(fast) over SMA(slow) at bar t's close while flat → buy at bar t+1's
 open with ``qty = floor(cash / (close_t × (1 + c)))`` (budget = all equity capped by cash),
-cut to what cash affords at the open; dead cross while holding → sell everything at t+1's
-open. Commission ``floor(amount × 0.015 %)`` both sides, sell tax ``floor(amount × rate)`` by
-trade year. Positions open at the end are marked to the last close.
+further capped so that ``qty × upper limit + commission`` fits in cash (KIS holds a market
+buy's buying power at the upper-limit price over the base, here close_t), cut to what cash
+affords at the open; dead cross while holding → sell everything at t+1's open. A bar t+1
+locked at the daily limit (high = low at ±30 %, ±15 % before 2015-06-15, of close t) fills
+no buy at limit-up and no sell at limit-down: the order expires. Commission
+``floor(amount × 0.015 %)`` both sides, sell tax ``floor(amount × rate)`` by the settlement
+date (T+2 KRX sessions) for stocks, none for the KODEX 200 ETF. Positions open at the end are
+marked to the last close.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +26,53 @@ from core.backtest import Backtest, BacktestSettings
 from core.data_collector import find_csv, load_bars_csv
 from strategies.config import StrategyConfig
 from strategies.sma_cross.strategy import SmaCrossParameters, SmaCrossStrategy
+from utils.market_calendar import settlement_date
 
 CASH = 10_000_000
-TAX_BP = {2022: 23, 2023: 20, 2024: 18, 2025: 15}  # basis points; ≤2022 → 23, ≥2026 → 20
+ETFS = {"069500"}
+TAX_BP = {2023: 20, 2024: 18, 2025: 15}  # basis points by settlement year, ≥2026 → 20
+NEW_TICKS = ((2_000, 1), (5_000, 5), (20_000, 10), (50_000, 50), (200_000, 100), (500_000, 500))
+OLD_TICKS = ((1_000, 1), (5_000, 5), (10_000, 10), (50_000, 50), (100_000, 100), (500_000, 500))
 
 
-def tax_bp(year: int) -> int:
-    return 23 if year <= 2022 else TAX_BP.get(year, 20)
+def tax_bp(code: str, trade_day: date) -> int:
+    if code in ETFS:
+        return 0
+    day = settlement_date(trade_day)
+    if day < date(2019, 6, 3):
+        return 30
+    if day.year <= 2020:
+        return 25
+    if day.year <= 2022:
+        return 23
+    return TAX_BP.get(day.year, 20)
 
 
-def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], int]:
+def upper_limit(code: str, base: int, day: date) -> int:
+    """상한가: base × 1.3 (× 1.15 before 2015-06-15) rounded down to the tick."""
+    raw = base * (130 if day >= date(2015, 6, 15) else 115) // 100
+    if code in ETFS:
+        tick = 1 if day >= date(2023, 1, 25) and raw < 2_000 else 5
+    else:
+        table = NEW_TICKS if day >= date(2023, 1, 25) else OLD_TICKS
+        tick = next((t for edge, t in table if raw < edge), 1_000)
+    return raw - raw % tick
+
+
+def vectorised(
+    bars: pd.DataFrame, fast: int, slow: int, code: str
+) -> tuple[list[dict], int]:
     close, open_ = bars["close"].to_numpy(), bars["open"].to_numpy().astype(np.int64)
+    high, low = bars["high"].to_numpy(), bars["low"].to_numpy()
+
+    def locked(t: int, side: str) -> bool:  # bar t locked at the limit against close t-1
+        limit = 0.30 if bars.index[t].date() >= pd.Timestamp("2015-06-15").date() else 0.15
+        if high[t] != low[t]:
+            return False
+        if side == "buy":
+            return bool(high[t] >= round(close[t - 1]) * (1 + limit) * 0.99)
+        return bool(low[t] <= round(close[t - 1]) * (1 - limit) / 0.99)
+
     f, s = (
         bars["close"].rolling(fast).mean().to_numpy(),
         bars["close"].rolling(slow).mean().to_numpy(),
@@ -43,8 +85,13 @@ def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], in
         if t + 1 >= len(bars):
             break
         px = int(open_[t + 1])
+        if locked(t + 1, side):
+            continue
         if side == "buy" and qty == 0:
             q = math.floor(cash / (close[t] * 1.00015))
+            up = upper_limit(code, int(close[t]), bars.index[t].date())
+            while q > 0 and q * up + q * up * 15 // 100_000 > cash:
+                q -= 1
             while q > 0 and q * px + q * px * 15 // 100_000 > cash:
                 q -= 1
             if q > 0:
@@ -52,8 +99,8 @@ def vectorised(bars: pd.DataFrame, fast: int, slow: int) -> tuple[list[dict], in
                 qty, entry = q, (bars.index[t + 1], px)
         elif side == "sell" and qty > 0:
             amount = qty * px
-            year = bars.index[t + 1].year
-            cash += amount - amount * 15 // 100_000 - amount * tax_bp(year) // 10_000
+            bp = tax_bp(code, bars.index[t + 1].date())
+            cash += amount - amount * 15 // 100_000 - amount * bp // 10_000
             trades.append(
                 {
                     "entry_time": entry[0],
@@ -86,13 +133,18 @@ def test_engine_matches_vectorised_sma_cross(
         name="sma_cross",
         universe=(code,),
         parameters=SmaCrossParameters(fast=fast, slow=slow),
-        risk_management={"max_position_size": 1.0, "max_daily_trades": 10},
+        risk_management={
+            "max_position_size": 1.0,
+            "max_daily_trades": 10,
+            "stop_loss_pct": None,  # protective exits off: the rules above only
+            "take_profit_pct": None,
+        },
     )
     result = Backtest(
         [SmaCrossStrategy(config)], {code: bars}, BacktestSettings(cash_krw=CASH)
     ).run()
 
-    expected, expected_equity = vectorised(bars, fast, slow)
+    expected, expected_equity = vectorised(bars, fast, slow, code)
     got = result.trades
     assert len(expected) > 5, "the data should produce several round trips"
     assert len(got) == len(expected)

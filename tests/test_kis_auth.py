@@ -50,18 +50,42 @@ def test_cache_file_is_per_app_key_and_env(tmp_path: Path) -> None:
     assert all(DEFAULT_APP_KEY not in str(p) for p in paths)
 
 
-def test_server_refuses_a_second_token_within_a_minute(tmp_path: Path) -> None:
+def test_a_throttled_token_request_waits_a_minute_once(tmp_path: Path) -> None:
     fake = fast_fake()
     with http_broker(fake, tmp_path / "a") as (broker, server):
         broker.get_quote("005930")
         from api.kis_broker import KISBroker
 
-        other = KISBroker(make_settings(tmp_path / "b", server.base_url), clock=fake.clock)
-        with pytest.raises(AuthError) as err:
-            other.get_quote("005930")  # no cache in dir b -> asks KIS -> 403 EGW00133
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            fake.advance(seconds)
+
+        other = KISBroker(
+            make_settings(tmp_path / "b", server.base_url), clock=fake.clock, sleep=sleep
+        )
+        quote = other.get_quote("005930")  # no cache in dir b -> KIS says EGW00133 -> wait
+        other.close()
+    assert quote.price > 0
+    assert fake.stats.token_throttled == 1
+    assert sum(waits) == 60
+
+
+def test_throttled_twice_is_an_auth_error(tmp_path: Path) -> None:
+    fake = fast_fake()
+    with http_broker(fake, tmp_path / "a") as (broker, server):
+        broker.get_quote("005930")
+        from api.kis_broker import KISBroker
+
+        other = KISBroker(
+            make_settings(tmp_path / "b", server.base_url), clock=fake.clock, sleep=lambda _s: None
+        )
+        with pytest.raises(AuthError) as err:  # the clock never moves: refused again
+            other.get_quote("005930")
         other.close()
     assert err.value.code == "EGW00133"
-    assert fake.stats.token_throttled == 1
+    assert fake.stats.token_throttled == 2
 
 
 def test_expired_token_is_refreshed_once_and_the_read_repeated(tmp_path: Path) -> None:
@@ -76,19 +100,50 @@ def test_expired_token_is_refreshed_once_and_the_read_repeated(tmp_path: Path) -
     assert fake.stats.by_path[PRICE_PATH] == 3  # first, rejected (EGW00123), repeated
 
 
-def test_refresh_inside_the_minute_is_refused_locally(tmp_path: Path) -> None:
+def test_refresh_inside_the_minute_waits_for_the_rule_with_a_countdown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = fast_fake()
-    with http_broker(fake, tmp_path) as (broker, _):
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        fake.advance(seconds)
+
+    with FakeKISServer(fake) as server:
+        from api.kis_broker import KISBroker
+
+        broker = KISBroker(
+            make_settings(tmp_path, server.base_url), clock=fake.clock, sleep=sleep
+        )
         broker.get_quote("005930")
         fake.expire_tokens()  # server-side expiry 10 s after the token was issued
         fake.advance(10)
-        with pytest.raises(AuthError, match="once a minute"):
-            broker.get_quote("005930")
-        assert fake.stats.by_path[TOKEN_PATH] == 1  # never asked KIS
-        assert fake.stats.token_throttled == 0
-        fake.advance(60)
-        assert broker.get_quote("005930").price > 0
+        with caplog.at_level(logging.WARNING, logger="api.kis_auth"):
+            assert broker.get_quote("005930").price > 0
+        broker.close()
+    assert sum(waits) == 50  # the rest of the minute, never more
     assert fake.stats.by_path[TOKEN_PATH] == 2
+    assert fake.stats.token_throttled == 0  # KIS never saw a request inside the minute
+    countdown = [
+        r.getMessage() for r in caplog.records if "one access token a minute" in r.getMessage()
+    ]
+    assert countdown[0].endswith("in 50 s")
+    assert len(countdown) == 5
+
+
+def test_a_token_request_that_never_connected_does_not_start_the_minute(
+    tmp_path: Path,
+) -> None:
+    from api.kis_broker import KISBroker
+
+    broker = KISBroker(make_settings(tmp_path, "http://127.0.0.1:9"), sleep=lambda _s: None)
+    with pytest.raises(Exception) as err:
+        broker.get_quote("005930")
+    broker.close()
+    message = str(err.value)
+    assert "cannot connect to 127.0.0.1:9 (connection refused)" in message
+    assert "once a minute" not in message
 
 
 def test_token_renewed_before_expiry_without_a_rejection(tmp_path: Path) -> None:

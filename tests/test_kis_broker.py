@@ -268,3 +268,24 @@ def test_minute_bars_today(tmp_path: Path) -> None:
     assert bars.index.is_monotonic_increasing
     assert bars.index.is_unique
     assert int(bars["open"].iloc[0]) == 58_000
+
+
+def test_fill_fees_are_estimated_by_market_and_settlement_date(tmp_path: Path) -> None:
+    fake = fast_fake()
+    fake.market.add_stock("069500", "KODEX 200", 35_000)
+    fake.add_account("PSFEESAPPKEY000000000000000000000000", "fake-app-secret-" + "y" * 40,
+                     "50000001-01", holdings={"069500": (10, 30_000), "005930": (10, 50_000)})
+    with http_broker(fake, tmp_path, app_key="PSFEESAPPKEY000000000000000000000000",
+                     app_secret="fake-app-secret-" + "y" * 40, account_no="50000001-01"
+                     ) as (broker, _):
+        states = {}
+        for code in ("069500", "005930"):
+            oid = broker.submit_order(OrderRequest(f"f-{code}", code, OrderSide.SELL,
+                                                   OrderType.MARKET, 10))
+            states[code] = broker.get_order(oid)
+    etf, stock = (states[c].fills for c in ("069500", "005930"))
+    assert sum(f.tax_krw for f in etf) == 0  # ETFs pay no transaction tax
+    assert sum(f.qty for f in etf) == sum(f.qty for f in stock) == 10
+    assert date(2025, 1, 1) < fake.clock().date() < date(2025, 12, 20)  # settles in 2025
+    assert all(f.tax_krw == f.qty * f.price * 15 // 10_000 for f in stock)  # KOSPI 2025: 0.15 %
+    assert all(f.commission_krw == f.qty * f.price * 140527 // 1_000_000_000 for f in etf + stock)

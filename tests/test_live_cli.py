@@ -41,6 +41,14 @@ from tests.e2e.harness import (
 from utils.ticks import round_to_tick
 
 
+@pytest.fixture(autouse=True)
+def _telegram_user_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake Telegram's sender may send commands."""
+    from tests.fakes.telegram_server import USER_ID
+
+    monkeypatch.setenv("TELEGRAM_ALLOWED_USER_IDS", str(USER_ID))
+
+
 @pytest.fixture
 def kis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     with harness(tmp_path, monkeypatch) as h:

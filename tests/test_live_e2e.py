@@ -26,6 +26,15 @@ from tests.fakes.harness import fast_fake
 from tests.fakes.kis_server import FakeKISServer
 from tests.fakes.telegram_server import FakeTelegram
 
+
+@pytest.fixture(autouse=True)
+def _telegram_user_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake Telegram's sender may send commands."""
+    from tests.fakes.telegram_server import USER_ID
+
+    monkeypatch.setenv("TELEGRAM_ALLOWED_USER_IDS", str(USER_ID))
+
+
 CHAT_ID = 424242
 
 

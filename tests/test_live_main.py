@@ -54,8 +54,8 @@ def test_live_command_starts_reconciles_and_stops_on_sigterm(tmp_path: Path) -> 
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line.rstrip())
-                if line.startswith("trading day_trader"):
-                    ready.set()
+                if "jobs planned, trading starts" in line or "market closed; next session" in line:
+                    ready.set()  # the scheduler runs: SIGTERM now stops a trading bot
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()

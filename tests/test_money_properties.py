@@ -27,6 +27,7 @@ from framework.executor import OrderExecutor, OrderState
 from framework.types import Fill, OrderRequest, OrderSide, OrderStatus, OrderType
 from utils.clock import Clock
 from utils.fees import FeeModel, fee_krw
+from utils.market_calendar import settlement_date
 from utils.ticks import add_ticks, is_valid_tick, round_to_tick, tick_size
 
 KST = ZoneInfo("Asia/Seoul")
@@ -35,30 +36,34 @@ CODES = ("005930", "000660")
 # --- independent reference: KRX tick table and fees ------------------------------------
 
 _TICKS = ((2_000, 1), (5_000, 5), (20_000, 10), (50_000, 50), (200_000, 100), (500_000, 500))
+_KOSPI_OLD = ((1_000, 1), (5_000, 5), (10_000, 10), (50_000, 50), (100_000, 100), (500_000, 500))
 
 
-def ref_tick(price: int) -> int:
-    for upper, tick in _TICKS:
+def ref_tick(price: int, day: date | None = None) -> int:
+    """KOSPI tick: the 2023-01-25 table, or the one before it for an earlier ``day``."""
+    table = _KOSPI_OLD if day is not None and day < date(2023, 1, 25) else _TICKS
+    for upper, tick in table:
         if price < upper:
             return tick
     return 1_000
 
 
-def ref_down(price: int) -> int:
-    return price - price % ref_tick(price)
+def ref_down(price: int, day: date | None = None) -> int:
+    return price - price % ref_tick(price, day)
 
 
-def ref_up(price: int) -> int:
-    return price + (-price) % ref_tick(price)
+def ref_up(price: int, day: date | None = None) -> int:
+    return price + (-price) % ref_tick(price, day)
 
 
-def ref_move(price: int, ticks: int) -> int:
-    """``price`` on the grid moved ``ticks`` KRX ticks (negative = down), not below 1."""
+def ref_move(price: int, ticks: int, day: date | None = None) -> int:
+    """``price`` moved ``ticks`` KRX ticks (negative = down), not below 1; off the grid it
+    stays off the grid."""
     for _ in range(abs(ticks)):
         if ticks > 0:
-            price += ref_tick(price)
+            price += ref_tick(price, day)
         elif price > 1:
-            price -= ref_tick(price - 1)
+            price = max(1, price - ref_tick(price - 1, day))
     return price
 
 
@@ -66,12 +71,23 @@ def floor_fee(amount: int, rate: Fraction) -> int:
     return amount * rate.numerator // rate.denominator
 
 
-def ref_tax_rate(day: date) -> Fraction:
+def ref_tax_rate(trade_day: date) -> Fraction:
+    """KOSPI sell tax by the settlement date (T+2 KRX sessions)."""
+    day = settlement_date(trade_day)
+    if day < date(2019, 6, 3):
+        return Fraction("0.0030")
+    if day.year <= 2020:
+        return Fraction("0.0025")
     if day.year <= 2022:
         return Fraction("0.0023")
     return {2023: Fraction("0.0020"), 2024: Fraction("0.0018"), 2025: Fraction("0.0015")}.get(
         day.year, Fraction("0.0020")
     )
+
+
+def ref_upper_limit(base: int, day: date) -> int:
+    """상한가 since 2015-06-15: base × 1.3 rounded down to the tick."""
+    return ref_down(base * 13 // 10, day)
 
 
 def ref_affordable(cash: int, price: int, rate: Fraction) -> int:
@@ -151,6 +167,15 @@ def test_paper_broker_conserves_money_across_any_fill_sequence(
     cash = cash0
     held = dict.fromkeys(CODES, 0)
     last_close: dict[str, int] = {}
+
+    def held_for(qty: int, limit: int | None, code: str) -> int:
+        """Buying power a buy holds: at its limit, a market buy at the upper limit."""
+        if limit is None:
+            base = last_close.get(code)
+            unit = ref_upper_limit(base, now.date()) if base else 0
+        else:
+            unit = limit
+        return qty * unit + floor_fee(qty * unit, commission_rate)
     pending: list[RefOrder] = []
     fees_paid = signed_value = 0
     seq = 0
@@ -161,7 +186,12 @@ def test_paper_broker_conserves_money_across_any_fill_sequence(
             _, _, side, qty, limit = step
             seq += 1
             cid = f"P-{seq:07d}"
-            grid = None if limit is None else (ref_down if side is OrderSide.BUY else ref_up)(limit)
+            today = now.date()
+            grid = (
+                None
+                if limit is None
+                else (ref_down if side is OrderSide.BUY else ref_up)(limit, today)
+            )
             free_to_sell = held[code] - sum(
                 o.qty for o in pending if o.code == code and o.side is OrderSide.SELL
             )
@@ -170,8 +200,10 @@ def test_paper_broker_conserves_money_across_any_fill_sequence(
             if side is OrderSide.SELL and qty > free_to_sell:
                 with pytest.raises(OrderRejectedError):
                     broker.submit_order(request)
-            elif side is OrderSide.BUY and grid is not None and (
-                qty * grid + floor_fee(qty * grid, commission_rate) > cash
+            elif side is OrderSide.BUY and (grid is not None or code in last_close) and (
+                held_for(qty, grid, code) > cash - sum(
+                    held_for(o.qty, o.limit, o.code) for o in pending if o.side is OrderSide.BUY
+                )
             ):
                 with pytest.raises(InsufficientFundsError):
                     broker.submit_order(request)
@@ -197,7 +229,9 @@ def test_paper_broker_conserves_money_across_any_fill_sequence(
             expected = []
             for ref in [p for p in pending if p.code == code and p.created < now]:
                 if ref.limit is None:
-                    price = ref_move(o, slippage if ref.side is OrderSide.BUY else -slippage)
+                    price = ref_move(
+                        o, slippage if ref.side is OrderSide.BUY else -slippage, now.date()
+                    )
                 elif ref.side is OrderSide.BUY:
                     price = min(o, ref.limit) if lo <= ref.limit else None
                 else:
@@ -402,7 +436,7 @@ def test_fee_is_the_truncated_product(amount, rate):
 @SETTINGS
 @given(amount=st.integers(0, 10**12), day=st.dates(date(2015, 1, 1), date(2035, 12, 31)))
 def test_sell_tax_follows_the_dated_table(amount, day):
-    tax = FeeModel().sell_tax(amount, day)
+    tax = FeeModel().sell_tax(amount, day, "005930")
     assert tax == floor_fee(amount, ref_tax_rate(day)) >= 0
 
 

@@ -1,8 +1,8 @@
 """PaperBroker fill rules, worked by hand.
 
 Every expected number is computed in the test from the rule it checks (commission
-``floor(amount × 0.00015)``, sell tax ``floor(amount × rate of the trade year)``), never read
-back from ``utils.fees``.
+``floor(amount × 0.00015)``, sell tax ``floor(amount × rate on the settlement date)``), never
+read back from ``utils.fees``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from framework.errors import InsufficientFundsError, OrderRejectedError
 from framework.types import OrderRequest, OrderSide, OrderStatus, OrderType
 from utils.clock import Clock
 from utils.fees import FeeModel
+from utils.symbols import Market, Symbol, SymbolTable
 
 KST = ZoneInfo("Asia/Seoul")
 CODE = "005930"
@@ -373,21 +374,22 @@ def test_sell_slippage_crossing_a_band_moves_one_tick():
     assert fill.price == 1_999
 
 
-# --- sell tax by trade year ------------------------------------------------------------
+# --- sell tax by settlement date (T+2 KRX sessions) and market ---------------------------
 
 
 @pytest.mark.parametrize(
     ("sell_day", "tax"),
     [
-        (datetime(2022, 12, 29, 10, 0, tzinfo=KST), 1_150),  # 0.23 %
+        (datetime(2022, 12, 27, 10, 0, tzinfo=KST), 1_150),  # settles 12-29: 0.23 %
+        (datetime(2022, 12, 28, 10, 0, tzinfo=KST), 1_000),  # settles 2023-01-02: 0.20 %
         (datetime(2023, 1, 2, 10, 0, tzinfo=KST), 1_000),  # 0.20 %
-        (datetime(2024, 12, 30, 10, 0, tzinfo=KST), 900),  # 0.18 %
-        (datetime(2025, 1, 2, 10, 0, tzinfo=KST), 750),  # 0.15 %
-        (datetime(2025, 12, 30, 10, 0, tzinfo=KST), 750),  # 0.15 %
+        (datetime(2024, 12, 26, 10, 0, tzinfo=KST), 900),  # settles 12-30: 0.18 %
+        (datetime(2024, 12, 27, 10, 0, tzinfo=KST), 750),  # settles 2025-01-02: 0.15 %
+        (datetime(2025, 12, 30, 10, 0, tzinfo=KST), 1_000),  # settles 2026-01-05: 0.20 %
         (datetime(2026, 1, 2, 10, 0, tzinfo=KST), 1_000),  # 0.20 %
     ],
 )
-def test_sell_tax_rate_follows_the_trade_year(sell_day: datetime, tax: int):
+def test_sell_tax_rate_follows_the_settlement_date(sell_day: datetime, tax: int):
     start = sell_day - 3 * DAY
     broker, clock = make_broker(1_000_000, at=start)
     t1 = hold(broker, clock, 10, 50_000, at=start)
@@ -577,3 +579,76 @@ def test_restart_helpers_are_harmless_defaults():
     broker.restore_order(bid, cid, filled_qty=0, filled_amount_krw=0, day=T0.date())
     assert broker.match_order(request, T0) is None
     assert broker.get_order(bid).fills == ()
+
+
+# --- markets: ETF tax, ticks by date and market, buying power of market buys ---------------
+
+SYMBOLS = SymbolTable(
+    [
+        Symbol("005930", "삼성전자", Market.KOSPI),
+        Symbol("091990", "셀트리온헬스케어", Market.KOSDAQ),
+        Symbol("069500", "KODEX 200", Market.ETF),
+    ]
+)
+
+
+def test_an_etf_sale_pays_no_tax_a_stock_sale_does():
+    fees = FeeModel(symbols=SYMBOLS)
+    broker, clock = make_broker(10_000_000, fees=fees)
+    for code in ("069500", "005930"):
+        clock.set(T0)
+        order(broker, OrderSide.BUY, 10, code=code)
+        bar(broker, T0 + DAY, 30_000, 30_000, 30_000, 30_000, code=code)
+    clock.set(T0 + DAY)
+    order(broker, OrderSide.SELL, 10, code="069500")
+    order(broker, OrderSide.SELL, 10, code="005930")
+    (etf,) = bar(broker, T0 + 2 * DAY, 30_000, 30_000, 30_000, 30_000, code="069500")
+    (stock,) = bar(broker, T0 + 2 * DAY, 30_000, 30_000, 30_000, 30_000, code="005930")
+    assert etf.tax_krw == 0
+    assert stock.tax_krw == 300_000 * 18 // 10_000  # 2024: 0.18 %
+    assert etf.commission_krw == stock.commission_krw == commission(300_000)
+
+
+@pytest.mark.parametrize(
+    ("code", "at", "limit", "side", "expected"),
+    [
+        ("091990", datetime(2022, 6, 2, 10, tzinfo=KST), 152_345, OrderSide.BUY, 152_300),
+        ("005930", datetime(2022, 6, 2, 10, tzinfo=KST), 152_345, OrderSide.BUY, 152_000),
+        ("005930", datetime(2023, 6, 2, 10, tzinfo=KST), 152_345, OrderSide.BUY, 152_300),
+        ("005930", datetime(2022, 6, 2, 10, tzinfo=KST), 1_502, OrderSide.SELL, 1_505),
+        ("005930", datetime(2023, 6, 2, 10, tzinfo=KST), 1_502, OrderSide.SELL, 1_502),
+        ("069500", datetime(2022, 6, 2, 10, tzinfo=KST), 31_233, OrderSide.BUY, 31_230),
+    ],
+)
+def test_limit_prices_are_rounded_on_the_grid_of_the_day_and_market(
+    code: str, at: datetime, limit: int, side: OrderSide, expected: int
+):
+    broker, clock = make_broker(100_000_000, at=at, fees=FeeModel(symbols=SYMBOLS))
+    if side is OrderSide.SELL:
+        hold(broker, clock, 5, limit, at=at)
+    _, bid = order(broker, side, 1, limit, code=code)
+    assert broker.get_order(bid).price == expected
+
+
+def test_a_market_buy_holds_the_upper_limit_price_and_is_refused_beyond_it():
+    broker, _ = make_broker(1_000_000)
+    bar(broker, T0 - DAY, 50_000, 50_000, 50_000, 50_000)  # base: last close 50,000
+    upper = 65_000  # 50,000 × 1.3 on the 100-won grid
+    fits = 1_000_000 // (upper + upper * 15 // 100_000)  # 15 shares
+    with pytest.raises(InsufficientFundsError, match="upper limit"):
+        order(broker, OrderSide.BUY, fits + 1)  # 16 × 50,000 would fit in cash, KIS refuses
+    _, bid = order(broker, OrderSide.BUY, fits)
+    held = fits * upper + commission(fits * upper)
+    assert broker.get_balance().orderable_krw == 1_000_000 - held
+    (fill,) = bar(broker, T0 + DAY, 51_000, 51_000, 51_000, 51_000)
+    assert fill.qty == fits
+    assert broker.get_order(bid).status is OrderStatus.FILLED
+    spent = fits * 51_000 + commission(fits * 51_000)
+    assert broker.get_balance().orderable_krw == broker.cash_krw == 1_000_000 - spent
+
+
+def test_slippage_on_an_off_grid_data_price_does_not_snap_it_to_the_grid():
+    broker, _ = make_broker(10_000_000, slippage_ticks=2)
+    order(broker, OrderSide.BUY, 1)
+    (fill,) = bar(broker, T0 + DAY, 5_123, 5_200, 5_100, 5_150)  # split-adjusted open
+    assert fill.price == 5_123 + 2 * 10  # two 10-won ticks, still off the grid

@@ -310,22 +310,26 @@ def test_xlsx_sheets_headers_and_naive_local_times(samsung: pd.DataFrame,
                                                    tmp_path: Path) -> None:
     result = _buy_and_hold(samsung)
 
-    paths = write_report(result, tmp_path, html=False)
+    default = write_report(result, tmp_path / "default", html=False, xlsx=True)
+    assert openpyxl.load_workbook(default["xlsx"]).sheetnames == [
+        "summary", "trades", "orders", "fills", "positions", "daily_equity"]
+
+    paths = write_report(result, tmp_path, html=False, xlsx_bars=True)
 
     assert "html" not in paths
     assert not (tmp_path / "report.html").exists()
     wb = openpyxl.load_workbook(paths["xlsx"], read_only=False)
-    assert wb.sheetnames == ["summary", "bars_005930", "orders", "fills", "trades",
-                             "positions", "equity"]
+    assert wb.sheetnames == ["summary", "trades", "orders", "fills", "positions",
+                             "daily_equity", "bars_005930"]
     expected = {"orders": ORDER_COLUMNS, "fills": FILL_COLUMNS, "trades": TRADE_COLUMNS,
-                "positions": POSITION_COLUMNS, "equity": ("time", *EQUITY_COLUMNS),
+                "positions": POSITION_COLUMNS, "daily_equity": ("time", *EQUITY_COLUMNS),
                 "bars_005930": ("time", "open", "high", "low", "close", "volume")}
     for name, cols in expected.items():
         ws = wb[name]
         assert tuple(c.value for c in ws[1]) == cols, name
         assert ws.freeze_panes == "A2"
         assert ws["A1"].font.b
-    eq = wb["equity"]
+    eq = wb["daily_equity"]
     assert eq.max_row == len(samsung) + 1
     assert eq["A2"].value == samsung.index[0].tz_localize(None).to_pydatetime()
     assert eq["A2"].value.tzinfo is None
@@ -341,7 +345,7 @@ def test_xlsx_sheets_headers_and_naive_local_times(samsung: pd.DataFrame,
 def test_xlsx_truncates_long_sheets_with_note(samsung: pd.DataFrame, tmp_path: Path) -> None:
     result = _buy_and_hold(samsung)
 
-    paths = write_report(result, tmp_path, html=False, xlsx_max_rows=100)
+    paths = write_report(result, tmp_path, html=False, xlsx_max_rows=100, xlsx_bars=True)
 
     ws = openpyxl.load_workbook(paths["xlsx"])["bars_005930"]
     assert ws.max_row == 100

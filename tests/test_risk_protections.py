@@ -117,22 +117,25 @@ def test_trailing_stop_fires_below_the_peak_once_armed():
     assert (trigger.rule, trigger.level) == ("trailing_stop", pytest.approx(11_400))
 
 
-@pytest.mark.parametrize("peak", [None, 9_000.0, 10_000.0])
-def test_trailing_stop_is_not_armed_until_the_peak_is_above_the_average_price(
-    peak: float | None,
-):
-    pos = Pos(qty=10, avg_price=10_000, peak_price=peak)
-    # far below 95 % of any of these peaks, but the position never rose above its entry
-    assert rule(pos, 8_000, TRAIL5) is None
-    armed = Pos(qty=10, avg_price=10_000, peak_price=10_001)
-    assert rule(armed, 8_000, TRAIL5) == "trailing_stop"
+def test_trailing_stop_trails_from_the_entry_price_and_needs_a_peak():
+    # the peak starts at the entry fill price: a position that never rose is trailed from it
+    entry = Pos(qty=10, avg_price=10_000, peak_price=10_000)
+    assert rule(entry, 9_501, TRAIL5) is None
+    assert rule(entry, 9_500, TRAIL5) == "trailing_stop"
+    assert rule(Pos(qty=10, avg_price=10_000, peak_price=None), 8_000, TRAIL5) is None
 
 
-def test_stop_loss_takes_precedence_over_trailing_stop_and_take_profit():
-    # stop 9,500 and trail 95 % of 10,200 = 9,690 both crossed at 9,400
+def test_the_higher_of_stop_loss_and_trailing_stop_applies():
+    # stop 9,500 and trail 95 % of 10,200 = 9,690: the trail is higher, it fires at 9,690
     pos = Pos(qty=10, avg_price=10_000, peak_price=10_200)
     both = ExitPolicy(stop_loss_pct=0.05, trailing_stop_pct=0.05)
-    assert rule(pos, 9_400, both) == "stop_loss"
+    assert rule(pos, 9_691, both) is None
+    trigger = exit_trigger(pos, 9_400, both)
+    assert trigger is not None
+    assert (trigger.rule, trigger.level) == ("trailing_stop", pytest.approx(9_690))
+    # a peak still near the entry: the stop loss (9,500) is above the trail (95 % of 9,900)
+    low_peak = Pos(qty=10, avg_price=10_000, peak_price=9_900)
+    assert rule(low_peak, 9_400, both) == "stop_loss"
     # an absolute stop above the target: both crossed, the stop wins
     odd = Pos(qty=10, avg_price=10_000, stop_loss=12_000, target_price=11_000)
     assert rule(odd, 11_500, ExitPolicy()) == "stop_loss"
@@ -201,11 +204,13 @@ def test_exit_trigger_property_fires_exactly_when_a_level_is_crossed(
     policy = ExitPolicy(stop_loss_pct=sl, take_profit_pct=tp, trailing_stop_pct=trail)
     stop = stop_abs if stop_abs is not None else (None if sl is None else avg * (1 - sl))
     target = target_abs if target_abs is not None else (None if tp is None else avg * (1 + tp))
-    armed = trail is not None and peak is not None and peak > avg
-    trail_level = peak * (1 - trail) if armed and peak is not None and trail is not None else None
+    trail_level = peak * (1 - trail) if peak is not None and trail is not None else None
+    # the higher of the two stop levels applies
+    use_trail = trail_level is not None and (stop is None or trail_level > stop)
+    level = trail_level if use_trail else stop
 
-    stop_hit = stop is not None and price <= stop
-    trail_hit = trail_level is not None and price <= trail_level
+    stop_hit = not use_trail and level is not None and price <= level
+    trail_hit = use_trail and level is not None and price <= level
     target_hit = target is not None and price >= target
 
     trigger = exit_trigger(pos, price, policy)
@@ -217,11 +222,11 @@ def test_exit_trigger_property_fires_exactly_when_a_level_is_crossed(
     assert trigger.price == price
     if trigger.rule == "stop_loss":
         assert stop is not None
+        assert not use_trail
         assert trigger.level == pytest.approx(stop)
         assert price <= trigger.level
     elif trigger.rule == "trailing_stop":
-        assert not stop_hit
-        assert armed
+        assert use_trail
         assert trail_level is not None
         assert trigger.level == pytest.approx(trail_level)
         assert price <= trigger.level < peak  # type: ignore[operator]

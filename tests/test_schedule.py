@@ -66,8 +66,9 @@ def test_plan_of_a_day_from_before_the_open(cal: KRXCalendar) -> None:
     session = cal.session(date(2025, 6, 16))
     assert session is not None
     jobs = {j.name: j for j in plan_day(session, Settings(), kst(2025, 6, 16, 8, 0))}
-    assert set(jobs) == {"open", "quotes", "signals", "fills", "account", "close"}
+    assert set(jobs) == {"open", "quotes", "signals", "fills", "account", "exit_close", "close"}
     assert jobs["open"].first == session.open
+    assert jobs["exit_close"].first == session.close - timedelta(seconds=600)
     assert jobs["quotes"].every_s == 10
     assert jobs["quotes"].last == session.close
     assert jobs["close"].first == session.close + timedelta(seconds=300)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,8 +27,9 @@ from core.telegram_integration import (
     format_pct,
     format_reconcile,
     format_signed_krw,
+    parse_user_ids,
 )
-from tests.fakes.telegram_server import BOT_USERNAME, FakeTelegram
+from tests.fakes.telegram_server import BOT_USERNAME, USER_ID, FakeTelegram
 
 CHAT = 424242
 OTHER_CHAT = 999_001
@@ -170,24 +170,28 @@ def start_commands(
     **kwargs: Any,
 ) -> Notifier:
     """A started notifier with commands whose pending-update drop has happened."""
+    kwargs.setdefault("allowed_user_ids", [USER_ID])
     notifier = make_notifier(controller=controller, **kwargs)
     notifier.start()
     assert tg.wait_for(lambda: tg.call_count("deleteWebhook") >= 1, WAIT_S)
     return notifier
 
 
-def stop_bounded(notifier: Notifier, timeout_s: float) -> float:
-    """Run stop() on another thread; fail if it does not return; give its duration."""
+def stop_bounded(notifier: Notifier, timeout_s: float, within_s: float | None = None) -> None:
+    """Run stop() on another thread; fail if it has not returned within ``within_s`` seconds.
+
+    The bound is a generous deadline for a condition (default: the stop timeout plus 10 s), never
+    a measurement of speed.
+    """
     returned = threading.Event()
-    started = time.monotonic()
 
     def run() -> None:
         notifier.stop(timeout_s=timeout_s)
         returned.set()
 
     threading.Thread(target=run, daemon=True).start()
-    assert returned.wait(timeout_s + 10), "stop() did not return"
-    return time.monotonic() - started
+    deadline = timeout_s + 10 if within_s is None else within_s
+    assert returned.wait(deadline), "stop() did not return"
 
 
 # -- pure formatters ------------------------------------------------------------------------------
@@ -461,8 +465,9 @@ def test_send_and_on_event_return_at_once_while_telegram_hangs_and_stop_is_bound
     assert returned.wait(WAIT_S), "send/on_event blocked while Telegram hangs"
     assert results == [True]
 
-    elapsed = stop_bounded(notifier, timeout_s=1.0)
-    assert elapsed < 1.0 + 1.0  # its own timeout plus scheduling slack, not the 60 s timeout
+    # stop() gives up on the hanging send after its own 1 s timeout: it returns long before the
+    # send's 60 s timeout would have expired (the deadline is generous, for a loaded machine).
+    stop_bounded(notifier, timeout_s=1.0, within_s=30.0)
     assert not notifier.running
     assert notifier.sent_count == 0
     assert notifier.failed_count == 1  # the one cut off on the wire
@@ -633,6 +638,63 @@ def test_commands_are_off_without_a_controller(
     assert tg.call_count("deleteWebhook") == 0
 
 
+STRANGER = 555_000_222
+
+
+def test_a_stranger_in_the_allowed_group_is_refused_and_an_allowed_user_obeyed(
+    tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.telegram_integration")
+    group = -100_424_242
+    controller = FakeController()
+    notifier = start_commands(tg, make_notifier, controller, chat_id=group)
+    tg.push_command("/stop", chat_id=group, user_id=STRANGER)
+    tg.push_command("/pause", chat_id=group, user_id=STRANGER)
+    tg.push_command("/status", chat_id=group, user_id=USER_ID)  # handled in order: a fence
+    assert tg.wait_for(lambda: len(tg.messages) >= 2, WAIT_S)
+    notifier.stop(timeout_s=WAIT_S)
+    assert controller.calls == ["status"]
+    refusal, status = tg.texts()
+    assert "권한이 없습니다" in refusal  # told once, not once per command
+    assert status.startswith("📋 자동매매 상태")
+    refused = [r.getMessage() for r in caplog.records if "refused telegram" in r.getMessage()]
+    assert len(refused) == 2
+    assert all(str(STRANGER) in line and str(group) in line for line in refused)
+    assert "'/stop'" in refused[0]
+    assert "'/pause'" in refused[1]
+
+
+def test_commands_are_off_without_allowed_users_and_it_is_said_once(
+    tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.telegram_integration")
+    controller = FakeController()
+    notifier = make_notifier(controller=controller)  # no allowed_user_ids
+    notifier.start()
+    assert notifier.send("alert")
+    assert tg.wait_for(lambda: notifier.sent_count == 1, WAIT_S)
+    tg.push_command("/stop", chat_id=CHAT)
+    notifier.stop(timeout_s=WAIT_S)
+    assert controller.calls == []
+    assert tg.call_count("getUpdates") == 0
+    said = [r for r in caplog.records if "TELEGRAM_ALLOWED_USER_IDS" in r.getMessage()]
+    assert len(said) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(None, frozenset()), ("", frozenset()), ("123", {123}), (" 1, 22 ,333,", {1, 22, 333})],
+)
+def test_allowed_user_ids_parse(text: str | None, expected: set[int]) -> None:
+    assert parse_user_ids(text) == expected
+
+
+@pytest.mark.parametrize("text", ["abc", "12,-5", "1;2", "@trader"])
+def test_allowed_user_ids_must_be_numeric(text: str) -> None:
+    with pytest.raises(ValueError, match=r"TELEGRAM_ALLOWED_USER_IDS: .* is not a numeric"):
+        parse_user_ids(text)
+
+
 # -- the token is a secret ------------------------------------------------------------------------
 
 
@@ -650,7 +712,9 @@ def test_the_token_never_appears_in_log_records_or_repr(
     tg.push_command("/stop", chat_id=OTHER_CHAT)
     assert tg.wait_for(lambda: len(tg.messages) >= 3, WAIT_S)
 
-    rejected = make_notifier(token=wrong_token, controller=FakeController())
+    rejected = make_notifier(
+        token=wrong_token, controller=FakeController(), allowed_user_ids=[USER_ID]
+    )
     rejected.start()
     assert rejected.send("x")
     assert tg.wait_for(lambda: rejected.failed_count == 1 and tg.unauthorized >= 2, WAIT_S)
@@ -704,9 +768,9 @@ def test_fake_server_speaks_the_bot_api_subset(tg: FakeTelegram) -> None:
         assert tg.texts(CHAT) == ["json body", "123"]
 
         first = tg.push_command("/status", chat_id=CHAT)
-        started = time.monotonic()
-        got = client.post(f"{api}/getUpdates", data={"timeout": "30"}).json()["result"]
-        assert time.monotonic() - started < 5  # queued updates come back at once
+        # Queued updates come back at once: a long poll of 60 s that waited would trip the
+        # client's 10 s timeout instead of answering.
+        got = client.post(f"{api}/getUpdates", data={"timeout": "60"}).json()["result"]
         assert [u["update_id"] for u in got] == [first]
         assert got[0]["message"]["text"] == "/status"
         empty = client.post(f"{api}/getUpdates",

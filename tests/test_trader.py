@@ -16,10 +16,20 @@ from framework.types import Signal, SignalType
 from strategies.base import BaseStrategy
 from strategies.config import StrategyConfig
 from strategies.sma_cross.strategy import SmaCrossParameters, SmaCrossStrategy
+from utils.ticks import upper_limit_price
 
 
-def config(name: str, codes: tuple[str, ...] = ("005930",), **risk: float) -> StrategyConfig:
-    risk_cfg = {"max_position_size": 0.10, "max_daily_trades": 5, **risk}
+def config(
+    name: str, codes: tuple[str, ...] = ("005930",), **risk: float | None
+) -> StrategyConfig:
+    """A strategy config with the protective exits off unless given (sizing tests)."""
+    risk_cfg = {
+        "max_position_size": 0.10,
+        "max_daily_trades": 5,
+        "stop_loss_pct": None,
+        "take_profit_pct": None,
+        **risk,
+    }
     return StrategyConfig(name=name, universe=codes, risk_management=risk_cfg)
 
 
@@ -162,8 +172,9 @@ def test_strategy_sees_no_future_bars(data_dir: Path) -> None:
 
 def test_two_strategies_keep_separate_positions_and_never_overspend(data_dir: Path) -> None:
     frame = {"005930": bars_of(data_dir, "005930"), "000660": bars_of(data_dir, "000660")}
-    a = BuyOnce(config("a", ("005930", "000660"), max_position_size=0.8), at=25)
-    b = BuyOnce(config("b", ("005930",), max_position_size=0.8), at=25)
+    # a market buy holds 130 % of its price (the upper limit) until it fills
+    a = BuyOnce(config("a", ("005930", "000660"), max_position_size=0.3), at=25)
+    b = BuyOnce(config("b", ("005930",), max_position_size=0.3), at=25)
     result = Backtest([a, b], frame, BacktestSettings(cash_krw=5_000_000)).run()
     held = result.positions.groupby("strategy")["qty"].sum().to_dict()
     assert set(held) <= {"a", "b"}
@@ -183,9 +194,10 @@ def test_explicit_qty_is_capped_by_the_strategy_allocation(data_dir: Path) -> No
             return None
 
     frame = bars_of(data_dir, "005930")
-    cfg = StrategyConfig(name="allin", universe=("005930",), allocation=0.2)
+    cfg = config("allin").model_copy(update={"allocation": 0.2})
     result = Backtest([AllIn(cfg)], {"005930": frame}, BacktestSettings(cash_krw=10_000_000)).run()
-    price = int(frame["close"].iloc[29])
+    # a market buy holds the upper-limit price (close × 1.3 on the tick) until it fills
+    price = upper_limit_price(int(frame["close"].iloc[29]), on=frame.index[29].date())
     qty = 2_000_000 // price  # 20 % of equity, less commission: drop shares until it fits
     while qty * price + qty * price * 15 // 100_000 > 2_000_000:
         qty -= 1

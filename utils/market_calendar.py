@@ -118,6 +118,15 @@ class KRXCalendar:
         session = self.session(when.astimezone(KST).date())
         return session is not None and session.contains(when)
 
+    def sessions_between(self, first: date, last: date) -> int:
+        """Number of trading days from ``first`` to ``last``, both included (0 if
+        ``last`` is before ``first``)."""
+        if last < first:
+            return 0
+        self._check_range(first)
+        self._check_range(last)
+        return len(self._cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last)))
+
     def _check_range(self, day: date) -> None:
         first, last = self._cal.first_session.date(), self._cal.last_session.date()
         if not first <= day <= last:
@@ -132,3 +141,30 @@ def _at(day: date, t: time) -> datetime:
 def krx_calendar() -> KRXCalendar:
     """The process-wide :class:`KRXCalendar` (built once)."""
     return KRXCalendar()
+
+
+@functools.lru_cache(maxsize=1)
+def _xkrx_history() -> xcals.ExchangeCalendar:
+    """``XKRX`` from 1990 (for settlement dates of old trades); built on first use."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar("XKRX", start="1990-01-01")
+
+
+def settlement_date(trade_date: date, sessions: int = 2) -> date:
+    """The day a trade of ``trade_date`` settles: the ``sessions``-th KRX session after it
+    (T+2). A trade on Friday 2024-12-27 settles on 2025-01-02 (12-31 is the year-end
+    closing day, 01-01 a holiday). Outside the calendar's range (before 1990, more than a
+    year ahead) weekdays are counted instead."""
+    cal = _xkrx_history()
+    ts = pd.Timestamp(trade_date)
+    sessions_index = cal.sessions
+    if sessions_index[0] <= ts and ts + pd.Timedelta(days=31) <= sessions_index[-1]:
+        after = int(sessions_index.searchsorted(ts, side="right"))
+        return sessions_index[after + sessions - 1].date()
+    day = trade_date
+    for _ in range(sessions):
+        day += timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+    return day

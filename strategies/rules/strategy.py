@@ -97,14 +97,21 @@ class RuleStrategy(BaseStrategy):
         return self.state_path
 
     def restore_context(self) -> None:
-        """Replace the context by the saved one (no-op without persistence or file)."""
+        """Replace the context by the saved one: the file when persistence is on, else the
+        strategy's saved state (:meth:`BaseStrategy.load_state`; live: the database)."""
         if self.state_path is not None and self.state_path.is_file():
             self.engine.context = ExecutionContext.load(self.state_path)
+            return
+        saved = self.load_state()
+        if saved:
+            self.engine.context = ExecutionContext.from_json(saved)
 
     def save_context(self) -> None:
-        """Write the context atomically when persistence is on."""
+        """Keep the context as the strategy's saved state (and write the file atomically
+        when persistence is on)."""
         if self.state_path is not None:
             self.engine.context.save(self.state_path)
+        self.save_state(self.engine.context.to_json())
 
     # --- hooks -------------------------------------------------------------------------
     def on_init(self, broker: Broker, data_provider: DataProvider,

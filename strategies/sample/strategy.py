@@ -112,8 +112,16 @@ class SampleStrategy(BaseStrategy):
             SignalType.STRONG_BUY if len(reasons) == 3 else SignalType.BUY,
             stock_code,
             confidence=min(95.0, 50.0 + 15.0 * len(reasons)),
-            target_price=round(price * (1 + self.risk.take_profit_pct)),
-            stop_loss=round(price * (1 - self.risk.stop_loss_pct)),
+            target_price=(
+                round(price * (1 + self.risk.take_profit_pct))
+                if self.risk.take_profit_pct is not None
+                else None
+            ),
+            stop_loss=(
+                round(price * (1 - self.risk.stop_loss_pct))
+                if self.risk.stop_loss_pct is not None
+                else None
+            ),
             reasons=reasons,
             metadata=metadata,
         )
@@ -138,9 +146,10 @@ class SampleStrategy(BaseStrategy):
         if r_now > p.rsi_overbought:
             reasons.append(f"RSI{p.rsi_period} overbought: {r_now:.1f}")
         change = price / avg_price - 1.0
-        if change >= self.risk.take_profit_pct:
+        take, stop_pct = self.risk.take_profit_pct, self.risk.stop_loss_pct
+        if take is not None and change >= take:
             reasons.append(f"take profit: {change:+.1%} from {avg_price:,.0f}")
-        elif change <= -self.risk.stop_loss_pct:
+        elif stop_pct is not None and change <= -stop_pct:
             reasons.append(f"stop loss: {change:+.1%} from {avg_price:,.0f}")
             stop = True
         if not reasons:

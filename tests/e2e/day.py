@@ -151,7 +151,8 @@ def check_book(repository: Any, run_id: str, account: Any) -> dict[str, Any]:
 def env_for_subprocess(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "TELEGRAM_"))}
     env.pop("DATABASE_URL", None)
-    if "KIS_TRADER_DATA_DIR" in os.environ:
-        env["KIS_TRADER_DATA_DIR"] = os.environ["KIS_TRADER_DATA_DIR"]
+    for kept in ("KIS_TRADER_DATA_DIR", "KIS_TRADER_STATE_DIR"):
+        if kept in os.environ:
+            env[kept] = os.environ[kept]
     env.update(extra)
     return env

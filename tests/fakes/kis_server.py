@@ -19,13 +19,15 @@ wrong environment refused (HTTP 500 ``모의투자 TR 이 아닙니다.``), orde
 
 Control API for tests (all thread-safe): :meth:`FakeKIS.set_price`, :meth:`advance`
 (hooks in ``fake.on_clock`` see every move it makes), :meth:`fill_order`,
-:meth:`end_of_day`, :meth:`inject`, :meth:`set_random_faults`, :meth:`expire_tokens`,
+:meth:`late_fill`, :meth:`end_of_day`, :meth:`inject`, :meth:`set_random_faults`,
+:meth:`expire_tokens`,
 :meth:`add_account`, :meth:`account`, :meth:`order`, and the counters in ``fake.stats``.
 
 Faults. :meth:`FakeKIS.inject` queues faults for the next matching requests. Kinds:
 ``http_500`` (an HTML 500 page), ``timeout`` (the connection is held ``hold_s`` seconds and
 closed unanswered; in-process: ``httpx.ReadTimeout`` at once), ``drop`` (closed at once),
-``malformed_json`` (a cut JSON body, HTTP 200), ``token_expired`` (the token the request
+``malformed_json`` (a cut JSON body, HTTP 200), ``no_odno`` (after processing: a success
+answer whose ``ODNO`` is empty), ``token_expired`` (the token the request
 carries is expired now and the answer is ``EGW00123``), ``rate_limit`` (HTTP 500
 ``EGW00201`` as real KIS). Random mode (``FakeKIS(fault_rate=, fault_kinds=, fault_seed=)``
 or :meth:`FakeKIS.set_random_faults`): every REST request under ``/uapi/`` (never the token
@@ -89,10 +91,11 @@ DEFAULT_APP_KEY = "PSFAKEAPPKEY0000000000000000000000000"
 DEFAULT_APP_SECRET = "fake-app-secret-" + "x" * 40
 DEFAULT_ACCOUNT_NO = "50000000-01"
 
-FAULT_KINDS = ("http_500", "timeout", "drop", "malformed_json", "token_expired", "rate_limit")
+FAULT_KINDS = ("http_500", "timeout", "drop", "malformed_json", "token_expired", "rate_limit",
+               "no_odno")
 RANDOM_FAULT_KINDS = ("http_500", "timeout", "rate_limit", "token_expired", "malformed_json")
 """Default kinds of the random fault mode."""
-ANSWER_LOST_KINDS = frozenset({"http_500", "timeout", "drop", "malformed_json"})
+ANSWER_LOST_KINDS = frozenset({"http_500", "timeout", "drop", "malformed_json", "no_odno"})
 """Kinds that may hit an order after it was processed (random mode: half of the time)."""
 ORDER_PATHS = ("/order-cash", "/order-rvsecncl")
 CONTROL_PREFIX = "/_fake/"
@@ -206,6 +209,9 @@ class FakeKIS:
         self.balance_page_size = 50 if env == "real" else 20
         self.ccld_page_size = 100 if env == "real" else 15
         self.stats = FakeStats()
+        self.on_request: list[Callable[[str, str], None]] = []
+        """Hooks called with (path, ``"before"`` / ``"after"``) around the processing of
+        every KIS request (under the fake's lock): the crash test kills the bot there."""
         self.accounts: dict[str, FakeAccount] = {}
         self._tokens: dict[str, _Token] = {}
         self._token_requested_at: dict[str, datetime] = {}
@@ -292,6 +298,24 @@ class FakeKIS:
             order = acct.find(odno)
             fill_price = price or order.price or self.market.price(order.code)
             acct.apply_fill(order, qty or order.remaining, fill_price)
+            return order
+
+    def late_fill(self, odno: str, qty: int, price: int | None = None,
+                  app_key: str = DEFAULT_APP_KEY) -> FakeOrder:
+        """The exchange filled ``qty`` shares of a cancelled order before the cancel took
+        effect: they move from the cancelled to the filled quantity (cash and holdings
+        move), as a fill that shows up after the order showed cancelled."""
+        with self._lock:
+            acct = self.accounts[app_key]
+            order = acct.find(odno)
+            if qty <= 0 or qty > order.cancelled_qty:
+                raise ValueError(f"order {odno} has {order.cancelled_qty} cancelled shares")
+            order.cancelled_qty -= qty
+            for record in acct.orders:
+                if record.cancel_record and record.orgn_odno == odno and record.qty >= qty:
+                    record.qty -= qty
+                    break
+            acct.apply_fill(order, qty, price or order.price or self.market.price(order.code))
             return order
 
     def end_of_day(self) -> int:
@@ -389,10 +413,14 @@ class FakeKIS:
         with self._lock:
             self.stats.requests += 1
             self.stats.by_path[path] += 1
+            for hook in list(self.on_request):
+                hook(path, "before")
             fault = self._take_fault(path, after=False) or self._draw_fault(path)
             if fault is not None and not fault.after_processing:
                 return self._fire(fault, request)
             status, body, tr_cont = self._dispatch(request, path)
+            for hook in list(self.on_request):
+                hook(path, "after")
             if fault is None and status == 200:
                 fault = self._take_fault(path, after=True)
             if fault is not None and status == 200:
@@ -425,6 +453,8 @@ class FakeKIS:
         kind = rng.choice(self.fault_kinds)
         after = (path.endswith(ORDER_PATHS) and kind in ANSWER_LOST_KINDS
                  and rng.random() < 0.5)
+        if kind == "no_odno" and not (after and path.endswith("/order-cash")):
+            kind = "http_500"  # an answer without an order number exists for orders only
         return Fault(kind, path, 1, after, self.fault_hold_s)
 
     def _fire(self, fault: Fault, request: httpx.Request) -> httpx.Response:
@@ -448,6 +478,10 @@ class FakeKIS:
                 "rt_cd": "1", "msg_cd": "EGW00123", "msg1": "기간이 만료된 token 입니다."})
         if fault.kind == "rate_limit":
             return self._rate_limited()
+        if fault.kind == "no_odno":  # success, but the order number is missing
+            return httpx.Response(200, json={
+                "rt_cd": "0", "msg_cd": "APBK0013", "msg1": "주문 전송 완료 되었습니다.",
+                "output": {"KRX_FWDG_ORD_ORGNO": "", "ODNO": "", "ORD_TMD": ""}})
         return httpx.Response(500, text="<html>500 Internal Server Error</html>")
 
     # --- control API over HTTP -------------------------------------------------------
