@@ -55,6 +55,8 @@ class Raiser(BaseStrategy):
 class BuyOnce(BaseStrategy):
     """Buys on a fixed bar with a given signal type and confidence, then holds."""
 
+    numpy_bars = True  # counts bars with len(data): the whole visible history
+
     def __init__(
         self,
         cfg: StrategyConfig,
@@ -188,6 +190,8 @@ def test_two_strategies_keep_separate_positions_and_never_overspend(data_dir: Pa
 
 def test_explicit_qty_is_capped_by_the_strategy_allocation(data_dir: Path) -> None:
     class AllIn(BaseStrategy):
+        numpy_bars = True  # counts bars with len(data)
+
         def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
             if len(data) == 30:
                 return Signal(SignalType.BUY, stock_code, qty=1_000_000)
