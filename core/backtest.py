@@ -23,6 +23,7 @@ they do live. Rules (also in README.md):
   close, not sold.
 * Before the run every strategy's ``indicators()`` is checked for look-ahead
   (:func:`core.lookahead.require_causal`, ``LookaheadError``) unless ``allow_lookahead``.
+* Equity above :data:`core.results.MAX_EQUITY_KRW` stops the run with ``EquityOverflowError``.
 * A strategy disabled after its ``max_consecutive_errors`` failures in a row stops the run
   with :class:`core.fencing.StrategyDisabledError` (unless ``stop_on_strategy_failure`` is
   off: then it sits out and the others trade on).
@@ -51,10 +52,12 @@ from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.results import (
     FILL_COLUMNS,
+    MAX_EQUITY_KRW,
     ORDER_COLUMNS,
     POSITION_COLUMNS,
     TRADE_COLUMNS,
     BacktestResult,
+    EquityOverflowError,
 )
 from core.risk import RiskLimits, RiskManager
 from core.session import TradingSession
@@ -336,8 +339,12 @@ class Backtest:
                 trader.poll_orders()
             if time_cuts and (k + 1 == n or day_of[k + 1] != day):
                 session.time_cut(_to_date(day), include_last=True)
-            cash[k] = broker.cash_krw
-            holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
+            book = broker.cash_krw
+            value = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
+            if abs(book) + value > MAX_EQUITY_KRW:  # int64 columns below: stop, never wrap
+                raise EquityOverflowError(self.now(), book, value)
+            cash[k] = book
+            holdings[k] = value
             if not k & 4095:
                 bar.update(min(4096, n - k))
         if cur_day is not None:

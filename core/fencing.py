@@ -67,8 +67,8 @@ class HookFailures:
     ) -> tuple[int, str]:
         """Count and log one failure; returns (its run length, ``file:line``).
 
-        The traceback is logged once per hook, exception type and place; a repeat is one
-        warning line."""
+        The traceback is logged (ERROR) once per hook, exception type and place; a repeat is
+        one INFO line."""
         keys = [hook] if code is None else [hook, f"{hook}:{code}"]
         for key in keys:
             self.streaks[key] += 1
@@ -88,8 +88,8 @@ class HookFailures:
                 text,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
-        else:
-            logger.warning(
+        else:  # the journal has every failure; the log repeats it at INFO (-v)
+            logger.info(
                 "strategy %s failed again in %s%s (%d in a row): %s",
                 strategy.name,
                 hook,

@@ -292,10 +292,16 @@ class Trader:
         cols: dict[str, np.ndarray] = {
             c: frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS
         }
-        extra = self._call(slot, "indicators", slot.strategy.indicators, frame, code=stock_code)
+        extra = self._call(
+            slot,
+            "indicators",
+            slot.strategy.indicators,
+            frame,
+            code=stock_code,
+            returns=(pd.DataFrame, Mapping),
+        )
         if extra is not None:
-            items = extra.items() if isinstance(extra, pd.DataFrame | Mapping) else []
-            for name, values in items:
+            for name, values in extra.items():
                 arr = indicator_column(values)
                 if arr is None or arr.shape != (len(frame),):
                     shape = "not numbers" if arr is None else f"shape {arr.shape}"
@@ -347,16 +353,9 @@ class Trader:
             data,
             slot.strategy.timeframe,
             code=stock_code,
+            returns=Signal,
         )
         if signal is None:
-            return None
-        if not isinstance(signal, Signal):
-            self._strategy_failed(
-                slot,
-                "generate_signal",
-                TypeError(f"returned {type(signal).__name__}, not Signal or None"),
-                stock_code,
-            )
             return None
         slot.signals[signal.signal_type.value] += 1
         self._last_signal[(slot.name, stock_code)] = (signal.signal_type, self.clock())
@@ -1069,11 +1068,21 @@ class Trader:
         fn: Callable[..., Any],
         *args: Any,
         code: str | None = None,
+        returns: type | tuple[type, ...] | None = None,
     ) -> Any:
         """``fn(*args)``, a hook of ``slot``'s strategy (on stock ``code``, if any); a
-        failure is handled by :meth:`_strategy_failed` and returns ``None``."""
+        failure is handled by :meth:`_strategy_failed` and returns ``None``.
+
+        With ``returns``, a result that is neither ``None`` nor an instance of it (a dict
+        or a string from ``generate_signal``) is a failure of the hook too (``TypeError``)."""
         try:
             result = fn(*args)
+            if returns is not None and result is not None and not isinstance(result, returns):
+                names = returns if isinstance(returns, tuple) else (returns,)
+                raise TypeError(
+                    f"{hook} returned {type(result).__name__}, expected "
+                    f"{' or '.join(t.__name__ for t in names)} or None"
+                )
         except Exception as exc:
             self._strategy_failed(slot, hook, exc, code)
             return None
@@ -1095,13 +1104,16 @@ class Trader:
         slot.errors += 1
         streak, where = slot.failures.failed(slot.strategy, hook, exc, code)
         on = f" on {code}" if code else ""
-        self.journal.event(
-            "strategy_error",
-            f"{slot.name}.{hook}{on}: {type(exc).__name__}: {exc} ({where})",
-            at=self.clock(),
-            level="error",
-            data={"strategy": slot.name, "hook": hook, "code": code, "where": where},
-        )
+        try:
+            self.journal.event(
+                "strategy_error",
+                f"{slot.name}.{hook}{on}: {type(exc).__name__}: {exc} ({where})",
+                at=self.clock(),
+                level="error",
+                data={"strategy": slot.name, "hook": hook, "code": code, "where": where},
+            )
+        except StorageError as storage:  # the count and the disable still happen
+            self._storage_failed(storage)
         limit = self.max_consecutive_errors or slot.strategy.config.max_consecutive_errors
         if streak < limit or not slot.active:
             return
