@@ -180,9 +180,25 @@ def _setup_logging(verbosity: int) -> None:
 # --- commands ----------------------------------------------------------------------------
 
 
+def _universe_bars(data_dir: Path, codes: list[str]) -> dict[str, Any]:
+    """Bars by code from ``data_dir``; a note on stderr for codes without a file,
+    ``DataError`` when none has one."""
+    from core.data_collector import load_universe
+
+    bars, missing = load_universe(data_dir, codes)
+    if not bars:
+        raise DataError(
+            f"{data_dir}: no data file for any of {', '.join(codes)} "
+            "(expected <code>.csv or <code>_*.csv)"
+        )
+    if missing:
+        print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
+    return bars
+
+
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
-    from core.data_collector import load_universe, to_date
+    from core.data_collector import to_date
     from core.order_manager import OrderPolicy
     from core.report import compute_metrics, format_summary, write_report
     from core.risk import RiskLimits
@@ -211,15 +227,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"no enabled strategy in {args.strategies_dir} (see: python main.py strategies)"
         )
     strategies = [item.create() for item in items]
-    codes = sorted({c for s in strategies for c in s.universe})
-    bars, missing = load_universe(data_dir, codes)
-    if not bars:
-        raise DataError(
-            f"{data_dir}: no data file for any of {', '.join(codes)} "
-            "(expected <code>.csv or <code>_*.csv)"
-        )
-    if missing:
-        print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
+    bars = _universe_bars(data_dir, sorted({c for s in strategies for c in s.universe}))
 
     bt_settings = BacktestSettings(
         cash_krw=cash,
@@ -340,20 +348,12 @@ def cmd_optimize(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_lookahead_check(args: argparse.Namespace, settings: Settings) -> int:
     """Print the look-ahead verdict of each indicator column of ``--strategy``; exit 0 when
     every column is causal, 1 when one looks ahead, 2 when the check could not run."""
-    from core.data_collector import load_universe
     from core.lookahead import check_strategy
 
     data_dir = args.data_dir or settings.resolve_path(settings.backtest.data_dir)
     (item,) = StrategyLoader(root=args.strategies_dir).load_enabled(only=args.strategy)
     strategy = item.create()
-    bars, missing = load_universe(data_dir, strategy.universe)
-    if not bars:
-        raise DataError(
-            f"{data_dir}: no data file for any of {', '.join(strategy.universe)} "
-            "(expected <code>.csv or <code>_*.csv)"
-        )
-    if missing:
-        print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
+    bars = _universe_bars(data_dir, list(strategy.universe))
     report = check_strategy(strategy, bars)
     print(report.format())
     if report.error is not None:

@@ -4,9 +4,7 @@ equity past the int64 books stops the run with one line."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from core.lookahead import LookaheadError, check_strategy, require_causal, sampl
 from framework.types import Signal, SignalType
 from strategies.base import BaseStrategy
 from strategies.config import StrategyConfig, StrategyLoader
+from tests.test_cli import run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,20 +89,7 @@ def folder(root: Path, name: str, code: str, extra: str = "") -> Path:
 
 
 def main_py(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("KIS_APP", "KIS_ACCOUNT", "DATABASE_URL", "TELEGRAM"))
-    }
-    return subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run(*args, cwd=cwd)
 
 
 def backtest_args(root: Path, name: str, data: Path, out: Path) -> list[str]:
