@@ -10,9 +10,14 @@
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
     python main.py download [...]       fetch daily bars through KIS into CSV files
     python main.py optimize [...]       search a strategy's optimize: ranges with Optuna
+    python main.py lookahead-check --strategy NAME [--data-dir DIR]
+                                        is each indicator column causal? (exit 0 yes, 1 no)
 
 Bad input ends with a one-line ``error: ...`` on stderr and exit status 2; ``live`` and
-``reconcile`` exit with status 5 when another process trades the same account's book.
+``reconcile`` exit with status 5 when another process trades the same account's book. A
+backtest exits with status 3 when a strategy was disabled after failing
+``max_consecutive_errors`` times in a row, and with status 4 when an indicator looks ahead
+(``--allow-lookahead`` runs it anyway).
 SIGINT/SIGTERM stop cleanly (status 0) at any point, start-up included.
 """
 
@@ -38,7 +43,9 @@ from config.settings import (
     load_env,
     load_settings,
 )
+from core.fencing import StrategyDisabledError
 from core.lease import EXIT_LEASE_HELD, LeaseHeldError
+from core.lookahead import LookaheadError
 from framework.errors import BrokerError, ConfigError, DataError, KisTraderError
 from strategies.config import STRATEGIES_DIR, StrategyLoader
 from utils.clock import KST
@@ -76,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list strategies, enabled or not, and load errors")
     opt = sub.add_parser("optimize", help="search a strategy's optimize: ranges with Optuna")
     _optimize_options(opt)
+    look = sub.add_parser(
+        "lookahead-check", help="check that a strategy's indicators use no later bars"
+    )
+    look.add_argument("--strategy", required=True, help="the strategy (enabled or not)")
+    look.add_argument("--data-dir", type=Path, help="folder of <code>.csv / <code>_*.csv files")
     new = sub.add_parser("new-strategy", help="copy the sample strategy to strategies/NAME")
     new.add_argument("name", help="folder name: lower-case letters, digits and _")
     try:
@@ -110,6 +122,11 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--xlsx-bars", action="store_true", help="add one sheet of bars per stock")
     p.add_argument("--benchmark", help="stock code to compare equity with (default: buy-and-hold)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--allow-lookahead",
+        action="store_true",
+        help="run even when an indicator uses later bars (see lookahead-check)",
+    )
 
 
 def _optimize_options(p: argparse.ArgumentParser) -> None:
@@ -163,9 +180,25 @@ def _setup_logging(verbosity: int) -> None:
 # --- commands ----------------------------------------------------------------------------
 
 
+def _universe_bars(data_dir: Path, codes: list[str]) -> dict[str, Any]:
+    """Bars by code from ``data_dir``; a note on stderr for codes without a file,
+    ``DataError`` when none has one."""
+    from core.data_collector import load_universe
+
+    bars, missing = load_universe(data_dir, codes)
+    if not bars:
+        raise DataError(
+            f"{data_dir}: no data file for any of {', '.join(codes)} "
+            "(expected <code>.csv or <code>_*.csv)"
+        )
+    if missing:
+        print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
+    return bars
+
+
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
-    from core.data_collector import load_universe, to_date
+    from core.data_collector import to_date
     from core.order_manager import OrderPolicy
     from core.report import compute_metrics, format_summary, write_report
     from core.risk import RiskLimits
@@ -194,15 +227,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"no enabled strategy in {args.strategies_dir} (see: python main.py strategies)"
         )
     strategies = [item.create() for item in items]
-    codes = sorted({c for s in strategies for c in s.universe})
-    bars, missing = load_universe(data_dir, codes)
-    if not bars:
-        raise DataError(
-            f"{data_dir}: no data file for any of {', '.join(codes)} "
-            "(expected <code>.csv or <code>_*.csv)"
-        )
-    if missing:
-        print(f"note: no data in {data_dir} for {', '.join(missing)}; skipped", file=sys.stderr)
+    bars = _universe_bars(data_dir, sorted({c for s in strategies for c in s.universe}))
 
     bt_settings = BacktestSettings(
         cash_krw=cash,
@@ -218,6 +243,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             settings.live.orders.sell_timeout_s,
             settings.live.orders.max_replacements,
         ),
+        allow_lookahead=args.allow_lookahead,
     )
     started_at = datetime.now(KST)
     backtest = Backtest(strategies, bars, bt_settings)
@@ -317,6 +343,22 @@ def cmd_optimize(args: argparse.Namespace, settings: Settings) -> int:
     for kind, path in paths.items():
         print(f"  {kind:<8} {path}")
     return 0
+
+
+def cmd_lookahead_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the look-ahead verdict of each indicator column of ``--strategy``; exit 0 when
+    every column is causal, 1 when one looks ahead, 2 when the check could not run."""
+    from core.lookahead import check_strategy
+
+    data_dir = args.data_dir or settings.resolve_path(settings.backtest.data_dir)
+    (item,) = StrategyLoader(root=args.strategies_dir).load_enabled(only=args.strategy)
+    strategy = item.create()
+    bars = _universe_bars(data_dir, list(strategy.universe))
+    report = check_strategy(strategy, bars)
+    print(report.format())
+    if report.error is not None:
+        return 2
+    return 0 if report.causal else 1
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -801,7 +843,13 @@ COMMANDS = {
     "strategies": cmd_strategies,
     "new-strategy": cmd_new_strategy,
     "optimize": cmd_optimize,
+    "lookahead-check": cmd_lookahead_check,
 }
+
+EXIT_STRATEGY_DISABLED = 3
+"""A backtest stopped because a strategy kept failing (``StrategyDisabledError``)."""
+EXIT_LOOKAHEAD = 4
+"""A backtest was refused because an indicator looks ahead (``LookaheadError``)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -825,6 +873,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeaseHeldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LEASE_HELD
+    except StrategyDisabledError as exc:  # its traceback was logged once, when it first failed
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STRATEGY_DISABLED
+    except LookaheadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOOKAHEAD
     except KisTraderError as exc:
         message = str(exc).strip() or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

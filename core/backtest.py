@@ -21,6 +21,12 @@ they do live. Rules (also in README.md):
   curve start at ``start``.
 * Equity is marked to each bar's close. Positions still open at the end are marked to the last
   close, not sold.
+* Before the run every strategy's ``indicators()`` is checked for look-ahead
+  (:func:`core.lookahead.require_causal`, ``LookaheadError``) unless ``allow_lookahead``.
+* Equity above :data:`core.results.MAX_EQUITY_KRW` stops the run with ``EquityOverflowError``.
+* A strategy disabled after its ``max_consecutive_errors`` failures in a row stops the run
+  with :class:`core.fencing.StrategyDisabledError` (unless ``stop_on_strategy_failure`` is
+  off: then it sits out and the others trade on).
 """
 
 from __future__ import annotations
@@ -41,14 +47,17 @@ from api.paper import PaperBroker
 from core.data_collector import HistoricalDataProvider
 from core.fund_manager import FundManager
 from core.journal import MemoryJournal, position_fields
+from core.lookahead import require_causal
 from core.order_manager import OrderManager, OrderPolicy
 from core.portfolio import Portfolio
 from core.results import (
     FILL_COLUMNS,
+    MAX_EQUITY_KRW,
     ORDER_COLUMNS,
     POSITION_COLUMNS,
     TRADE_COLUMNS,
     BacktestResult,
+    EquityOverflowError,
 )
 from core.risk import RiskLimits, RiskManager
 from core.session import TradingSession
@@ -81,6 +90,8 @@ class BacktestSettings:
     risk_limits: RiskLimits = field(default_factory=RiskLimits)
     order_policy: OrderPolicy = field(default_factory=OrderPolicy)
     """Order timeouts and re-placement; they apply on intraday bars only."""
+    allow_lookahead: bool = False
+    stop_on_strategy_failure: bool = True  # False: a disabled strategy sits out, others go on
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -175,6 +186,7 @@ class Backtest:
             fees=self.fees,
             clock=self.now,
             order_policy=s.order_policy,
+            stop_on_strategy_failure=s.stop_on_strategy_failure,
         )
         self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
         self.session = TradingSession(
@@ -237,8 +249,13 @@ class Backtest:
         return active, timeline
 
     def run(self) -> BacktestResult:
-        """Run the whole backtest and return its :class:`BacktestResult`."""
+        """Run the whole backtest and return its :class:`BacktestResult`.
+
+        Raises ``LookaheadError`` (an indicator uses later bars) before the first bar, and
+        ``StrategyDisabledError`` when a strategy keeps failing."""
         t0 = time.perf_counter()
+        if not self.settings.allow_lookahead:
+            require_causal(self.strategies, self.bars)
         states, timeline = self._prepare()
         n = len(timeline)
         local = timeline + _KST_OFFSET_NS
@@ -322,8 +339,12 @@ class Backtest:
                 trader.poll_orders()
             if time_cuts and (k + 1 == n or day_of[k + 1] != day):
                 session.time_cut(_to_date(day), include_last=True)
-            cash[k] = broker.cash_krw
-            holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
+            book = broker.cash_krw
+            value = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
+            if abs(book) + value > MAX_EQUITY_KRW:  # int64 columns below: stop, never wrap
+                raise EquityOverflowError(self.now(), book, value)
+            cash[k] = book
+            holdings[k] = value
             if not k & 4095:
                 bar.update(min(4096, n - k))
         if cur_day is not None:

@@ -10,6 +10,31 @@ from datetime import datetime
 
 import pandas as pd
 
+from framework.errors import KisTraderError
+
+MAX_EQUITY_KRW = 2**62
+"""The most an account may be worth in a backtest (≈ 4.6 × 10^18 KRW): cash and holdings
+stay in int64 columns (and BIGINT database columns) and their sum cannot wrap. Far beyond
+any real account; a run that gets there trades on something it cannot know."""
+
+
+class EquityOverflowError(KisTraderError):
+    """The account's equity passed :data:`MAX_EQUITY_KRW`; the backtest stops.
+
+    ``str()`` is one line with the bar's time, the cash and holdings value (KRW).
+    """
+
+    def __init__(self, at: datetime, cash_krw: int, holdings_krw: int):
+        self.at, self.cash_krw, self.holdings_krw = at, cash_krw, holdings_krw
+        when = f"{at:%Y-%m-%d}" if (at.hour, at.minute) == (0, 0) else f"{at:%Y-%m-%d %H:%M}"
+        super().__init__(
+            f"backtest stopped at {when}: equity {cash_krw + holdings_krw:.3e} KRW "
+            f"(cash {cash_krw:.3e}, holdings {holdings_krw:.3e}) is over the "
+            f"{MAX_EQUITY_KRW:.3e} KRW the books hold; returns this large mean the strategy "
+            f"sees the future (python main.py lookahead-check) or mis-sizes its orders"
+        )
+
+
 EQUITY_COLUMNS = ("cash_krw", "holdings_value_krw", "equity_krw")
 TRADE_COLUMNS = (
     "strategy",

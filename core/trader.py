@@ -10,8 +10,13 @@ Signal route::
         → (broker) → poll_orders → fills → funds, Portfolio, journal → on_order_filled
 
 Every strategy hook is called through :meth:`Trader._call`, which catches exceptions, logs
-and journals them with the strategy's name and, after ``max_consecutive_errors`` failures in a
-row, isolates the strategy (it is called no more; its positions stay and are still marked).
+them with the strategy's name (the traceback once per kind of failure) and journals them.
+Failures are counted in a row per hook, across the stocks (a success of that hook resets the
+count; other hooks do not) and per hook and stock. At the strategy's
+``max_consecutive_errors`` (``config.yaml``, default 3) the strategy is disabled: it is called
+no more, its positions stay and are still marked, one ``strategy_isolated`` event (an alert)
+carries the one-line :class:`StrategyDisabledError` message, and with
+``stop_on_strategy_failure`` (the backtest) that error is raised to stop the run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.fencing import HookFailures, StrategyDisabledError, indicator_column
 from core.fund_manager import FundManager
 from core.journal import Journal, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
@@ -40,9 +46,10 @@ from core.risk import (
     bar_exit,
     exit_trigger,
 )
+from core.windows import FrameWindow
 from framework.bars import Bars
 from framework.broker import Broker
-from framework.data import DataProvider
+from framework.data import OHLCV_COLUMNS, DataProvider
 from framework.errors import BrokerError, FundsError
 from framework.executor import ExecutionNotice, OrderExecutor
 from framework.types import (
@@ -67,19 +74,29 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StrategySlot:
-    """A running strategy and the engine's bookkeeping for it."""
+    """A running strategy and the engine's bookkeeping for it.
+
+    ``failures`` counts its hooks' failures in a row; ``disabled`` is why the strategy
+    stopped, if it did.
+    """
 
     strategy: BaseStrategy
     active: bool = True
     trades_today: int = 0
-    consecutive_errors: int = 0
     errors: int = 0
     signals: Counter[str] = field(default_factory=Counter)
     rejections: Counter[str] = field(default_factory=Counter)
+    failures: HookFailures = field(default_factory=HookFailures)
+    disabled: StrategyDisabledError | None = None
 
     @property
     def name(self) -> str:
         return self.strategy.name
+
+    @property
+    def consecutive_errors(self) -> int:
+        """The longest current run of failures of any hook (0 when none is failing)."""
+        return self.failures.longest
 
 
 class Trader:
@@ -97,6 +114,12 @@ class Trader:
         Used for the commission rate in sizing.
     clock:
         Returns the current tz-aware time.
+    max_consecutive_errors:
+        Failures in a row that disable a strategy; ``None`` (default): each strategy's
+        ``max_consecutive_errors`` from its ``config.yaml``.
+    stop_on_strategy_failure:
+        Raise :class:`StrategyDisabledError` when a strategy is disabled (the backtest);
+        ``False`` (live): the other strategies keep trading.
     """
 
     def __init__(
@@ -113,12 +136,13 @@ class Trader:
         journal: Journal,
         fees: FeeModel,
         clock: Callable[[], datetime],
-        max_consecutive_errors: int = 3,
+        max_consecutive_errors: int | None = None,
         on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
         journal_debug: bool = False,
         order_policy: OrderPolicy | None = None,
         default_exits: ExitPolicy | None = None,
         names: Callable[[str], str | None] | None = None,
+        stop_on_strategy_failure: bool = False,
     ):
         self.slots: dict[str, StrategySlot] = {}
         for strategy in strategies:
@@ -135,7 +159,8 @@ class Trader:
         self.journal = journal
         self.fees = fees
         self.clock = clock
-        self.max_consecutive_errors = max_consecutive_errors
+        self.max_consecutive_errors = max_consecutive_errors  # None: each strategy's config
+        self.stop_on_strategy_failure = stop_on_strategy_failure
         self.on_event = on_event
         self.journal_debug = journal_debug
         self.order_policy = order_policy or OrderPolicy()
@@ -255,29 +280,44 @@ class Trader:
 
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
-        """A :class:`Bars` window over ``frame`` plus the strategy's indicator columns.
+        """The window ``slot`` sees over ``frame``: OHLCV plus its indicator columns.
 
-        A failing ``indicators`` hook is reported and the window has OHLCV only.
+        ``frame`` is one stock's OHLCV (index tz Asia/Seoul, ascending). The result shows
+        every row; the caller moves it with ``resize``. It is a :class:`Bars` for a strategy
+        with ``numpy_bars``, else a :class:`~core.windows.FrameWindow` whose DataFrame view
+        (at most ``lookback_bars`` rows) :meth:`evaluate` passes as ``data``. A failing
+        ``indicators`` hook counts as a failure of the strategy and the window has OHLCV
+        only; a column that is not numbers of ``len(frame)`` rows is reported and left out.
         """
         cols: dict[str, np.ndarray] = {
-            c: frame[c].to_numpy(dtype=np.float64)
-            for c in ("open", "high", "low", "close", "volume")
+            c: frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS
         }
-        extra = self._call(slot, "indicators", slot.strategy.indicators, frame)
+        extra = self._call(
+            slot,
+            "indicators",
+            slot.strategy.indicators,
+            frame,
+            code=stock_code,
+            returns=(pd.DataFrame, Mapping),
+        )
         if extra is not None:
-            items = extra.items() if isinstance(extra, pd.DataFrame | Mapping) else []
-            for name, values in items:
-                arr = np.asarray(values, dtype=np.float64)
-                if arr.shape != (len(frame),):
+            for name, values in extra.items():
+                arr = indicator_column(values)
+                if arr is None or arr.shape != (len(frame),):
+                    shape = "not numbers" if arr is None else f"shape {arr.shape}"
                     self.event(
                         "strategy_error",
-                        f"{slot.name}: indicator {name!r} has shape "
-                        f"{arr.shape}, expected ({len(frame)},)",
+                        f"{slot.name}: indicator {name!r} of {stock_code} is {shape}; "
+                        f"expected {len(frame)} numbers",
                         level="error",
+                        data={"strategy": slot.name, "hook": "indicators"},
                     )
                     continue
                 cols[str(name)] = arr
-        return Bars(cols, pd.DatetimeIndex(frame.index))
+        index = pd.DatetimeIndex(frame.index)
+        if slot.strategy.numpy_bars:
+            return Bars(cols, index)
+        return FrameWindow(cols, index, lookback=slot.strategy.config.lookback)
 
     def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
         """Record the last price (KRW) and, when known, today's base price (previous close,
@@ -297,23 +337,25 @@ class Trader:
 
     # --- signals -----------------------------------------------------------------------
     def evaluate(self, slot: StrategySlot, stock_code: str, bars: Bars) -> Signal | None:
-        """Ask one strategy about one stock and act on its answer."""
+        """Ask one strategy about one stock and act on its answer.
+
+        ``bars`` is the window from :meth:`build_window`, resized to the current bar; the
+        strategy gets its DataFrame view, or the window itself with ``numpy_bars``.
+        """
         if not slot.active:
             return None
+        data = bars.frame() if isinstance(bars, FrameWindow) else bars
         signal = self._call(
             slot,
             "generate_signal",
             slot.strategy.generate_signal,
             stock_code,
-            bars,
+            data,
             slot.strategy.timeframe,
+            code=stock_code,
+            returns=Signal,
         )
         if signal is None:
-            return None
-        if not isinstance(signal, Signal):
-            self._strategy_failed(
-                slot, "generate_signal", TypeError(f"returned {type(signal).__name__}, not Signal")
-            )
             return None
         slot.signals[signal.signal_type.value] += 1
         self._last_signal[(slot.name, stock_code)] = (signal.signal_type, self.clock())
@@ -1019,39 +1061,78 @@ class Trader:
         return self.portfolio.positions()
 
     # --- fencing -----------------------------------------------------------------------
-    def _call(self, slot: StrategySlot, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call(
+        self,
+        slot: StrategySlot,
+        hook: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        code: str | None = None,
+        returns: type | tuple[type, ...] | None = None,
+    ) -> Any:
+        """``fn(*args)``, a hook of ``slot``'s strategy (on stock ``code``, if any); a
+        failure is handled by :meth:`_strategy_failed` and returns ``None``.
+
+        With ``returns``, a result that is neither ``None`` nor an instance of it (a dict
+        or a string from ``generate_signal``) is a failure of the hook too (``TypeError``)."""
         try:
             result = fn(*args)
+            if returns is not None and result is not None and not isinstance(result, returns):
+                names = returns if isinstance(returns, tuple) else (returns,)
+                raise TypeError(
+                    f"{hook} returned {type(result).__name__}, expected "
+                    f"{' or '.join(t.__name__ for t in names)} or None"
+                )
         except Exception as exc:
-            self._strategy_failed(slot, hook, exc)
+            self._strategy_failed(slot, hook, exc, code)
             return None
-        slot.consecutive_errors = 0
+        if slot.failures:
+            slot.failures.succeeded(hook, code)
         return result
 
-    def _strategy_failed(self, slot: StrategySlot, hook: str, exc: BaseException) -> None:
+    def _strategy_failed(
+        self, slot: StrategySlot, hook: str, exc: BaseException, code: str | None = None
+    ) -> None:
+        """Count, log and journal one failure of ``hook``; disable the strategy at its limit.
+
+        The traceback is logged once per kind of failure (see
+        :class:`~core.fencing.HookFailures`). Each failure is journaled
+        (``strategy_error``, not alerted); the disable is one ``strategy_isolated`` event.
+        Raises :class:`StrategyDisabledError` on the disable with
+        ``stop_on_strategy_failure``.
+        """
         slot.errors += 1
-        slot.consecutive_errors += 1
-        logger.error(
-            "strategy %s failed in %s: %r",
-            slot.name,
-            hook,
-            exc,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        self.event(
-            "strategy_error",
-            f"{slot.name}.{hook}: {type(exc).__name__}: {exc}",
-            level="error",
-            data={"strategy": slot.name, "hook": hook},
-        )
-        if slot.consecutive_errors >= self.max_consecutive_errors and slot.active:
-            slot.active = False
-            self.event(
-                "strategy_isolated",
-                f"{slot.name} isolated after {slot.consecutive_errors} errors in a row",
+        streak, where = slot.failures.failed(slot.strategy, hook, exc, code)
+        on = f" on {code}" if code else ""
+        try:
+            self.journal.event(
+                "strategy_error",
+                f"{slot.name}.{hook}{on}: {type(exc).__name__}: {exc} ({where})",
+                at=self.clock(),
                 level="error",
-                data={"strategy": slot.name},
+                data={"strategy": slot.name, "hook": hook, "code": code, "where": where},
             )
+        except StorageError as storage:  # the count and the disable still happen
+            self._storage_failed(storage)
+        limit = self.max_consecutive_errors or slot.strategy.config.max_consecutive_errors
+        if streak < limit or not slot.active:
+            return
+        slot.active = False
+        slot.disabled = StrategyDisabledError(slot.name, hook, streak, exc, where)
+        self.event(
+            "strategy_isolated",
+            str(slot.disabled),
+            level="error",
+            data={
+                "strategy": slot.name,
+                "hook": hook,
+                "errors": streak,
+                "error": slot.disabled.error_text,
+                "where": where,
+            },
+        )
+        if self.stop_on_strategy_failure:
+            raise slot.disabled from exc
 
     def event(
         self, kind: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None

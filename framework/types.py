@@ -15,7 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-INTERFACE_VERSION = 1
+INTERFACE_VERSION = 2
 """Version of the strategy API; raised when a hook's signature or context changes."""
 
 

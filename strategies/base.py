@@ -17,21 +17,37 @@ hook                                            required  when / what
 ``on_market_close()``                           no        after the close of each day
 ==============================================  ========  ===================================
 
-Hooks should return quickly (well under a second); an exception in any hook is caught by
-the engine, logged with the strategy's name and reported, and the other strategies keep
-trading.
+``data`` is a pandas DataFrame of the last ``lookback_bars`` bars (``config.yaml``, default
+250, ``all`` for the whole history): columns ``open high low close volume`` (KRW, shares,
+float64) plus the :meth:`~BaseStrategy.indicators` columns, a ``DatetimeIndex`` in
+Asia/Seoul, oldest first, the current bar last::
+
+    sma20 = data["close"].rolling(20).mean().iloc[-1]
+
+A strategy that sets ``numpy_bars = True`` gets the engine's :class:`~framework.bars.Bars`
+window instead (numpy arrays over the whole history, a few microseconds per call however
+long the history): ``data.close[-1]``, ``data.last("sma_5")``.
+
+Hooks should return quickly (well under a second). An exception in a hook is caught by the
+engine and logged with the strategy's name (the traceback once); after
+``max_consecutive_errors`` failures in a row of one hook (``config.yaml``, default 3) the
+strategy is disabled: a backtest stops with exit status 3, live trading sends one alert and
+the other strategies keep trading.
 
 Strategies trade by returning :class:`~framework.types.Signal`; the engine applies risk
 checks, sizes the order from the strategy's capital and sends it. A strategy never keeps its
-own books: :meth:`BaseStrategy.get_position` gives a read-only view of its positions.
+own books: :meth:`BaseStrategy.get_position` gives a read-only view of its positions, and
+``self.positions[code]`` the same with the keys of the seed's dictionaries
+(``quantity``, ``entry_price``, ``entry_time``...).
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -49,6 +65,46 @@ if TYPE_CHECKING:
 PositionLookup = Callable[[str], PositionView | None]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StrategyPosition(PositionView, Mapping[str, Any]):
+    """A :class:`~framework.types.PositionView` that also reads as the seed's dictionary.
+
+    ``pos.qty`` and ``pos["quantity"]`` are the same number. Keys: ``quantity`` (shares),
+    ``entry_price`` (average price, KRW, fees excluded), ``entry_time`` (first fill,
+    Asia/Seoul), ``stock_code``, ``stop_loss``, ``target_price`` (KRW or ``None``),
+    ``reasons`` and ``metadata``. An unknown key raises ``KeyError`` naming the valid keys.
+    """
+
+    KEYS: ClassVar[Mapping[str, str]] = {
+        "stock_code": "stock_code",
+        "quantity": "qty",
+        "entry_price": "avg_price",
+        "entry_time": "opened_at",
+        "stop_loss": "stop_loss",
+        "target_price": "target_price",
+        "reasons": "reasons",
+        "metadata": "metadata",
+    }
+
+    @classmethod
+    def of(cls, view: PositionView) -> StrategyPosition:
+        if isinstance(view, StrategyPosition):
+            return view
+        return cls(**{f.name: getattr(view, f.name) for f in dataclasses.fields(view)})
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, self.KEYS[key])
+        except KeyError:
+            raise KeyError(f"no position key {key!r}; keys: {', '.join(self.KEYS)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+
 class BaseStrategy(abc.ABC):
     """Base class of every strategy. Only :meth:`generate_signal` must be written.
 
@@ -59,11 +115,17 @@ class BaseStrategy(abc.ABC):
         the loader validates the section against it (unknown keys rejected) and
         ``self.params`` is an instance of it; otherwise ``self.params`` is the plain dict.
     INTERFACE_VERSION:
-        The strategy API version the class was written for.
+        The strategy API version the class was written for (2: ``data`` is a DataFrame).
+    numpy_bars:
+        ``False`` (default): ``data`` is a pandas DataFrame of the last ``lookback_bars``
+        bars, as the seed writes strategies. ``True``: ``data`` is the
+        :class:`~framework.bars.Bars` window, numpy arrays over the whole history; the fast
+        path for strategies that read precomputed :meth:`indicators` columns.
     """
 
     Parameters: ClassVar[type[BaseModel] | None] = None
     INTERFACE_VERSION: ClassVar[int] = INTERFACE_VERSION
+    numpy_bars: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig):
         self.config = config
@@ -103,15 +165,19 @@ class BaseStrategy(abc.ABC):
         """Vectorised indicator columns, computed once per data refresh of a stock.
 
         ``bars`` is the OHLCV DataFrame of one stock (index tz Asia/Seoul). Return columns
-        of the same length (a DataFrame or a mapping of name -> array/Series); they appear in
-        the ``data`` window of :meth:`generate_signal` under their names. The result must be
-        causal (row *t* may use rows up to *t* only: rolling windows, ``shift(+k)``), because
-        the backtest computes it over the whole history once. Default: no indicators.
+        of the same length (a DataFrame or a mapping of name -> array/Series of numbers);
+        they appear in ``data`` of :meth:`generate_signal` under their names (as float64).
+        The result must be causal (row *t* may use rows up to *t* only: rolling windows,
+        ``shift(+k)``, never ``shift(-k)``), because the backtest computes it over the whole
+        history once; every backtest checks this first (:mod:`core.lookahead`) and stops with
+        exit status 4 when a column looks ahead. Default: no indicators.
         """
         return None
 
     @abc.abstractmethod
-    def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
+    def generate_signal(
+        self, stock_code: str, data: pd.DataFrame | Bars, timeframe: str
+    ) -> Signal | None:
         """Decide for ``stock_code`` on the bars seen so far.
 
         Parameters
@@ -119,8 +185,11 @@ class BaseStrategy(abc.ABC):
         stock_code:
             6-character KRX code from the strategy's universe.
         data:
-            :class:`~framework.bars.Bars` window: OHLCV (KRW, shares) plus the columns of
-            :meth:`indicators`, oldest first, the current bar last.
+            ``pandas.DataFrame`` of at most ``lookback_bars`` rows: ``open high low close
+            volume`` (KRW, shares) plus the columns of :meth:`indicators`, ``DatetimeIndex``
+            in Asia/Seoul, oldest first, the current bar last. A read-only view: copy it
+            before writing into it. With ``numpy_bars = True``, the
+            :class:`~framework.bars.Bars` window over the whole history instead.
         timeframe:
             ``"daily"`` or ``"minute"``.
 
@@ -142,9 +211,14 @@ class BaseStrategy(abc.ABC):
         return self._position_lookup(stock_code)
 
     @property
-    def positions(self) -> Mapping[str, PositionView]:
-        """Every open position of this strategy, by stock code (read-only copies)."""
-        return self._positions_lookup()
+    def positions(self) -> Mapping[str, StrategyPosition]:
+        """Every open position of this strategy, by stock code (read-only copies).
+
+        ``code in self.positions`` tells whether the strategy holds ``code``;
+        ``self.positions[code]["quantity"]`` / ``["entry_price"]`` / ``["entry_time"]`` read
+        as in the seed (see :class:`StrategyPosition`), ``self.positions[code].qty`` as well.
+        """
+        return {code: StrategyPosition.of(view) for code, view in self._positions_lookup().items()}
 
     @property
     def trades_today(self) -> int:

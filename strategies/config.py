@@ -9,6 +9,8 @@ strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy
     universe: ["005930", "000660"]  # quoted 6-character KRX codes
     timeframe: daily              # daily | minute
     allocation: 1.0               # fraction of account equity this strategy may use (0, 1]
+    lookback_bars: 250            # rows of the ``data`` DataFrame (int >= 1, or all)
+    max_consecutive_errors: 3     # failures in a row of one hook that disable the strategy
     parameters: {...}             # free-form, or validated by the class's ``Parameters``
     decide_at: null               # "HH:MM": live, decide a daily strategy once a day then
     risk_management:
@@ -82,6 +84,8 @@ class StrategyConfig(BaseModel):
     universe: tuple[str, ...] = Field(min_length=1)
     timeframe: Literal["daily", "minute"] = "daily"
     allocation: float = Field(1.0, gt=0, le=1)
+    lookback_bars: int | Literal["all"] = 250
+    max_consecutive_errors: int = Field(3, ge=1)
     parameters: Any = Field(default_factory=dict)
     risk_management: RiskManagement = RiskManagement()
     rules: list[dict[str, Any]] | None = None
@@ -118,6 +122,18 @@ class StrategyConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("codes must not repeat")
         return tuple(value)
+
+    @field_validator("lookback_bars", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> Any:
+        if value == "all" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError("expected a whole number of bars ≥ 1 (e.g. 250) or 'all'")
+
+    @property
+    def lookback(self) -> int | None:
+        """``lookback_bars`` as a row count, ``None`` for ``all``."""
+        return None if self.lookback_bars == "all" else int(self.lookback_bars)
 
 
 @dataclass

@@ -65,6 +65,7 @@ def expected_exit(
 class BuyAndHold(BaseStrategy):
     """Buys once at bar ``at`` (fills at the next open) and never sells by itself."""
 
+    numpy_bars = True  # counts bars with len(data): the whole visible history
     at = 5
 
     def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:

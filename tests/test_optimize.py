@@ -37,6 +37,7 @@ class LevelStrategy(BaseStrategy):
     """Buy when the close is at or under buy_level, sell at or over sell_level."""
 
     Parameters = LevelParameters
+    numpy_bars = True  # reads data.last(...) from the numpy window
 
     def generate_signal(self, stock_code, data, timeframe):
         close = data.last("close")

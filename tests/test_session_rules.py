@@ -66,6 +66,7 @@ class Planned(BaseStrategy):
     holding) or bid (a limit buy 20 % under the price when flat); ``min_price`` gates buys.
     ``calls`` records the clock at each decision."""
 
+    numpy_bars = True  # reads data.last(...) from the numpy window
     mode = "buy"
     min_price: dict[str, int] = {}  # noqa: RUF012 - set per test on the instance
     clock: Callable[[], datetime] | None = None

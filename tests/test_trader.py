@@ -55,6 +55,8 @@ class Raiser(BaseStrategy):
 class BuyOnce(BaseStrategy):
     """Buys on a fixed bar with a given signal type and confidence, then holds."""
 
+    numpy_bars = True  # counts bars with len(data): the whole visible history
+
     def __init__(
         self,
         cfg: StrategyConfig,
@@ -87,13 +89,14 @@ def test_raising_strategy_is_isolated_others_keep_trading(data_dir: Path) -> Non
     )
     bad = Raiser(config("bad"))
     alone = Backtest([SmaCrossStrategy(good.config)], bars).run()
-    result = Backtest([bad, good], bars).run()
+    keep_going = BacktestSettings(stop_on_strategy_failure=False)
+    result = Backtest([bad, good], bars, keep_going).run()
     stats = result.settings["strategy_stats"]
     assert stats["bad"]["active"] is False
     assert stats["bad"]["errors"] >= 3
     kinds = [e["kind"] for e in result.events]
     assert "strategy_error" in kinds
-    assert "strategy_isolated" in kinds
+    assert kinds.count("strategy_isolated") == 1
     assert any("boom" in e["message"] for e in result.events)
     # the good strategy traded exactly as it does alone
     assert len(result.trades) == len(alone.trades) > 0
@@ -148,6 +151,8 @@ def test_strategy_sees_no_future_bars(data_dir: Path) -> None:
     seen: list[tuple[int, pd.Timestamp, float]] = []
 
     class Spy(BaseStrategy):
+        numpy_bars = True
+
         def indicators(self, bars: pd.DataFrame) -> dict[str, pd.Series]:
             return {"prev_close": bars["close"].shift(1)}
 
@@ -185,6 +190,8 @@ def test_two_strategies_keep_separate_positions_and_never_overspend(data_dir: Pa
 
 def test_explicit_qty_is_capped_by_the_strategy_allocation(data_dir: Path) -> None:
     class AllIn(BaseStrategy):
+        numpy_bars = True  # counts bars with len(data)
+
         def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
             if len(data) == 30:
                 return Signal(SignalType.BUY, stock_code, qty=1_000_000)

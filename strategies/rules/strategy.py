@@ -57,6 +57,7 @@ class RuleStrategy(BaseStrategy):
     """
 
     Parameters: ClassVar[type[BaseModel] | None] = RuleParameters
+    numpy_bars: ClassVar[bool] = True  # triggers read the numpy window's columns
 
     def __init__(self, config: StrategyConfig):
         super().__init__(config)

@@ -54,6 +54,7 @@ class SampleStrategy(BaseStrategy):
     """SMA cross + RSI + volume; see the module docstring for the rules."""
 
     Parameters = SampleParameters
+    numpy_bars = True  # the fast path: reads its indicator columns from the numpy window
 
     def indicators(self, bars: pd.DataFrame) -> dict[str, pd.Series]:
         p: SampleParameters = self.params

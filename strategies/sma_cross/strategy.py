@@ -31,6 +31,7 @@ class SmaCrossParameters(BaseModel):
 
 class SmaCrossStrategy(BaseStrategy):
     Parameters = SmaCrossParameters
+    numpy_bars = True  # the fast path: reads its indicator columns from the numpy window
 
     def indicators(self, bars: pd.DataFrame) -> dict[str, pd.Series]:
         p: SmaCrossParameters = self.params
