@@ -296,8 +296,11 @@ class Trader:
         return self.funds.cash_krw + int(value)
 
     # --- signals -----------------------------------------------------------------------
-    def evaluate(self, slot: StrategySlot, stock_code: str, bars: Bars) -> Signal | None:
-        """Ask one strategy about one stock and act on its answer."""
+    def evaluate(
+        self, slot: StrategySlot, stock_code: str, bars: Bars, timeframe: str | None = None
+    ) -> Signal | None:
+        """Ask one strategy about one stock on ``bars`` of ``timeframe`` (default: the
+        strategy's main timeframe) and act on its answer."""
         if not slot.active:
             return None
         signal = self._call(
@@ -306,7 +309,7 @@ class Trader:
             slot.strategy.generate_signal,
             stock_code,
             bars,
-            slot.strategy.timeframe,
+            timeframe or slot.strategy.timeframe,
         )
         if signal is None:
             return None

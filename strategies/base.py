@@ -72,6 +72,8 @@ class BaseStrategy(abc.ABC):
         self.risk = config.risk_management
         self.universe: tuple[str, ...] = tuple(config.universe)
         self.timeframe: str = config.timeframe
+        self.timeframes: tuple[str, ...] = config.frames
+        """Every timeframe the strategy decides on (``timeframes:``; else ``(timeframe,)``)."""
         self.broker: Broker | None = None
         self.data_provider: DataProvider | None = None
         self.executor: OrderExecutor | None = None
@@ -122,7 +124,10 @@ class BaseStrategy(abc.ABC):
             :class:`~framework.bars.Bars` window: OHLCV (KRW, shares) plus the columns of
             :meth:`indicators`, oldest first, the current bar last.
         timeframe:
-            ``"daily"`` or ``"minute"``.
+            ``"daily"`` or ``"minute"``: which frame ``data`` is. A strategy with
+            ``timeframes: [daily, minute]`` is called with the daily frame at the daily
+            cadence (today's bar, still forming, last) and with today's minute frame on
+            each completed minute bar.
 
         Returns
         -------
