@@ -90,6 +90,6 @@ def test_a_new_day_starts_new_buffers() -> None:
     book = MinuteBook()
     book.add_trade("005930", at(9, 0, 1), 100, 1)
     book.add_trade("005930", datetime(2025, 6, 17, 9, 0, 1, tzinfo=KST), 100, 1)
-    assert book.day == datetime(2025, 6, 17).date()
+    assert book.day == datetime(2025, 6, 17, tzinfo=KST).date()
     assert len(book.buffers) == 1
     assert book.get("005930").day == book.day
