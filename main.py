@@ -95,6 +95,13 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", help="first trading date YYYY-MM-DD (earlier bars are warm-up)")
     p.add_argument("--end", help="last date YYYY-MM-DD (inclusive)")
     p.add_argument("--cash", type=int, help="starting cash in KRW")
+    p.add_argument(
+        "--timeframe",
+        choices=("daily", "minute"),
+        default="daily",
+        help="bars to run on: daily files, or minute files <data-dir>/minute/<code>.csv "
+        "(daily bars of multi-timeframe strategies are derived from them)",
+    )
     p.add_argument("--commission-rate", type=float, help="commission per side, e.g. 0.00015")
     p.add_argument(
         "--sell-tax-rate",
@@ -179,6 +186,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     defaults = settings.backtest
     data_dir = args.data_dir or settings.resolve_path(defaults.data_dir)
+    if getattr(args, "timeframe", "daily") == "minute":
+        data_dir = data_dir / "minute"
     start, end = to_date(args.start, "--start"), to_date(args.end, "--end")
     if start and end and start > end:
         raise DataError(f"--start {start} is after --end {end}")
