@@ -89,9 +89,10 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool
 def live_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan: dict[str, list[Any]], *,
     ws_url: str | None = None, max_registrations: int = 40, fake: FakeKIS | None = None,
+    strategies_dir: Path | None = None, settings_yaml: str = "",
 ) -> Iterator[tuple[LiveSession, FakeKIS, FakeKISWebSocket]]:
     fake = fake or fast_fake(clock=FakeClock(START), codes=CODES)
-    (tmp_path / "settings.yaml").write_text(SETTINGS_YAML, encoding="utf-8")
+    (tmp_path / "settings.yaml").write_text(settings_yaml or SETTINGS_YAML, encoding="utf-8")
     settings = load_settings(tmp_path / "settings.yaml")
     with FakeKISServer(fake) as rest, FakeKISWebSocket(fake) as ws:
         for key, value in kis_env(rest.base_url, tmp_path / "tokens").items():
@@ -100,7 +101,7 @@ def live_session(
         monkeypatch.setenv("KIS_HTS_ID", DEFAULT_HTS_ID)
         parts: LiveParts = build_live_session(
             settings,
-            strategies_dir=write_strategy(tmp_path, plan),
+            strategies_dir=strategies_dir or write_strategy(tmp_path, plan),
             db_url=f"sqlite:///{tmp_path / 'live.db'}",
             clock=fake.clock,
             alerts=False,
