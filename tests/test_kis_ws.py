@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,7 @@ from framework.executor import ExecutionNotice
 from framework.realtime import Tick
 from tests.fakes import FakeKIS, FakeKISServer
 from tests.fakes.harness import fast_fake, make_settings
-from tests.fakes.ws_server import DEFAULT_HTS_ID, FakeKISWebSocket, trade_fields
-
-WAIT_S = 30.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+from tests.fakes.ws_server import DEFAULT_HTS_ID, FakeKISWebSocket, trade_fields, wait_until
 
 
 class Received:

@@ -5,8 +5,7 @@ fill), forced disconnects without a lost fill, and REST when the socket is down.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from tests.e2e.day import check_book, kis_env
 from tests.fakes.clock import FakeClock
 from tests.fakes.harness import fast_fake
 from tests.fakes.kis_server import FakeKIS, FakeKISServer
-from tests.fakes.ws_server import DEFAULT_HTS_ID, FakeKISWebSocket
+from tests.fakes.ws_server import DEFAULT_HTS_ID, FakeKISWebSocket, wait_until
 from utils.market_calendar import KST
 
 START = datetime(2025, 6, 16, 9, 0, 30, tzinfo=KST)
@@ -76,13 +75,6 @@ def write_strategy(folder: Path, plan: dict[str, list[Any]]) -> Path:
     return root
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @contextmanager

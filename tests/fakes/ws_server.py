@@ -46,6 +46,17 @@ from .account import BUY, FakeAccount, FakeOrder
 from .kis_server import DEFAULT_APP_KEY, FakeKIS
 
 DEFAULT_HTS_ID = "fakehts"
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    """Poll ``predicate`` every 10 ms until it holds or ``timeout_s`` passes (a generous
+    deadline for a condition, never a measure of speed); returns its last value."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
 MAX_REGISTRATIONS = 41
 
 
@@ -219,12 +230,7 @@ class FakeKISWebSocket:
         return len(targets)
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return predicate()
+        return wait_until(predicate, timeout_s)
 
     # --- internals -------------------------------------------------------------------
     def _send(self, s: _Session, text: str) -> None:
@@ -360,4 +366,4 @@ class FakeKISWebSocket:
 
 
 __all__ = ["DEFAULT_HTS_ID", "FakeKISWebSocket", "WSServerStats", "notice_fields",
-           "trade_fields"]
+           "trade_fields", "wait_until"]
