@@ -69,6 +69,9 @@ TRADE_FIELDS = 46
 """Fields of one ``H0STCNT0`` record (``examples_llm/domestic_stock/ccnl_krx``)."""
 KIS_MAX_REGISTRATIONS = 41
 DEFAULT_MAX_REGISTRATIONS = 40
+APPROVAL_MAX_AGE_S = 12 * 3600.0
+"""An approval key older than this is replaced at the next connect (KIS's lifetime is not
+documented; the official sample re-issues after 24 h)."""
 MSG_ALREADY_IN_USE = "OPSP8996"
 MSG_ALREADY_SUBSCRIBED = "OPSP0002"
 MSG_MAX_EXCEEDED = "OPSP0008"
@@ -253,6 +256,7 @@ class KISWebSocket:
         self.notice_registered = False
         self.connected = False
         self._approval_key: str | None = None
+        self._approval_at: datetime | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: ClientConnection | None = None
@@ -344,9 +348,13 @@ class KISWebSocket:
     async def _session(self) -> bool:
         """One connection; ``True`` when it got as far as registering (so the back-off
         starts again from its minimum)."""
+        issued = self._approval_at
+        if issued is not None and (self._clock() - issued).total_seconds() > APPROVAL_MAX_AGE_S:
+            self._approval_key = None
         if self._approval_key is None:
             try:
                 self._approval_key = await asyncio.to_thread(self._approval)
+                self._approval_at = self._clock()
             except (BrokerError, ValueError) as exc:
                 self.stats.approval_failures += 1
                 self._say("approval", f"WebSocket approval key failed: {exc}; trading goes on "

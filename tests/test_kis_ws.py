@@ -303,3 +303,21 @@ def test_trade_frame_parsing_and_aes_round_trip() -> None:
     assert decrypt_notice(encrypt_notice(text, key, iv), key, iv) == text
     with pytest.raises(DataError, match="cannot decrypt"):
         decrypt_notice(encrypt_notice(text, key, iv), "x" * 32, iv)
+
+
+def test_an_old_approval_key_is_replaced_at_the_next_connect(fake: FakeKIS, servers,
+                                                             tmp_path: Path) -> None:
+    rest, ws = servers
+    client = make_client(fake, rest, ws, tmp_path, Received())
+    client.start()
+    try:
+        assert wait_until(lambda: client.live)
+        ws.disconnect_all()
+        assert wait_until(lambda: client.live and client.stats.connects == 2)
+        assert len(fake.approval_keys) == 1  # reused within its age
+        fake.clock.advance(hours=13)
+        ws.disconnect_all()
+        assert wait_until(lambda: client.live and client.stats.connects == 3)
+        assert len(fake.approval_keys) == 2
+    finally:
+        client.stop()
