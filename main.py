@@ -107,6 +107,13 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", help="first trading date YYYY-MM-DD (earlier bars are warm-up)")
     p.add_argument("--end", help="last date YYYY-MM-DD (inclusive)")
     p.add_argument("--cash", type=int, help="starting cash in KRW")
+    p.add_argument(
+        "--timeframe",
+        choices=("daily", "minute"),
+        default="daily",
+        help="bars to run on: daily files, or minute files <data-dir>/minute/<code>.csv "
+        "(daily bars of multi-timeframe strategies are derived from them)",
+    )
     p.add_argument("--commission-rate", type=float, help="commission per side, e.g. 0.00015")
     p.add_argument(
         "--sell-tax-rate",
@@ -164,6 +171,13 @@ def _live_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--strategy", help="only this strategy (enabled or not)")
     p.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
+    p.add_argument(
+        "--ws",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="KIS WebSocket for real-time prices and fill notices (default: on when "
+        "KIS_HTS_ID is set, or live.realtime.enabled)",
+    )
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -205,6 +219,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     defaults = settings.backtest
     data_dir = args.data_dir or settings.resolve_path(defaults.data_dir)
+    if getattr(args, "timeframe", "daily") == "minute":
+        data_dir = data_dir / "minute"
     start, end = to_date(args.start, "--start"), to_date(args.end, "--end")
     if start and end and start > end:
         raise DataError(f"--start {start} is after --end {end}")
@@ -436,6 +452,8 @@ def build_live_session(
     clock: Callable[[], datetime] | None = None,
     kis_overrides: dict[str, Any] | None = None,
     broker_options: dict[str, Any] | None = None,
+    ws: bool | None = None,
+    ws_options: dict[str, Any] | None = None,
 ) -> LiveParts:
     """Wire a :class:`core.live.LiveSession` from settings and the environment (``.env``).
 
@@ -443,7 +461,11 @@ def build_live_session(
     calls ``confirm`` (which raises ``ConfigError`` to refuse). Telegram alerts and
     commands start when ``TELEGRAM_BOT_TOKEN`` and ``TELEGRAM_CHAT_ID`` are set and
     ``telegram.enabled`` (``TELEGRAM_API_URL`` points the bot at another Bot API server).
-    ``clock``, ``kis_overrides`` and ``broker_options`` are for simulations and tests.
+    ``ws`` (``--ws``/``--no-ws``) switches the KIS WebSocket on or off (default
+    ``live.realtime.enabled``, else on when ``KIS_HTS_ID`` is set; see
+    :mod:`core.realtime`). ``clock``, ``kis_overrides``, ``broker_options`` and
+    ``ws_options`` (keyword arguments of :class:`api.kis_ws.KISWebSocket`) are for
+    simulations and tests.
     Raises ``ConfigError`` for missing credentials or no enabled strategy.
     """
     from api.kis_settings import KISSettings
@@ -456,9 +478,11 @@ def build_live_session(
     clock = clock or kst_now
     closers: list[Callable[[], object]] = []
     try:
-        return _wire_live(
+        parts = _wire_live(
             settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {}, closers
         )
+        _wire_realtime(parts, settings, kis, ws, dry_run, clock, ws_options or {})
+        return parts
     except BaseException:
         LiveParts(session=None, closers=closers).close()  # type: ignore[arg-type]
         raise
@@ -559,6 +583,47 @@ def _wire_live(
         )
     )
     return parts
+
+
+def _wire_realtime(
+    parts: LiveParts,
+    settings: Settings,
+    kis: Any,
+    flag: bool | None,
+    dry_run: bool,
+    clock: Callable[[], datetime],
+    options: dict[str, Any],
+) -> None:
+    """Attach the KIS WebSocket feed to the session when it is wanted (see
+    :func:`core.realtime.realtime_enabled`); a dry run takes ticks only (its fills are
+    simulated)."""
+    from api.kis_ws import KISWebSocket
+    from core.realtime import RealtimeFeed, realtime_enabled
+
+    rt = settings.live.realtime
+    hts_id = kis.hts_id.get_secret_value() if kis.hts_id is not None else None
+    if not realtime_enabled(rt.enabled, flag, hts_id):
+        return
+    if dry_run and kis.hts_id is not None:
+        kis = kis.model_copy(update={"hts_id": None})
+    if not hts_id and not dry_run:
+        logger.warning("KIS_HTS_ID is not set: no fill notices; fills come from polling")
+    options = {
+        "max_registrations": rt.max_registrations,
+        "min_backoff_s": rt.min_backoff_s,
+        "max_backoff_s": rt.max_backoff_s,
+        **options,
+    }
+    client = KISWebSocket(kis, clock=clock, **options)
+    feed = RealtimeFeed(
+        parts.session,
+        client,
+        fill_reconcile_interval_s=rt.fill_reconcile_interval_s,
+        seed_minute_bars=rt.seed_minute_bars,
+        requests_per_s=kis.rate_limit_per_s,
+    )
+    parts.session.attach_realtime(feed)
+    parts.closers.insert(0, feed.stop)
 
 
 def _take_lease(
@@ -731,6 +796,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             db_url=args.db or database_url(settings),
             confirm=lambda: _confirm_real(args),
+            ws=getattr(args, "ws", None),
         )
         session = built.session
         if args.dry_run:

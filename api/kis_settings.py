@@ -9,6 +9,8 @@ variable            meaning                                default
 ``KIS_ENV``         ``virtual`` (모의투자) or ``real``       ``virtual``
 ``KIS_BASE_URL``    REST base URL override (tests, proxy)  host of ``KIS_ENV``
 ``KIS_TOKEN_DIR``   directory of the on-disk token cache   ``~/.cache/kis-trader/tokens``
+``KIS_WS_URL``      WebSocket base URL override (tests)    WebSocket host of ``KIS_ENV``
+``KIS_HTS_ID``      HTS ID (fill notices are sent per ID)  unset: no WebSocket by default
 ==================  =====================================  ==================================
 
 Secrets are held as :class:`pydantic.SecretStr`, so ``repr(settings)`` never shows them.
@@ -28,6 +30,8 @@ from framework.errors import ConfigError
 
 REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
 VIRTUAL_BASE_URL = "https://openapivts.koreainvestment.com:29443"
+REAL_WS_URL = "ws://ops.koreainvestment.com:21000"
+VIRTUAL_WS_URL = "ws://ops.koreainvestment.com:31000"
 DEFAULT_TOKEN_DIR = Path("~/.cache/kis-trader/tokens")
 
 _ACCOUNT_RE = re.compile(r"^\d{8}-\d{2}$")
@@ -48,6 +52,12 @@ class KISSettings(BaseModel):
         ``"virtual"`` (default) or ``"real"``; selects host, tr_ids and rate limit.
     base_url:
         Overrides the REST base URL (``None`` = the KIS host of ``env``).
+    ws_url:
+        Overrides the WebSocket base URL (``None`` = the KIS WebSocket host of ``env``);
+        the client connects to ``<ws_url>/tryitout``.
+    hts_id:
+        The HTS ID of the account holder: fill notices (``H0STCNI0``/``H0STCNI9``) are
+        registered per HTS ID. ``None``: no fill notices.
     token_dir:
         Directory of the token cache files (created with mode 0700).
     requests_per_s:
@@ -75,6 +85,8 @@ class KISSettings(BaseModel):
     account_no: SecretStr
     env: KisEnv = "virtual"
     base_url: str | None = None
+    ws_url: str | None = None
+    hts_id: SecretStr | None = None
     token_dir: Path = DEFAULT_TOKEN_DIR
     requests_per_s: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
@@ -109,6 +121,22 @@ class KISSettings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^wss?://", value):
+            raise ValueError("must start with ws:// or wss://")
+        return value.rstrip("/")
+
+    @field_validator("hts_id", mode="before")
+    @classmethod
+    def _check_hts_id(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return value
+
     # --- derived values -----------------------------------------------------------
     @property
     def is_real(self) -> bool:
@@ -120,6 +148,13 @@ class KISSettings(BaseModel):
         if self.base_url:
             return self.base_url
         return REAL_BASE_URL if self.is_real else VIRTUAL_BASE_URL
+
+    @property
+    def ws_base_url(self) -> str:
+        """Base URL of the WebSocket: the override, else the KIS host of ``env``."""
+        if self.ws_url:
+            return self.ws_url
+        return REAL_WS_URL if self.is_real else VIRTUAL_WS_URL
 
     @property
     def rate_limit_per_s(self) -> int:
@@ -140,12 +175,15 @@ class KISSettings(BaseModel):
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for the log masking filter."""
-        return (
+        values: tuple[str, ...] = (
             self.app_key.get_secret_value(),
             self.app_secret.get_secret_value(),
             self.account_no.get_secret_value(),
             self.cano,
         )
+        if self.hts_id is not None:
+            values += (self.hts_id.get_secret_value(),)
+        return values
 
     # --- construction -------------------------------------------------------------
     @classmethod
@@ -173,6 +211,8 @@ class KISSettings(BaseModel):
             "env": "KIS_ENV",
             "base_url": "KIS_BASE_URL",
             "token_dir": "KIS_TOKEN_DIR",
+            "ws_url": "KIS_WS_URL",
+            "hts_id": "KIS_HTS_ID",
         }
         data: dict[str, object] = {}
         for field_name, var in mapping.items():

@@ -87,12 +87,29 @@ class UnmanagedSettings(_Strict):
     trailing_stop_pct: float | None = Field(None, gt=0, lt=1)
 
 
+class RealtimeSettings(_Strict):
+    """The KIS WebSocket in live trading: real-time trades and fill notices."""
+
+    enabled: bool | None = None
+    """``None`` (default): on when ``KIS_HTS_ID`` is set; ``--ws``/``--no-ws`` override."""
+    max_registrations: int = Field(40, ge=1, le=41)
+    """Registrations per session, the fill notice included (KIS allows 41)."""
+    fill_reconcile_interval_s: float = Field(30.0, ge=1, le=3600)
+    """While the socket is up, open orders are polled this often (the reconciler)."""
+    seed_minute_bars: bool = True
+    """Read today's minute chart for the subscribed symbols of minute strategies (in the
+    background) so that a restart mid-day has the morning's bars."""
+    min_backoff_s: float = Field(1.0, gt=0, le=60)
+    max_backoff_s: float = Field(60.0, gt=0, le=600)
+
+
 class LiveSettings(_Strict):
     """``python main.py live``: schedule, order handling and history for signals."""
 
     schedule: ScheduleSettings = ScheduleSettings()
     orders: OrderSettings = OrderSettings()
     unmanaged: UnmanagedSettings = UnmanagedSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
     history_days: int = Field(200, ge=1, le=3000)
     dry_run_cash_krw: int = Field(10_000_000, gt=0, le=MAX_KRW)
     lease_heartbeat_s: float = Field(15.0, ge=0.2, le=600)

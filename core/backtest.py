@@ -44,7 +44,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from api.paper import PaperBroker
-from core.data_collector import HistoricalDataProvider
+from core.data_collector import HistoricalDataProvider, is_intraday
 from core.fund_manager import FundManager
 from core.journal import MemoryJournal, position_fields
 from core.lookahead import require_causal
@@ -118,7 +118,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
-    __slots__ = ("close", "code", "high", "low", "n", "open", "ptr", "times", "windows")
+    __slots__ = ("close", "code", "daily_slots", "high", "low", "n", "open", "ptr", "times",
+                 "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
         # plain lists: indexing them in the bar loop is several times cheaper than numpy
@@ -131,6 +132,9 @@ class _CodeState:
         self.ptr = first_row
         self.n = n
         self.windows: list[tuple[StrategySlot, Bars]] = []
+        self.daily_slots: list[StrategySlot] = []
+        """Strategies with ``timeframes: [daily, …]`` deciding on daily bars derived from
+        these minute bars (once a day: at ``decide_at``, else at the day's last bar)."""
 
 
 class Backtest:
@@ -162,6 +166,7 @@ class Backtest:
         self.strategies = strategies
         self.bars = {code: self._clip(code, frame) for code, frame in bars.items()}
         self._windows: list[tuple[str, str, Bars]] = []
+        self._daily_done: dict[tuple[str, str], int] = {}
         self._now_ns = 0
         self._now_cache: tuple[int, datetime] | None = None
         self.on_year_end: Callable[[int, int], None] | None = None
@@ -235,14 +240,21 @@ class Backtest:
                     "in the range; those codes are skipped",
                     level="warning",
                 )
+            frames = slot.strategy.config.timeframes  # () = one timeframe, as before
             for code in wanted:
-                if code in states:
-                    window = self.trader.build_window(slot, code, self.bars[code])
-                    states[code].windows.append((slot, window))
+                if code not in states:
+                    continue
+                minute_data = is_intraday(self.bars[code])
+                if frames and minute_data and "daily" in frames:
+                    states[code].daily_slots.append(slot)
+                if frames and minute_data and "minute" not in frames:
+                    continue
+                window = self.trader.build_window(slot, code, self.bars[code])
+                states[code].windows.append((slot, window))
         self._windows = [
             (slot.name, st.code, w) for st in states.values() for slot, w in st.windows
         ]
-        active = [st for st in states.values() if st.windows]
+        active = [st for st in states.values() if st.windows or st.daily_slots]
         if not active:
             raise DataError("no strategy has bars to trade inside the chosen date range")
         timeline = np.unique(np.concatenate([np.asarray(st.times[st.ptr : st.n]) for st in active]))
@@ -332,9 +344,17 @@ class Backtest:
             session.mark_equity()  # loss lock and portfolio stop at the close, before decisions
             for st, i in deciding:  # strategies decide at the close
                 for slot, window in st.windows:
-                    if slot.active and (not decide_at or session.decides_now(slot, self.now())):
+                    multi = bool(slot.strategy.config.timeframes)
+                    if slot.active and (
+                        not decide_at or multi or session.decides_now(slot, self.now())
+                    ):
                         window.resize(i + 1)
-                        trader.evaluate(slot, st.code, window)
+                        trader.evaluate(
+                            slot, st.code, window, timeframe="minute" if intraday and multi
+                            else None,
+                        )
+                if st.daily_slots:
+                    self._decide_daily(st, i, day)
             if session.intraday_timeouts and trader.manage_timeouts():
                 trader.poll_orders()
             if time_cuts and (k + 1 == n or day_of[k + 1] != day):
@@ -352,6 +372,28 @@ class Backtest:
         bar.close()
         elapsed = time.perf_counter() - t0
         return self._result(timeline, cash, holdings, elapsed)
+
+    def _decide_daily(self, st: _CodeState, i: int, day: int) -> None:
+        """Daily decisions of multi-timeframe strategies on minute bars: the daily frame
+        derived from the minutes so far (today's bar the one forming), once a day at
+        ``decide_at`` or else at the stock's last bar of the day."""
+        last_of_day = i + 1 >= st.n or (st.times[i + 1] + _KST_OFFSET_NS) // _NS_PER_DAY != day
+        now = self.now()
+        for slot in st.daily_slots:
+            if not slot.active:
+                continue
+            key = (slot.name, st.code)
+            if self._daily_done.get(key) == day:
+                continue
+            at = slot.strategy.config.decide_at
+            if not (last_of_day if at is None else now.time() >= at):
+                continue
+            self._daily_done[key] = day
+            frame = self.trader.data_provider.get_daily_bars(st.code)
+            if frame.empty:
+                continue
+            window = self.trader.build_window(slot, st.code, frame)
+            self.trader.evaluate(slot, st.code, window, timeframe="daily")
 
     # --- results -----------------------------------------------------------------------
     def _result(

@@ -152,19 +152,84 @@ def to_date(value: str | date | None, what: str) -> date | None:
         raise DataError(f"{what}: expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
+def is_intraday(frame: pd.DataFrame) -> bool:
+    """Whether ``frame``'s bars are intraday (any time of day other than midnight)."""
+    if frame.empty:
+        return False
+    index = pd.DatetimeIndex(frame.index)
+    return bool((index.normalize() != index).any())
+
+
+def daily_from_minutes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Daily OHLCV of minute bars: per Asia/Seoul day the first open, highest high, lowest
+    low, last close and summed volume; index = the day at 00:00 (tz Asia/Seoul)."""
+    if frame.empty:
+        return frame.iloc[0:0]
+    days = pd.DatetimeIndex(frame.index).normalize()
+    grouped = frame.groupby(days, sort=True)
+    out = pd.DataFrame({
+        "open": grouped["open"].first(),
+        "high": grouped["high"].max(),
+        "low": grouped["low"].min(),
+        "close": grouped["close"].last(),
+        "volume": grouped["volume"].sum(),
+    })
+    out.index = pd.DatetimeIndex(out.index, name="date")
+    return out
+
+
 class HistoricalDataProvider(DataProvider):
-    """Serves stored bars, never past the clock's current time (no look-ahead)."""
+    """Serves stored bars, never past the clock's current time (no look-ahead).
+
+    With minute bars (a backtest on ``--timeframe minute``), :meth:`get_minute_bars` gives a
+    day's minute bars up to now and :meth:`get_daily_bars` daily bars derived from them:
+    completed days as they ended, today's bar as it stands now (the one forming, as live).
+    """
 
     def __init__(self, bars: dict[str, pd.DataFrame], clock: Callable[[], datetime]):
         self._bars = bars
         self._clock = clock
+        self._daily: dict[str, pd.DataFrame] = {}
+
+    def _derived_daily(self, stock_code: str) -> pd.DataFrame:
+        frame = self._bars[stock_code]
+        if not is_intraday(frame):
+            return frame
+        daily = self._daily.get(stock_code)
+        if daily is None:
+            daily = daily_from_minutes(frame)
+            self._daily[stock_code] = daily
+        now = pd.Timestamp(self._clock())
+        today = now.normalize()
+        done = daily.loc[daily.index < today]
+        minutes = frame.loc[(frame.index >= today) & (frame.index <= now)]
+        if minutes.empty:
+            return done
+        forming = daily_from_minutes(minutes)
+        return pd.concat([done, forming])
+
+    def get_minute_bars(self, stock_code: str, day: date | None = None) -> pd.DataFrame:
+        """The minute bars of ``day`` (default: today) up to now, ascending. Raises
+        ``DataError`` when only daily bars are loaded for ``stock_code``."""
+        if stock_code not in self._bars:
+            raise DataError(f"no bars for {stock_code}")
+        frame = self._bars[stock_code]
+        if not is_intraday(frame):
+            raise DataError(
+                f"{stock_code}: only daily bars are loaded; backtest with --timeframe minute "
+                "(files <data_dir>/minute/<code>.csv) for minute bars"
+            )
+        now = pd.Timestamp(self._clock())
+        start = pd.Timestamp(day, tz=TZ) if day is not None else now.normalize()
+        rows = frame.loc[(frame.index >= start) & (frame.index < start + pd.Timedelta(days=1))]
+        return rows.loc[rows.index <= now].copy()
 
     def get_daily_bars(
         self, stock_code: str, start: date | None = None, end: date | None = None
     ) -> pd.DataFrame:
         if stock_code not in self._bars:
             raise DataError(f"no bars for {stock_code}")
-        frame = self._bars[stock_code]
+        frame = self._derived_daily(stock_code)
         now = pd.Timestamp(self._clock())
         frame = frame.loc[frame.index <= now]
         if start is not None:

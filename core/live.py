@@ -47,7 +47,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -59,7 +59,7 @@ from core.portfolio import Portfolio
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
 from core.session import TradingSession
-from core.trader import Trader
+from core.trader import StrategySlot, Trader
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
@@ -68,6 +68,9 @@ from framework.types import Quote
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.market_calendar import KST, KRXCalendar, Session
+
+if TYPE_CHECKING:
+    from core.realtime import RealtimeFeed
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +203,8 @@ class LiveSession:
         self.history: dict[str, pd.DataFrame] = {}
         self.today_bars: dict[str, dict[str, float]] = {}
         self._batch = 0
+        self.realtime: RealtimeFeed | None = None
+        """Ticks and fill notices from the KIS WebSocket (:mod:`core.realtime`), if any."""
         self._failures = 0
         self._retry_at: datetime | None = None
         self.journal = DatabaseJournal(repository, run_id)
@@ -277,6 +282,8 @@ class LiveSession:
             f"{', '.join(self.trader.slots) or 'no strategies'}",
             data={"mode": self.mode, "env": self.env, "strategies": list(self.trader.slots)},
         )
+        if self.realtime is not None:
+            self.realtime.start()
         return report
 
     def reconcile_only(self) -> ReconcileReport:
@@ -288,8 +295,15 @@ class LiveSession:
             )
             return reconcile(self.trader, self.repository, self.run_id, names=self.names)
 
+    def attach_realtime(self, feed: RealtimeFeed) -> None:
+        """Take prices, minute bars and fill notices from ``feed`` too (started by
+        :meth:`start`, stopped by :meth:`stop`)."""
+        self.realtime = feed
+
     def stop(self, reason: str = "stopped") -> None:
         """Stop trading (idempotent): journal and alert it, flush the notifier."""
+        if self.realtime is not None:
+            self.realtime.stop()
         if not self.started:
             return
         self.started = False
@@ -418,7 +432,7 @@ class LiveSession:
         days = self.settings.live.history_days
         codes: set[str] = set()
         for slot in self.trader.slots.values():
-            if slot.active and slot.strategy.timeframe == "daily":
+            if slot.active and "daily" in slot.strategy.timeframes:
                 codes.update(slot.strategy.universe)
         start = today - timedelta(days=math.ceil(days * 1.5) + 10)
         for code in sorted(codes):
@@ -439,6 +453,12 @@ class LiveSession:
             batch = (codes + codes)[start : start + size]
             self._batch += 1
             codes = sorted(set(batch) | held)
+        feed = self.realtime
+        if feed is not None and feed.live:  # prices of subscribed symbols come from ticks
+            codes = [c for c in codes if not feed.covers(c)]
+            feed.close_minutes()
+            if not codes:
+                self.trading.mark_equity()
         self.refresh_quotes(codes)
 
     def refresh_quotes(self, codes: list[str]) -> None:
@@ -496,6 +516,9 @@ class LiveSession:
         """What a strategy sees for ``code``: daily history plus today's bar (daily), or
         today's minute bars (minute). ``None`` when there is no usable data."""
         if timeframe == "minute":
+            ticked = self.realtime.minute_frame(code) if self.realtime is not None else None
+            if ticked is not None:
+                return ticked
             frame = clean_bars(self.market.get_minute_bars(code, self.clock().date()))
             return frame if not frame.empty else None
         history = self.history.get(code)
@@ -517,20 +540,32 @@ class LiveSession:
         for slot in self.trader.slots.values():
             if not slot.active or not self.trading.decides_now(slot, now):
                 continue
-            for code in slot.strategy.universe:
-                if not slot.active:
-                    break
-                try:
-                    frame = self.frame_for(code, slot.strategy.timeframe)
-                except (BrokerError, DataError) as exc:
-                    self.trader.event("data_missing", f"{code}: {exc}", level="warning")
-                    continue
-                if frame is None or frame.empty:
-                    continue
-                bars = self.trader.build_window(slot, code, frame)
-                self.trader.evaluate(slot, code, bars)
+            for timeframe in slot.strategy.timeframes:
+                self._signals_of(slot, timeframe)
+
+    def _signals_of(self, slot: StrategySlot, timeframe: str) -> None:
+        feed = self.realtime
+        for code in slot.strategy.universe:
+            if not slot.active:
+                break
+            if timeframe == "minute" and feed is not None and feed.covers(code):
+                continue  # decided by the feed on each completed minute bar
+            try:
+                frame = self.frame_for(code, timeframe)
+            except (BrokerError, DataError) as exc:
+                self.trader.event("data_missing", f"{code}: {exc}", level="warning")
+                continue
+            if frame is None or frame.empty:
+                continue
+            bars = self.trader.build_window(slot, code, frame)
+            self.trader.evaluate(slot, code, bars, timeframe=timeframe)
 
     def job_fills(self) -> None:
+        feed = self.realtime
+        if feed is not None:
+            if not feed.should_poll_fills(self.clock()):
+                return  # notices are live: polling is the slower reconciler
+            feed.plan()  # holdings and open orders first in the registrations
         self.trading.poll()
 
     def job_exit_close(self) -> None:
@@ -641,6 +676,7 @@ class LiveSession:
                     }
                     for s in self.trader.slots.values()
                 ],
+                **({"realtime": self.realtime.status()} if self.realtime is not None else {}),
             }
 
     def positions(self) -> list[dict[str, Any]]:

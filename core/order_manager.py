@@ -32,7 +32,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.journal import Journal, StorageError
 from framework.errors import (
@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 STOP_KEY = "signal_stop_loss"
 TARGET_KEY = "signal_target_price"
+NOTICE_AFTER_POLL_S = 120.0
+"""A fill notice this much later than the poll that last raised an order's filled quantity
+counts from that poll's quantity (see :meth:`OrderManager.apply_notice`)."""
 """Order metadata keys holding the signal's stop-loss and take-profit prices (KRW)."""
 
 FillHandler = Callable[[Order, Fill], None]
@@ -89,6 +92,8 @@ class OrderManager:
         self.fill_handler: FillHandler | None = None
         self._settling: dict[str, datetime] = {}
         self._noticed: dict[str, list[tuple[str, int, int]]] = {}
+        self._polled: dict[str, tuple[datetime, int]] = {}
+        """Per order: when a poll last raised its filled quantity, and to what."""
         self.unknown_grace_s = unknown_grace_s
         self._unfound_since: dict[str, datetime] = {}
         self.journal = journal
@@ -271,6 +276,8 @@ class OrderManager:
         Raises ``StorageError`` (from the fill handler) when a fill could not be written:
         the fills before it are applied, it and the final status are not (next poll)."""
         new_fills = self._apply_fills(order, self._new_fills(order, state))
+        if new_fills:
+            self._polled[order.client_order_id] = (self.clock(), order.filled_qty)
         if state.status.is_final and not order.status.is_final:
             status = state.status
             if status is OrderStatus.FILLED and order.filled_qty < order.qty:
@@ -300,13 +307,27 @@ class OrderManager:
         ignored. An execution is already recorded while the notices' total stays within
         the order's recorded filled quantity (a poll may have recorded several executions
         as one change); the part beyond it is a new fill at the notice's price, with the
-        identity a poll would give it. Raises ``StorageError`` as :meth:`apply_state`.
+        identity a poll would give it. A notice of an execution later than the last poll
+        that raised the order's quantity (its ``HHMMSS`` after the poll's time) counts
+        from the poll's quantity, so notices lost while the socket was down do not hide
+        the ones after. "Later" means by more than :data:`NOTICE_AFTER_POLL_S` (120 s), so a
+        clock of this machine behind the exchange's by up to that much never counts a
+        polled execution twice; an execution within the margin is taken by the next poll.
+        Raises ``StorageError`` as :meth:`apply_state`.
         """
         key = (notice.time.isoformat(), notice.qty, notice.price)
         seen = self._noticed.setdefault(order.client_order_id, [])
         if key in seen:
             return None
-        noticed = sum(q for _, q, _ in seen) + notice.qty
+        polled = self._polled.get(order.client_order_id)
+        after_poll = (
+            polled[0] + timedelta(seconds=NOTICE_AFTER_POLL_S) if polled is not None else None
+        )
+        if polled is not None and after_poll is not None and notice.time > after_poll:
+            after = sum(q for t, q, _ in seen if datetime.fromisoformat(t) > after_poll)
+            noticed = polled[1] + after + notice.qty
+        else:
+            noticed = sum(q for _, q, _ in seen) + notice.qty
         if noticed <= order.filled_qty:
             seen.append(key)
             return None

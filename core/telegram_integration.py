@@ -189,6 +189,9 @@ KO: Final[Mapping[str, str]] = {
     "orders": "📝 미체결 주문",
     "no_orders": "📝 미체결 주문 없음",
     "strategies": "전략",
+    "realtime": "실시간",
+    "realtime_on": "웹소켓 연결",
+    "realtime_off": "웹소켓 끊김 (REST 조회)",
     "strategy": "전략",
     "hook": "단계",
     "isolated": "격리됨",
@@ -557,6 +560,13 @@ def format_status(status: Mapping[str, Any]) -> str:
         lines.append(f"{KO['next_event']}: {status['next_event']}")
     lines.append(f"{KO['equity']}: {format_krw(status.get('equity_krw'))}")
     lines.append(f"{KO['cash']}: {format_krw(status.get('cash_krw'))}")
+    realtime = status.get("realtime")
+    if isinstance(realtime, Mapping):
+        link = KO["realtime_on"] if realtime.get("live") else KO["realtime_off"]
+        lines.append(
+            f"{KO['realtime']}: {link} · 체결틱 {int(realtime.get('ws_symbols') or 0)}종목"
+            f" · REST {int(realtime.get('rest_symbols') or 0)}종목"
+        )
     strategies = _mappings(status.get("strategies"))
     lines.append(f"{KO['strategies']} {len(strategies)}{KO['items']}")
     for s in strategies:

@@ -336,8 +336,11 @@ class Trader:
         return self.funds.cash_krw + int(value)
 
     # --- signals -----------------------------------------------------------------------
-    def evaluate(self, slot: StrategySlot, stock_code: str, bars: Bars) -> Signal | None:
-        """Ask one strategy about one stock and act on its answer.
+    def evaluate(
+        self, slot: StrategySlot, stock_code: str, bars: Bars, timeframe: str | None = None
+    ) -> Signal | None:
+        """Ask one strategy about one stock on ``bars`` of ``timeframe`` (default: the
+        strategy's main timeframe) and act on its answer.
 
         ``bars`` is the window from :meth:`build_window`, resized to the current bar; the
         strategy gets its DataFrame view, or the window itself with ``numpy_bars``.
@@ -351,7 +354,7 @@ class Trader:
             slot.strategy.generate_signal,
             stock_code,
             data,
-            slot.strategy.timeframe,
+            timeframe or slot.strategy.timeframe,
             code=stock_code,
             returns=Signal,
         )

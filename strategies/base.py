@@ -134,6 +134,8 @@ class BaseStrategy(abc.ABC):
         self.risk = config.risk_management
         self.universe: tuple[str, ...] = tuple(config.universe)
         self.timeframe: str = config.timeframe
+        self.timeframes: tuple[str, ...] = config.frames
+        """Every timeframe the strategy decides on (``timeframes:``; else ``(timeframe,)``)."""
         self.broker: Broker | None = None
         self.data_provider: DataProvider | None = None
         self.executor: OrderExecutor | None = None
@@ -191,7 +193,10 @@ class BaseStrategy(abc.ABC):
             before writing into it. With ``numpy_bars = True``, the
             :class:`~framework.bars.Bars` window over the whole history instead.
         timeframe:
-            ``"daily"`` or ``"minute"``.
+            ``"daily"`` or ``"minute"``: which frame ``data`` is. A strategy with
+            ``timeframes: [daily, minute]`` is called with the daily frame at the daily
+            cadence (today's bar, still forming, last) and with today's minute frame on
+            each completed minute bar.
 
         Returns
         -------

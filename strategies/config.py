@@ -8,6 +8,8 @@ strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy
     type: python                  # python (default) | rules (built-in rule interpreter)
     universe: ["005930", "000660"]  # quoted 6-character KRX codes
     timeframe: daily              # daily | minute
+    timeframes: [daily, minute]   # instead of timeframe: several; generate_signal is called
+                                  # with each frame and its name (first = the main one)
     allocation: 1.0               # fraction of account equity this strategy may use (0, 1]
     lookback_bars: 250            # rows of the ``data`` DataFrame (int >= 1, or all)
     max_consecutive_errors: 3     # failures in a row of one hook that disable the strategy
@@ -43,7 +45,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from config.yaml_input import check_values
 from config.yaml_input import read_yaml as _read_yaml
@@ -83,6 +92,8 @@ class StrategyConfig(BaseModel):
     type: Literal["python", "rules"] = "python"
     universe: tuple[str, ...] = Field(min_length=1)
     timeframe: Literal["daily", "minute"] = "daily"
+    timeframes: tuple[Literal["daily", "minute"], ...] = ()
+    """Several timeframes (``[daily, minute]``); empty: ``(timeframe,)``."""
     allocation: float = Field(1.0, gt=0, le=1)
     lookback_bars: int | Literal["all"] = 250
     max_consecutive_errors: int = Field(3, ge=1)
@@ -91,6 +102,37 @@ class StrategyConfig(BaseModel):
     rules: list[dict[str, Any]] | None = None
     decide_at: time | None = None
     optimize: SearchSpace | None = None  # search space of `python main.py optimize`
+
+    @field_validator("timeframes", mode="before")
+    @classmethod
+    def _timeframes(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError("expected a list such as [daily, minute]")
+        if len(set(value)) != len(value):
+            raise ValueError("timeframes must not repeat")
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _one_main_timeframe(self) -> StrategyConfig:
+        if self.timeframes and "timeframe" in self.model_fields_set and (
+            self.timeframe != self.timeframes[0]
+        ):
+            raise ValueError(
+                f"timeframe {self.timeframe!r} and timeframes {list(self.timeframes)} disagree: "
+                "give one of them (the first of timeframes is the main one)"
+            )
+        if self.timeframes:
+            object.__setattr__(self, "timeframe", self.timeframes[0])
+        return self
+
+    @property
+    def frames(self) -> tuple[str, ...]:
+        """The timeframes the strategy decides on, the main one first."""
+        return tuple(self.timeframes) or (self.timeframe,)
 
     @field_validator("decide_at", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ the shares in open sell orders.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +88,8 @@ class FakeAccount:
     fees_paid_krw: int = 0
     taxes_paid_krw: int = 0
     _seq: itertools.count = field(default_factory=lambda: itertools.count(10001))
+    on_fill: Callable[[FakeOrder, int, int], None] | None = field(default=None, repr=False)
+    """Called with (order, qty, price) after each fill (the fake KIS's notice hook)."""
 
     @property
     def cano(self) -> str:
@@ -144,6 +147,8 @@ class FakeAccount:
             h = self.holdings[order.code]
             h.cost_krw -= round(h.cost_krw * qty / h.qty)
             h.qty -= qty
+        if self.on_fill is not None:
+            self.on_fill(order, qty, price)
 
     def cancel(self, order: FakeOrder, qty: int | None, now: datetime) -> FakeOrder:
         """Cancel ``qty`` (None = all) of the remainder; returns the cancel record."""

@@ -213,6 +213,12 @@ class FakeKIS:
         """Hooks called with (path, ``"before"`` / ``"after"``) around the processing of
         every KIS request (under the fake's lock): the crash test kills the bot there."""
         self.accounts: dict[str, FakeAccount] = {}
+        self.approval_keys: dict[str, str] = {}
+        """WebSocket approval keys issued by ``/oauth2/Approval`` -> their app key."""
+        self.refuse_approval = False
+        self.on_fill: list[Callable[[FakeAccount, FakeOrder, int, int], None]] = []
+        """Hooks called with (account, order, qty, price) after every fill (under the
+        fake's lock): the fake WebSocket sends fill notices from here."""
         self._tokens: dict[str, _Token] = {}
         self._token_requested_at: dict[str, datetime] = {}
         self._windows: dict[str, deque[float]] = {}
@@ -260,10 +266,15 @@ class FakeKIS:
         """Register an app key with its account; ``holdings`` = code -> (qty, avg price)."""
         with self._lock:
             acct = FakeAccount(app_key, app_secret, account_no, cash_krw)
+            acct.on_fill = lambda order, qty, price, a=acct: self._filled(a, order, qty, price)
             for code, (qty, avg) in (holdings or {}).items():
                 acct.holdings[code] = Holding(qty, qty * avg)
             self.accounts[app_key] = acct
             return acct
+
+    def _filled(self, acct: FakeAccount, order: FakeOrder, qty: int, price: int) -> None:
+        for hook in list(self.on_fill):
+            hook(acct, order, qty, price)
 
     def account(self, app_key: str = DEFAULT_APP_KEY) -> FakeAccount:
         """The live account object (read it under no assumptions of a copy)."""
@@ -538,6 +549,8 @@ class FakeKIS:
     def _dispatch(self, request: httpx.Request, path: str) -> ep.Result:
         if path == "/oauth2/tokenP" and request.method == "POST":
             return self._token(self._body(request))
+        if path == "/oauth2/Approval" and request.method == "POST":
+            return self._approval(self._body(request))
         if not path.startswith("/uapi/"):
             return ep.fail("OPSQ0002", "없는 서비스 코드 입니다", status=404)
         app_key = request.headers.get("appkey", "")
@@ -590,6 +603,20 @@ class FakeKIS:
             return ep.fail("EGW00123", "기간이 만료된 token 입니다.",
                            status=self.expired_token_status)
         return None
+
+    def _approval(self, body: dict[str, Any]) -> ep.Result:
+        """``/oauth2/Approval``: ``appkey`` + ``secretkey`` -> ``approval_key`` (a new one
+        each call); ``refuse_approval`` makes it answer HTTP 403."""
+        app_key = str(body.get("appkey", ""))
+        acct = self.accounts.get(app_key)
+        self.stats.by_path["/oauth2/Approval"] += 1
+        if (self.refuse_approval or body.get("grant_type") != "client_credentials"
+                or acct is None or body.get("secretkey") != acct.app_secret):
+            return 403, {"error_code": "EGW00103",
+                         "error_description": "유효하지 않은 AppKey입니다."}, ""
+        key = secrets.token_hex(18)
+        self.approval_keys[key] = app_key
+        return 200, {"approval_key": key}, ""
 
     def _token(self, body: dict[str, Any]) -> ep.Result:
         app_key = str(body.get("appkey", ""))
