@@ -9,6 +9,7 @@
     python main.py strategies           list discovered strategies and load errors
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
     python main.py download [...]       fetch daily bars through KIS into CSV files
+    python main.py symbols [QUERY]      find symbols by name or code (--refresh from KIS)
     python main.py optimize [...]       search a strategy's optimize: ranges with Optuna
 
 Bad input ends with a one-line ``error: ...`` on stderr and exit status 2; ``live`` and
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         dl = sub.add_parser("download", help="fetch daily bars through KIS into CSV files")
         download.configure_parser(dl)
         dl.set_defaults(handler=download.run)
+    from api import symbols_cli
+
+    sym = sub.add_parser("symbols", help="find symbols by name or code; refresh the symbol file")
+    symbols_cli.configure_parser(sym)
+    sym.set_defaults(handler=symbols_cli.run)
     return parser
 
 
