@@ -4,7 +4,8 @@ Every REST call goes through :class:`KISClient`:
 
 1. the access token (:class:`api.kis_auth.TokenManager`);
 2. the circuit breaker (:mod:`api.circuit_breaker`; cancels bypass it);
-3. a permit from the app key's :class:`KISRateLimiter` (one per app key per process);
+3. a permit from the app key's :class:`KISRateLimiter` (one per app key, shared by every
+   process of that app key through a SQLite bucket in the per-user state folder);
 4. one HTTP exchange, its answer checked by :mod:`api.kis_errors` (the only translation);
 5. reads only: ``EGW00123``/``EGW00121`` -> refresh the token once and repeat; network
    errors, 5xx and ``EGW00201`` -> bounded retries with exponential back-off (tenacity).
@@ -16,14 +17,16 @@ Every REST call goes through :class:`KISClient`:
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from pyrate_limiter import InMemoryBucket, Limiter, Rate, RateItem
+from pyrate_limiter import AbstractBucket, InMemoryBucket, Limiter, Rate, RateItem, SQLiteBucket
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -46,31 +49,73 @@ from framework.errors import AuthError, ConfigError, RateLimitError, TransientBr
 log = get_logger(__name__)
 
 DEFAULT_MARGIN_MS = 30
-"""Extra length of the limiter's window over KIS's 1 s, absorbing network jitter between
-the moment a permit is taken and the moment KIS counts the request (18 per 1.03 s = 97 %)."""
+"""Extra length of the limiter's window over KIS's 1 s, absorbing the jitter between the
+moment a permit is taken and the moment KIS counts the request (18 per 1.03 s = 97 %).
+Measured, not guessed: ``benchmarks/kis_rate_limit.py --cpu-load 2`` runs the client against
+the fake's strict sliding window with both cores busy and prints the delay from permit to
+arrival (p99/max) and the EGW00201 count; see ``docs/kis_market_data.md`` for the figures."""
+
+STATE_DIR_ENV = "KIS_TRADER_STATE_DIR"
+"""Per-user state folder (shared with the lease files); default: platformdirs' state path."""
+
+
+def shared_limiter_dir() -> Path:
+    """Folder of the per-app-key limiter files: ``<state dir>/ratelimit``."""
+    env = os.environ.get(STATE_DIR_ENV, "").strip()
+    if env:
+        root = Path(env).expanduser()
+    else:
+        from platformdirs import user_state_path
+
+        root = user_state_path("kis-trader", appauthor=False)
+    return root / "ratelimit"
 
 
 class KISRateLimiter:
-    """Sliding-window limiter (pyrate-limiter ``SlidingWindowLog``) shared by all threads.
+    """Sliding-window limiter (pyrate-limiter, sliding log) shared by all threads and, with
+    ``path``, by all processes.
 
     At most ``per_second`` permits in any window of ``1000 + margin_ms`` ms. A permit's
-    timestamp is the monotonic time at which it was granted (no sleep drift), so the
-    requests leave at most ``per_second`` per rolling window as KIS counts them.
+    timestamp is the time at which it was granted (no sleep drift), so the requests leave at
+    most ``per_second`` per rolling window as KIS counts them.
+
+    Parameters
+    ----------
+    per_second:
+        Budget, requests per second (KIS: 18 real, 1 virtual).
+    margin_ms:
+        Window length over 1000 ms (see :data:`DEFAULT_MARGIN_MS`).
+    name:
+        Name of the items in the bucket.
+    path:
+        ``None``: an in-memory bucket (this process only). A file: pyrate-limiter's
+        ``SQLiteBucket`` in WAL mode behind a file lock, so every process using the same file
+        draws from one budget (a bot and a ``download`` of the same app key). A process with a
+        lower ``per_second`` waits while the window holds that many permits of anyone, so the
+        smaller budget yields to the larger one and the total never exceeds the larger.
     """
 
-    def __init__(self, per_second: int, *, margin_ms: int = DEFAULT_MARGIN_MS, name: str = "kis"):
+    def __init__(self, per_second: int, *, margin_ms: int = DEFAULT_MARGIN_MS,
+                 name: str = "kis", path: Path | None = None):
         if per_second <= 0:
             raise ConfigError(f"requests per second must be positive, got {per_second}")
         self.per_second = per_second
         self.window_ms = 1000 + margin_ms
+        self.path = path
         self._name = name
-        self._bucket = InMemoryBucket([Rate(per_second, self.window_ms)])
+        rates = [Rate(per_second, self.window_ms)]
+        bucket: AbstractBucket = (
+            InMemoryBucket(rates) if path is None else _shared_bucket(rates, path)
+        )
+        self._bucket = bucket
         self._limiter = Limiter(self._bucket)
         self._lock = threading.Lock()
         self.waits = 0
+        self.granted = 0
 
     def __repr__(self) -> str:
-        return f"KISRateLimiter({self.per_second}/s, window={self.window_ms} ms)"
+        where = f", shared={self.path.name}" if self.path else ""
+        return f"KISRateLimiter({self.per_second}/s, window={self.window_ms} ms{where})"
 
     def acquire(self, timeout_s: float = 60.0) -> None:
         """Block until a permit is free. ``RateLimitError`` if none within ``timeout_s``."""
@@ -78,6 +123,7 @@ class KISRateLimiter:
         while True:
             with self._lock:
                 if self._limiter.try_acquire(self._name, blocking=False):
+                    self.granted += 1
                     return
                 probe = RateItem(self._name, self._bucket.now(), 1)
                 wait = self._bucket.waiting(probe)
@@ -89,20 +135,82 @@ class KISRateLimiter:
             time.sleep(wait_s)
 
 
+class _ProcessLock:
+    """A lock held across threads (``RLock``) and processes (``filelock.FileLock`` on
+    ``<file>.lock``), with the ``acquire(blocking, timeout)`` signature pyrate-limiter's
+    limiter calls (filelock 4 reads a positional ``False`` as a timeout)."""
+
+    def __init__(self, path: Path) -> None:
+        from filelock import FileLock
+
+        self._thread = threading.RLock()
+        self._file = FileLock(str(path), thread_local=False)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        from filelock import Timeout
+
+        wait: float | None = None if timeout is None or timeout < 0 else timeout
+        if not self._thread.acquire(blocking, -1 if wait is None else wait):
+            return False
+        try:
+            if blocking:
+                self._file.acquire(timeout=-1 if wait is None else wait, poll_interval=0.001)
+            else:
+                self._file.acquire(blocking=False)
+        except Timeout:
+            self._thread.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        self._file.release()
+        self._thread.release()
+
+    def __enter__(self) -> _ProcessLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _shared_bucket(rates: list[Rate], path: Path) -> SQLiteBucket:
+    """pyrate-limiter's SQLite bucket on ``path`` (WAL), guarded by a :class:`_ProcessLock`;
+    the same set-up as ``SQLiteBucket.init_from_file(use_file_lock=True)``."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _ProcessLock(path.with_name(path.name + ".lock"))
+    with lock:
+        conn = sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS permits (name VARCHAR, item_timestamp INTEGER)")
+        conn.execute("CREATE INDEX IF NOT EXISTS idx_permits_ts ON permits (item_timestamp)")
+        conn.commit()
+    return SQLiteBucket(rates, conn, "permits", lock=lock)
+
+
 _LIMITERS: dict[str, KISRateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
-def rate_limiter_for(app_key: str, per_second: int) -> KISRateLimiter:
-    """The process-wide limiter of ``app_key`` (created on first use).
+def rate_limiter_for(app_key: str, per_second: int, *, shared: bool = True) -> KISRateLimiter:
+    """The limiter of ``app_key`` in this process (created on first use).
 
-    Raises ``ConfigError`` if the app key already has a limiter with another rate.
+    ``shared`` (default): backed by ``<state dir>/ratelimit/<hash of the app key>.sqlite``,
+    so every process of the same app key shares the budget (the file holds permit times
+    only, never the key). Raises ``ConfigError`` if the app key already has a limiter with
+    another rate in this process.
     """
     key = hashlib.sha256(app_key.encode()).hexdigest()
+    path = shared_limiter_dir() / f"{key[:24]}.sqlite" if shared else None
+    slot = f"{key}|{path}"
     with _LIMITERS_LOCK:
-        limiter = _LIMITERS.get(key)
+        limiter = _LIMITERS.get(slot)
         if limiter is None:
-            limiter = _LIMITERS[key] = KISRateLimiter(per_second, name=key[:12])
+            limiter = _LIMITERS[slot] = KISRateLimiter(per_second, name=key[:12], path=path)
         elif limiter.per_second != per_second:
             raise ConfigError(
                 f"this app key already has a {limiter.per_second}/s limiter; "
