@@ -451,6 +451,7 @@ def _wire_live(
 
     market = KISBroker(kis, clock=clock, **broker_options)
     closers.append(market.close)
+    _sync_market_days(market, kis.is_real, clock)
     repository = Repository(db_url or database_url(settings), clock=clock)
     closers.append(repository.close)
     fees = FeeModel(kis.commission_rate, kis.sell_tax_rate)
@@ -520,6 +521,25 @@ def _wire_live(
         )
     )
     return parts
+
+
+def _sync_market_days(market: Any, is_real: bool, clock: Callable[[], datetime]) -> None:
+    """KIS's open days (chk-holiday, real accounts) into the calendar and its cache; on a
+    failure or a virtual account the cached days, ``XKRX`` and the hand rules decide."""
+    if not is_real:
+        return
+    from api.kis_screen_api import sync_market_days
+
+    try:
+        days = sync_market_days(market.client, clock().date())
+    except KisTraderError as exc:
+        logging.getLogger(__name__).warning(
+            "holiday sync from KIS failed (%s); using the cached days and XKRX", exc)
+        return
+    closed = sorted(d for d, open_ in days.items() if not open_ and d.weekday() < 5)
+    logging.getLogger(__name__).info(
+        "KIS calendar synced for %d days; weekdays closed: %s", len(days),
+        ", ".join(map(str, closed)) or "none")
 
 
 def _take_lease(

@@ -17,7 +17,6 @@ Every REST call goes through :class:`KISClient`:
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +44,7 @@ from api.kis_errors import (
 )
 from api.kis_settings import KISSettings
 from framework.errors import AuthError, ConfigError, RateLimitError, TransientBrokerError
+from utils.state import state_dir
 
 log = get_logger(__name__)
 
@@ -55,20 +55,10 @@ Measured, not guessed: ``benchmarks/kis_rate_limit.py --cpu-load 2`` runs the cl
 the fake's strict sliding window with both cores busy and prints the delay from permit to
 arrival (p99/max) and the EGW00201 count; see ``docs/kis_market_data.md`` for the figures."""
 
-STATE_DIR_ENV = "KIS_TRADER_STATE_DIR"
-"""Per-user state folder (shared with the lease files); default: platformdirs' state path."""
-
-
 def shared_limiter_dir() -> Path:
-    """Folder of the per-app-key limiter files: ``<state dir>/ratelimit``."""
-    env = os.environ.get(STATE_DIR_ENV, "").strip()
-    if env:
-        root = Path(env).expanduser()
-    else:
-        from platformdirs import user_state_path
-
-        root = user_state_path("kis-trader", appauthor=False)
-    return root / "ratelimit"
+    """Folder of the per-app-key limiter files: ``<state dir>/ratelimit``
+    (:func:`utils.state.state_dir`)."""
+    return state_dir() / "ratelimit"
 
 
 class KISRateLimiter:
