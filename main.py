@@ -248,6 +248,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         result, out, html=not args.no_html, xlsx=not args.no_xlsx,
         xlsx_bars=args.xlsx_bars, benchmark=benchmark,
     )
+    if backtest.screens:  # screened universes: the codes of every day, per strategy
+        import csv
+
+        paths["universe"] = out / "universe.csv"
+        with paths["universe"].open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["date", "strategy", "codes"])
+            writer.writeheader()
+            writer.writerows(backtest.screens.rows())
     print(format_summary(metrics))
     print(f"run id: {result.run_id}")
     print(f"report: {out}")
