@@ -15,7 +15,10 @@ and daily-ccld paging (20/15 rows a page virtual, 50/100 real) with ``tr_cont`` 
 ``ctx_area_*`` cursors, daily and minute charts (the stock's Korean name in ``output1``
 ``hts_kor_isnm``, as KIS gives it; ``inquire-price`` has no name field), tr_ids of the
 wrong environment refused (HTTP 500 ``모의투자 TR 이 아닙니다.``), orders outside
-09:00–15:30 refused, and faults.
+09:00–15:30 refused, and faults. Real only: past minute bars (``inquire-time-dailychartprice``
+FHKST03010230, 120 rows, a year kept), ``volume-rank`` (FHPST01710000, by volume or
+``fake.volume_rank_override``) and ``chk-holiday`` (CTCA0903R, weekends and
+``fake.closed_days`` closed).
 
 Control API for tests (all thread-safe): :meth:`FakeKIS.set_price`, :meth:`advance`
 (hooks in ``fake.on_clock`` see every move it makes), :meth:`fill_order`,
