@@ -24,10 +24,10 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 
 from api.kis_chart_api import MINUTE_PAGE_ROWS, minute_bars_today
+from api.kis_chart_api import _frame as _frame  # the one row -> frame mapping
 from api.kis_http import KISClient
 from api.kis_requests import ymd
-from api.kis_schemas import KST, MinuteBarRow
-from framework.data import OHLCV_COLUMNS
+from api.kis_schemas import MinuteBarRow
 from framework.errors import ConfigError, DataError
 from framework.types import validate_code
 
@@ -38,15 +38,6 @@ SESSION_START = time(9, 0)
 DAY_END = "235959"
 
 Row = tuple[datetime, int, int, int, int, int]
-
-
-def _frame(rows: Iterable[Row]) -> pd.DataFrame:
-    data = sorted({r[0]: r for r in rows}.values())
-    index = pd.DatetimeIndex([r[0] for r in data], name="date")
-    if index.tz is None:
-        index = index.tz_localize(KST)
-    frame = pd.DataFrame([r[1:] for r in data], index=index, columns=list(OHLCV_COLUMNS))
-    return frame.astype("int64")
 
 
 def minute_bars_of_day(client: KISClient, stock_code: str, day: date, *,
