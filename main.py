@@ -9,6 +9,7 @@
     python main.py strategies           list discovered strategies and load errors
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
     python main.py download [...]       fetch daily bars through KIS into CSV files
+    python main.py symbols [QUERY]      find symbols by name or code (--refresh from KIS)
     python main.py optimize [...]       search a strategy's optimize: ranges with Optuna
     python main.py lookahead-check --strategy NAME [--data-dir DIR]
                                         is each indicator column causal? (exit 0 yes, 1 no)
@@ -98,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
         dl = sub.add_parser("download", help="fetch daily bars through KIS into CSV files")
         download.configure_parser(dl)
         dl.set_defaults(handler=download.run)
+    from api import symbols_cli
+
+    sym = sub.add_parser("symbols", help="find symbols by name or code; refresh the symbol file")
+    symbols_cli.configure_parser(sym)
+    sym.set_defaults(handler=symbols_cli.run)
     return parser
 
 
@@ -284,6 +290,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         result, out, html=not args.no_html, xlsx=not args.no_xlsx,
         xlsx_bars=args.xlsx_bars, benchmark=benchmark,
     )
+    if backtest.screens:  # screened universes: the codes of every day, per strategy
+        import csv
+
+        paths["universe"] = out / "universe.csv"
+        with paths["universe"].open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["date", "strategy", "codes"])
+            writer.writeheader()
+            writer.writerows(backtest.screens.rows())
     print(format_summary(metrics))
     print(f"run id: {result.run_id}")
     print(f"report: {out}")
@@ -511,6 +525,7 @@ def _wire_live(
 
     market = KISBroker(kis, clock=clock, **broker_options)
     closers.append(market.close)
+    _sync_market_days(market, kis.is_real, clock)
     repository = Repository(db_url or database_url(settings), clock=clock)
     closers.append(repository.close)
     fees = FeeModel(kis.commission_rate, kis.sell_tax_rate)
@@ -624,6 +639,25 @@ def _wire_realtime(
     )
     parts.session.attach_realtime(feed)
     parts.closers.insert(0, feed.stop)
+
+
+def _sync_market_days(market: Any, is_real: bool, clock: Callable[[], datetime]) -> None:
+    """KIS's open days (chk-holiday, real accounts) into the calendar and its cache; on a
+    failure or a virtual account the cached days, ``XKRX`` and the hand rules decide."""
+    if not is_real:
+        return
+    from api.kis_screen_api import sync_market_days
+
+    try:
+        days = sync_market_days(market.client, clock().date())
+    except KisTraderError as exc:
+        logging.getLogger(__name__).warning(
+            "holiday sync from KIS failed (%s); using the cached days and XKRX", exc)
+        return
+    closed = sorted(d for d, open_ in days.items() if not open_ and d.weekday() < 5)
+    logging.getLogger(__name__).info(
+        "KIS calendar synced for %d days; weekdays closed: %s", len(days),
+        ", ".join(map(str, closed)) or "none")
 
 
 def _take_lease(

@@ -4,7 +4,9 @@ Every REST call goes through :class:`KISClient`:
 
 1. the access token (:class:`api.kis_auth.TokenManager`);
 2. the circuit breaker (:mod:`api.circuit_breaker`; cancels bypass it);
-3. a permit from the app key's :class:`KISRateLimiter` (one per app key per process);
+3. a permit from the app key's :class:`KISRateLimiter` (one per app key, shared by every
+   process of that app key through a SQLite file in the per-user state folder), held
+   until the answer arrives;
 4. one HTTP exchange, its answer checked by :mod:`api.kis_errors` (the only translation);
 5. reads only: ``EGW00123``/``EGW00121`` -> refresh the token once and repeat; network
    errors, 5xx and ``EGW00201`` -> bounded retries with exponential back-off (tenacity).
@@ -16,14 +18,16 @@ Every REST call goes through :class:`KISClient`:
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from pyrate_limiter import InMemoryBucket, Limiter, Rate, RateItem
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -42,67 +46,179 @@ from api.kis_errors import (
 )
 from api.kis_settings import KISSettings
 from framework.errors import AuthError, ConfigError, RateLimitError, TransientBrokerError
+from utils.state import state_dir
 
 log = get_logger(__name__)
 
-DEFAULT_MARGIN_MS = 30
-"""Extra length of the limiter's window over KIS's 1 s, absorbing network jitter between
-the moment a permit is taken and the moment KIS counts the request (18 per 1.03 s = 97 %)."""
+DEFAULT_MARGIN_MS = 10
+"""Extra length of the limiter's window over KIS's 1 s, for clock granularity only: network
+and scheduling jitter cannot make KIS count too many, because a request holds its permit
+until its answer arrives (see :class:`KISRateLimiter`). Measured with
+``benchmarks/download_rate.py --cpu-load N``; figures in ``docs/kis_market_data.md``."""
+
+STALE_IN_FLIGHT_MS = 60_000
+"""A permit still in flight after this long belongs to a process that died; it is ignored."""
+
+
+def shared_limiter_dir() -> Path:
+    """Folder of the per-app-key limiter files: ``<state dir>/ratelimit``
+    (:func:`utils.state.state_dir`)."""
+    return state_dir() / "ratelimit"
+
+
+class _ProcessLock:
+    """A lock held across threads (``RLock``) and processes (``filelock.FileLock``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        from filelock import FileLock
+
+        self._thread = threading.RLock()
+        self._file = FileLock(str(path), thread_local=False) if path is not None else None
+
+    def __enter__(self) -> _ProcessLock:
+        self._thread.acquire()
+        if self._file is not None:
+            try:
+                self._file.acquire(timeout=-1, poll_interval=0.001)
+            except BaseException:
+                self._thread.release()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.release()
+        self._thread.release()
 
 
 class KISRateLimiter:
-    """Sliding-window limiter (pyrate-limiter ``SlidingWindowLog``) shared by all threads.
+    """Sliding-window limiter shared by all threads and, with ``path``, by all processes of
+    the same app key (a SQLite file in WAL mode behind a file lock).
 
-    At most ``per_second`` permits in any window of ``1000 + margin_ms`` ms. A permit's
-    timestamp is the monotonic time at which it was granted (no sleep drift), so the
-    requests leave at most ``per_second`` per rolling window as KIS counts them.
+    KIS counts a request when it arrives, somewhere between the moment the client sends it
+    and the moment the answer comes back. So a request holds its permit *in flight* from
+    the grant until its answer (:meth:`hold`), and then the permit is stamped with the time
+    of the answer. A new permit is granted only while fewer than ``per_second`` permits are
+    in flight or were answered within the last ``1000 + margin_ms`` ms: then, whatever the
+    delays of the network or of the scheduler (a busy machine), no 1 s window at KIS can
+    hold more than ``per_second`` arrivals. Worked number: 18/s with answers taking 20 ms
+    gives about 18 requests per 1.03 s, 97 % of the limit.
+
+    Parameters
+    ----------
+    per_second:
+        Budget, requests per second (KIS: 18 real, 1 virtual).
+    margin_ms:
+        Window length over 1000 ms (see :data:`DEFAULT_MARGIN_MS`).
+    name:
+        Shown in ``repr``.
+    path:
+        ``None``: this process only (SQLite in memory). A file: shared by every process
+        using it. A process with a lower ``per_second`` waits while the window holds that
+        many permits of anyone, so the smaller budget yields to the larger one and the total
+        never exceeds the larger.
     """
 
-    def __init__(self, per_second: int, *, margin_ms: int = DEFAULT_MARGIN_MS, name: str = "kis"):
+    def __init__(self, per_second: int, *, margin_ms: int = DEFAULT_MARGIN_MS,
+                 name: str = "kis", path: Path | None = None):
         if per_second <= 0:
             raise ConfigError(f"requests per second must be positive, got {per_second}")
         self.per_second = per_second
         self.window_ms = 1000 + margin_ms
+        self.path = path
         self._name = name
-        self._bucket = InMemoryBucket([Rate(per_second, self.window_ms)])
-        self._limiter = Limiter(self._bucket)
-        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _ProcessLock(path.with_name(path.name + ".lock") if path else None)
+        with self._lock:
+            self._db = sqlite3.connect(str(path) if path else ":memory:",
+                                       isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=10000")
+            if path is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS kis_permits (id INTEGER PRIMARY KEY, "
+                             "ts INTEGER NOT NULL, done INTEGER NOT NULL)")
         self.waits = 0
+        self.granted = 0
 
     def __repr__(self) -> str:
-        return f"KISRateLimiter({self.per_second}/s, window={self.window_ms} ms)"
+        where = f", shared={self.path.name}" if self.path else ""
+        return f"KISRateLimiter({self.per_second}/s, window={self.window_ms} ms{where})"
 
-    def acquire(self, timeout_s: float = 60.0) -> None:
-        """Block until a permit is free. ``RateLimitError`` if none within ``timeout_s``."""
+    @staticmethod
+    def _now_ms() -> int:
+        return time.time_ns() // 1_000_000  # wall clock: the same in every process
+
+    def _try(self) -> tuple[int | None, float]:
+        """Grant a permit (its id) or say how long to wait (seconds)."""
+        now = self._now_ms()
+        since = now - self.window_ms
+        with self._lock:
+            db = self._db
+            db.execute("DELETE FROM kis_permits WHERE (done = 1 AND ts <= ?) "
+                       "OR (done = 0 AND ts < ?)", (since, now - STALE_IN_FLIGHT_MS))
+            (count,) = db.execute("SELECT COUNT(*) FROM kis_permits").fetchone()
+            if count < self.per_second:
+                cur = db.execute("INSERT INTO kis_permits (ts, done) VALUES (?, 0)", (now,))
+                return int(cur.lastrowid or 0), 0.0
+            (oldest,) = db.execute("SELECT MIN(ts) FROM kis_permits WHERE done = 1").fetchone()
+        if oldest is None:  # all in flight: the first answer frees one
+            return None, 0.002
+        return None, max(1, oldest - since + 1) / 1000.0
+
+    def _take(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s
         while True:
-            with self._lock:
-                if self._limiter.try_acquire(self._name, blocking=False):
-                    return
-                probe = RateItem(self._name, self._bucket.now(), 1)
-                wait = self._bucket.waiting(probe)
-            wait_ms = wait if isinstance(wait, int) else 1
+            permit, wait_s = self._try()
+            if permit is not None:
+                self.granted += 1
+                return permit
             self.waits += 1
-            wait_s = max(int(wait_ms), 1) / 1000.0
             if time.monotonic() + wait_s > deadline:
                 raise RateLimitError(f"no request permit within {timeout_s} s (client limiter)")
             time.sleep(wait_s)
+
+    def _done(self, permit: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE kis_permits SET ts = ?, done = 1 WHERE id = ?",
+                             (self._now_ms(), permit))
+
+    def acquire(self, timeout_s: float = 60.0) -> None:
+        """A permit answered at once (for a request whose answer is not waited on here).
+        ``RateLimitError`` if none within ``timeout_s``."""
+        self._done(self._take(timeout_s))
+
+    @contextmanager
+    def hold(self, timeout_s: float = 60.0) -> Iterator[None]:
+        """Hold a permit while one request is sent and answered (see the class docstring).
+        ``RateLimitError`` if none within ``timeout_s``."""
+        permit = self._take(timeout_s)
+        try:
+            yield
+        finally:
+            self._done(permit)
 
 
 _LIMITERS: dict[str, KISRateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
-def rate_limiter_for(app_key: str, per_second: int) -> KISRateLimiter:
-    """The process-wide limiter of ``app_key`` (created on first use).
+def rate_limiter_for(app_key: str, per_second: int, *, shared: bool = True) -> KISRateLimiter:
+    """The limiter of ``app_key`` in this process (created on first use).
 
-    Raises ``ConfigError`` if the app key already has a limiter with another rate.
+    ``shared`` (default): backed by ``<state dir>/ratelimit/<hash of the app key>.sqlite``,
+    so every process of the same app key shares the budget (the file holds permit times
+    only, never the key). Raises ``ConfigError`` if the app key already has a limiter with
+    another rate in this process.
     """
     key = hashlib.sha256(app_key.encode()).hexdigest()
+    path = shared_limiter_dir() / f"{key[:24]}.sqlite" if shared else None
+    slot = f"{key}|{path}"
     with _LIMITERS_LOCK:
-        limiter = _LIMITERS.get(key)
+        limiter = _LIMITERS.get(slot)
         if limiter is None:
-            limiter = _LIMITERS[key] = KISRateLimiter(per_second, name=key[:12])
+            limiter = _LIMITERS[slot] = KISRateLimiter(per_second, name=key[:12], path=path)
         elif limiter.per_second != per_second:
             raise ConfigError(
                 f"this app key already has a {limiter.per_second}/s limiter; "
@@ -265,13 +381,13 @@ class KISClient:
         with self.breaker.guard(bypass=bypass_breaker):
             if body is not None and self.settings.use_hashkey:
                 headers["hashkey"] = self.tokens.hashkey(body)
-            self.limiter.acquire()
             log.debug("KIS %s %s params=%s", method, what, mask_text(str(params or body)))
             try:
-                response = self.http.request(
-                    method, path, params=dict(params) if params else None,
-                    json=dict(body) if body is not None else None, headers=headers,
-                )
+                with self.limiter.hold():
+                    response = self.http.request(
+                        method, path, params=dict(params) if params else None,
+                        json=dict(body) if body is not None else None, headers=headers,
+                    )
             except httpx.HTTPError as exc:
                 raise translate_transport_error(exc, kind=kind, what=what) from exc
             data = check_response(response, kind=kind, what=what)

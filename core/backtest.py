@@ -200,6 +200,25 @@ class Backtest:
             expire_day_orders=self.broker.expire_session,
             fill_exit=self._fill_exit,
         )
+        from core.universe import UniverseScreens
+
+        self.screens = UniverseScreens(
+            self.trader.slots,
+            lambda name: [p.stock_code for p in self.trader.portfolio.positions(name)],
+            lambda kind, message, level: self.trader.event(kind, message, level=level),
+        )
+        """Screened universes (``universe:`` as a screen), run before each day's first bar."""
+
+    def _screen_day(self, day: date) -> None:
+        """Each screened strategy's universe for ``day`` from bars before ``day``."""
+        cut = pd.Timestamp(day, tz=TZ)
+        data = {}
+        for slot in self.screens.slots.values():
+            for code in slot.strategy.config.universe:
+                if code in self.bars and code not in data:
+                    frame = self.bars[code]
+                    data[code] = frame.iloc[: int(frame.index.searchsorted(cut))]
+        self.screens.run(day, data)
 
     def _fill_exit(self, order: Order, price: float) -> None:
         if order.broker_order_id is not None:
@@ -293,6 +312,9 @@ class Backtest:
         held = broker._holdings
         on_year_end = self.on_year_end
         self._now_ns = int(timeline[0])
+        screens, today = self.screens, self.screens.today
+        if screens:
+            screens.check_backtest()
         trader.start()
         cur_day = None
         bar = tqdm(
@@ -312,6 +334,8 @@ class Backtest:
                         on_year_end(_to_date(cur_day).year, int(cash[k - 1] + holdings[k - 1]))
                 self._now_ns = t
                 cur_day = day
+                if screens:
+                    self._screen_day(_to_date(day))
                 session.open_day(_to_date(day), time_cut=False)
             self._now_ns = t
             deciding: list[tuple[_CodeState, int]] = []
@@ -344,6 +368,8 @@ class Backtest:
             session.mark_equity()  # loss lock and portfolio stop at the close, before decisions
             for st, i in deciding:  # strategies decide at the close
                 for slot, window in st.windows:
+                    if screens and slot.name in today and st.code not in today[slot.name]:
+                        continue  # screened out today (held codes are always in)
                     multi = bool(slot.strategy.config.timeframes)
                     if slot.active and (
                         not decide_at or multi or session.decides_now(slot, self.now())

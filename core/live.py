@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -62,7 +63,13 @@ from core.session import TradingSession
 from core.trader import StrategySlot, Trader
 from framework.broker import Broker
 from framework.data import DataProvider
-from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
+from framework.errors import (
+    BrokerError,
+    ConfigError,
+    DataError,
+    KisTraderError,
+    TransientBrokerError,
+)
 from framework.executor import OrderExecutor
 from framework.types import Quote
 from strategies.base import BaseStrategy
@@ -247,6 +254,15 @@ class LiveSession:
             expire_day_orders=expire_day_orders,
             sessions_between=calendar.sessions_between,
         )
+        from core.universe import UniverseScreens
+
+        self.screens = UniverseScreens(
+            self.trader.slots,
+            lambda name: [p.stock_code for p in self.trader.portfolio.positions(name)],
+            lambda kind, message, level: self.trader.event(kind, message, level=level),
+            live_screen=self._kis_screen,
+        )
+        """Screened universes, run in the ``open`` job after the pool's history is loaded."""
 
     # --- universe ----------------------------------------------------------------------
     @property
@@ -411,13 +427,42 @@ class LiveSession:
         if self.day == today:
             return
         self.day = today
+        if self.screens:
+            self.screens.reset()  # the whole pool: its history is what the screens read
         self._load_history(today)
+        if self.screens:
+            self.screens.run(today, self.history)
         self.refresh_quotes(self.universe)
         start_equity = self._first_snapshot_of(today)
         # resets the strategies' trade counts (and sells what the time cut says) ...
         self.trading.open_day(today, start_equity or self.trader.equity_krw())
         self._restore_day_counters(now)  # ... which a restart mid-day brings back
         self.snapshot(now)
+
+    def _kis_screen(self, kind: str, screen: Any) -> list[str]:
+        """A screen asked of KIS (real accounts). On the virtual account the volume ranking
+        falls back to the candidates ranked by the previous day's volume, and a condition
+        search to the candidates, each with a warning saying why."""
+        from api import kis_screen_api
+        from core.universe import rank_by_volume
+
+        client = getattr(self.market, "client", None)
+        if client is None or not client.settings.is_real:
+            what = "volume ranking (FHPST01710000)" if kind == "volume_rank" else (
+                "HTS condition search (HHKST03900400)")
+            self.trader.event("universe", f"the {what} is a real-account KIS service; on "
+                              f"the {self.env} account the screen uses its candidates"
+                              + (" ranked by the previous day's volume"
+                                 if kind == "volume_rank" else ""), level="warning")
+            pool = list(screen.candidates)
+            return rank_by_volume(self.history, pool) if kind == "volume_rank" else pool
+        if kind == "volume_rank":
+            return kis_screen_api.volume_rank(client)
+        user = os.environ.get("KIS_HTS_ID", "").strip()
+        if not user:
+            raise ConfigError("a condition screen needs KIS_HTS_ID (your HTS user id)",
+                              key="KIS_HTS_ID")
+        return kis_screen_api.condition_codes(client, user, screen.condition)
 
     def _first_snapshot_of(self, today: date) -> int | None:
         equity = self.repository.get_equity(self.run_id)

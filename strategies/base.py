@@ -60,6 +60,8 @@ from framework.executor import OrderExecutor
 from framework.types import INTERFACE_VERSION, Order, PositionView, Signal
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from strategies.config import StrategyConfig
 
 PositionLookup = Callable[[str], PositionView | None]
@@ -277,6 +279,16 @@ class BaseStrategy(abc.ABC):
     def describe(self) -> list[str]:
         """Extra lines shown by ``python main.py strategies`` (default: none)."""
         return []
+
+    def select_universe(self, day: date, data: Mapping[str, pd.DataFrame]) -> list[str]:
+        """The codes to trade on ``day`` (``universe: {screen: hook}``), best first.
+
+        Called before each open, live and in a backtest; ``data`` maps every candidate code
+        to its daily OHLCV bars up to the previous close (no look-ahead). At most ``cap``
+        codes are kept; the config's ``include`` and the strategy's holdings are added
+        afterwards. Should take well under a second. The default keeps every candidate.
+        """
+        return [c for c in self.config.universe if c in data]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} universe={list(self.universe)}>"

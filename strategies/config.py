@@ -6,7 +6,16 @@ strategy, ``strategy.py`` with exactly one :class:`~strategies.base.BaseStrategy
 
     enabled: true                 # bool; disabled strategies are listed but not run
     type: python                  # python (default) | rules (built-in rule interpreter)
-    universe: ["005930", "000660"]  # quoted 6-character KRX codes
+    universe: ["005930", "000660"]  # quoted 6-character KRX codes, or a file of codes
+                                  # (relative to the folder), or kospi200/kosdaq150/…,
+                                  # or a screen run before each open:
+    # universe:
+    #   screen: volume_rank       # volume_rank | condition | hook (select_universe)
+    #   condition: "내 조건식"     # condition: the HTS condition's name (KIS_HTS_ID user)
+    #   candidates: kospi200      # the pool (list, file or name): a backtest screens it,
+    #                             # the hook gets its bars, live data is loaded for it
+    #   include: ["069500"]       # always in (a safe asset); holdings always are too
+    #   cap: 100                  # most codes a day (include and holdings come on top)
     timeframe: daily              # daily | minute
     timeframes: [daily, minute]   # instead of timeframe: several; generate_signal is called
                                   # with each frame and its name (first = the main one)
@@ -81,8 +90,48 @@ class RiskManagement(BaseModel):
     exit_at_close: bool = False
 
 
+class UniverseScreen(BaseModel):
+    """``universe:`` as a screen (see the module docstring); run before each open."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    screen: Literal["volume_rank", "condition", "hook"]
+    condition: str | None = None
+    candidates: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    cap: int = Field(100, ge=1, le=1000)
+
+
+def _codes_of(value: Any, what: str) -> tuple[str, ...]:
+    """A list of codes, or a file / named set (:mod:`utils.symbols`) resolved to codes."""
+    if isinstance(value, str):
+        from utils.symbols import default_symbols, read_code_list
+
+        path = Path(value).expanduser()
+        codes = read_code_list(path) if path.is_file() else default_symbols().members(value)
+        if not codes:
+            raise ValueError(f"{what} {value!r} holds no codes")
+        return tuple(codes)
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{what}: expected a list of quoted 6-character KRX codes, e.g. "
+                         "['005930'], a file of codes or a name such as kospi200")
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(
+                f"expected quoted 6-character codes such as '005930', got {item!r} "
+                "(YAML reads unquoted numbers with leading zeros as numbers: quote them)"
+            )
+        validate_code(item)
+    if len(set(value)) != len(value):
+        raise ValueError("codes must not repeat")
+    return tuple(value)
+
+
 class StrategyConfig(BaseModel):
-    """Validated ``config.yaml`` of one strategy."""
+    """Validated ``config.yaml`` of one strategy.
+
+    ``universe`` is always the codes the strategy may trade from (a screen's candidates and
+    ``include``); ``universe_screen`` is set when ``universe:`` was a screen."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -102,6 +151,27 @@ class StrategyConfig(BaseModel):
     rules: list[dict[str, Any]] | None = None
     decide_at: time | None = None
     optimize: SearchSpace | None = None  # search space of `python main.py optimize`
+    universe_screen: UniverseScreen | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _screen(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("universe"), dict):
+            return data
+        data = dict(data)
+        spec = dict(data["universe"])
+        for key in ("candidates", "include"):
+            spec[key] = _codes_of(spec[key], f"universe.{key}") if spec.get(key) else ()
+        screen = UniverseScreen.model_validate(spec)
+        if screen.screen == "condition" and not screen.condition:
+            raise ValueError("universe: a condition screen needs condition: <HTS name>")
+        pool = tuple(dict.fromkeys([*screen.candidates, *screen.include]))
+        if not pool:
+            raise ValueError("universe: a screen needs candidates: (a list, a file or a name "
+                             "such as kospi200; the pool a backtest screens) or include:")
+        data["universe_screen"] = screen
+        data["universe"] = pool
+        return data
 
     @field_validator("timeframes", mode="before")
     @classmethod
@@ -152,18 +222,7 @@ class StrategyConfig(BaseModel):
     @field_validator("universe", mode="before")
     @classmethod
     def _codes(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            raise ValueError("expected a list of quoted 6-character KRX codes, e.g. ['005930']")
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError(
-                    f"expected quoted 6-character codes such as '005930', got {item!r} "
-                    "(YAML reads unquoted numbers with leading zeros as numbers: quote them)"
-                )
-            validate_code(item)
-        if len(set(value)) != len(value):
-            raise ValueError("codes must not repeat")
-        return tuple(value)
+        return _codes_of(value, "universe")
 
     @field_validator("lookback_bars", mode="before")
     @classmethod
@@ -251,6 +310,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return _read_yaml(path)
 
 
+def _relative_files(raw: dict[str, Any], folder: Path) -> None:
+    """A universe file named relative to the strategy's folder becomes an absolute path."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and (folder / value).is_file():
+            return str(folder / value)
+        return value
+
+    universe = raw.get("universe")
+    if isinstance(universe, dict):
+        raw["universe"] = {**universe, "candidates": fix(universe.get("candidates", ())),
+                           "include": fix(universe.get("include", ()))}
+    else:
+        raw["universe"] = fix(universe)
+
+
 def load_strategy_config(
     path: Path,
     name: str,
@@ -265,6 +340,7 @@ def load_strategy_config(
     """
     raw = dict(read_yaml(path) if raw is None else raw)
     raw.setdefault("name", name)
+    _relative_files(raw, path.parent)
     check_values(raw, StrategyConfig, path)
     if parameters_model is not None and isinstance(raw.get("parameters"), dict):
         check_values(raw["parameters"], parameters_model, path, prefix=("parameters",))

@@ -28,7 +28,8 @@ def test_download_then_backtest(tmp_path: Path) -> None:
     # the CLI runs on the wall clock, so the fake's clock starts at the wall clock too
     fake = fast_fake(clock=FakeClock(datetime.now(KST)))
     with FakeKISServer(fake) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "DATABASE"))}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("KIS_", "DATABASE")) or k == "KIS_TRADER_STATE_DIR"}
         env.update({
             "KIS_APP_KEY": DEFAULT_APP_KEY, "KIS_APP_SECRET": DEFAULT_APP_SECRET,
             "KIS_ACCOUNT_NO": DEFAULT_ACCOUNT_NO, "KIS_ENV": "virtual",

@@ -15,6 +15,7 @@ from utils import symbols as symbols_module
 from utils.symbols import (
     SHIPPED_PATH,
     USER_FILE_ENV,
+    ListingStatus,
     Market,
     Symbol,
     SymbolTable,
@@ -46,7 +47,8 @@ def test_every_krx_data_file_has_an_entry(data_dir: Path):
     assert len(codes) >= 11
     assert codes <= set(shipped), f"missing: {sorted(codes - set(shipped))}"
     assert shipped["069500"].market is Market.ETF
-    assert shipped["005930"] == Symbol("005930", "삼성전자", Market.KOSPI)
+    assert shipped["005930"] == Symbol("005930", "삼성전자", Market.KOSPI,
+                                       ListingStatus.LISTED, "KOSPI200")
 
 
 def test_the_symbol_and_tax_files_are_packaged():

@@ -7,17 +7,30 @@ day), plus the two late openings KRX announces every year that ``XKRX`` does not
 * the day of the college entrance exam (수능) opens at 10:00 and closes at 16:30
   (dates in :data:`CSAT_DAYS`; add a new year's date there or through ``extra_late_opens``).
 
+Which days the exchange opens comes first from KIS itself when synced: ``chk-holiday``
+(CTCA0903R, real accounts; :func:`api.kis_screen_api.fetch_market_days`) answers
+``opnd_yn`` per day, and the answers are cached in ``<state dir>/krx_days.json``
+(:func:`read_day_cache` / :func:`write_day_cache`). A synced day overrides ``XKRX``: a day
+KRX closes that ``XKRX`` does not know (2026-06-03, the local election) is closed, and a
+synced open day trades with the hand-kept times above. Days without sync data fall back to
+``XKRX`` and the hand rules.
+
 All times are tz-aware ``Asia/Seoul``. Building the ``XKRX`` calendar takes a few seconds,
-so it is built once per process (:func:`krx_calendar`).
+so it is built once per process (:func:`krx_calendar`, which reads the cache).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
@@ -38,6 +51,11 @@ CSAT_DAYS: tuple[date, ...] = (
 
 LATE_OPEN = time(10, 0)
 CSAT_CLOSE = time(16, 30)
+REGULAR_OPEN = time(9, 0)
+REGULAR_CLOSE = time(15, 30)
+DAY_CACHE_NAME = "krx_days.json"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,9 +87,11 @@ class KRXCalendar:
     calendar's range (2015 to about a year ahead of today).
     """
 
-    def __init__(self, extra_late_opens: Mapping[date, tuple[time, time]] | None = None):
+    def __init__(self, extra_late_opens: Mapping[date, tuple[time, time]] | None = None,
+                 synced: Mapping[date, bool] | None = None):
         self._cal = _xkrx()
         self._overrides = dict(extra_late_opens or {})
+        self._synced: dict[date, bool] = dict(synced or {})
         first_days = {}
         sessions = self._cal.sessions
         for year in sorted({d.year for d in sessions}):
@@ -84,17 +104,36 @@ class KRXCalendar:
     def last_day(self) -> date:
         return self._cal.last_session.date()
 
-    def is_trading_day(self, day: date) -> bool:
-        self._check_range(day)
+    def update_sync(self, days: Mapping[date, bool]) -> None:
+        """Merge KIS's answers (day → exchange open) over ``XKRX``."""
+        merged = dict(self._synced)
+        merged.update(days)
+        self._synced = merged
+
+    @property
+    def synced_days(self) -> Mapping[date, bool]:
+        return dict(self._synced)
+
+    def _xkrx_session(self, day: date) -> bool:
         return bool(self._cal.is_session(pd.Timestamp(day)))
+
+    def is_trading_day(self, day: date) -> bool:
+        synced = self._synced.get(day)
+        if synced is not None:
+            return synced
+        self._check_range(day)
+        return self._xkrx_session(day)
 
     def session(self, day: date) -> Session | None:
         """The session of ``day``, or ``None`` when the market is closed that day."""
         if not self.is_trading_day(day):
             return None
         ts = pd.Timestamp(day)
-        opens = self._cal.session_open(ts).tz_convert(KST).to_pydatetime()
-        closes = self._cal.session_close(ts).tz_convert(KST).to_pydatetime()
+        if self._cal.first_session.date() <= day <= self.last_day and self._xkrx_session(day):
+            opens = self._cal.session_open(ts).tz_convert(KST).to_pydatetime()
+            closes = self._cal.session_close(ts).tz_convert(KST).to_pydatetime()
+        else:  # open by KIS's word, unknown to XKRX: the regular times
+            opens, closes = _at(day, REGULAR_OPEN), _at(day, REGULAR_CLOSE)
         if day in self._overrides:
             o, c = self._overrides[day]
             opens, closes = _at(day, o), _at(day, c)
@@ -125,7 +164,11 @@ class KRXCalendar:
             return 0
         self._check_range(first)
         self._check_range(last)
-        return len(self._cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last)))
+        count = len(self._cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last)))
+        for day, open_ in self._synced.items():
+            if first <= day <= last and open_ != self._xkrx_session(day):
+                count += 1 if open_ else -1
+        return count
 
     def _check_range(self, day: date) -> None:
         first, last = self._cal.first_session.date(), self._cal.last_session.date()
@@ -137,10 +180,47 @@ def _at(day: date, t: time) -> datetime:
     return datetime.combine(day, t, tzinfo=KST)
 
 
+def day_cache_path() -> Path:
+    """``<state dir>/krx_days.json`` (:func:`utils.state.state_dir`)."""
+    from utils.state import state_dir
+
+    return state_dir() / DAY_CACHE_NAME
+
+
+def read_day_cache(path: Path | None = None) -> dict[date, bool]:
+    """Synced days (day → open) from the cache file; ``{}`` when it is missing. A broken
+    file is reported with one warning and ignored (the calendar falls back to ``XKRX``)."""
+    path = path or day_cache_path()
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {date.fromisoformat(k): bool(v) for k, v in raw["days"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        logger.warning("%s: unreadable holiday cache (%s); using XKRX and the hand rules",
+                       path, exc)
+        return {}
+
+
+def write_day_cache(days: Mapping[date, bool], path: Path | None = None) -> Path:
+    """Merge ``days`` into the cache file, atomically; returns its path."""
+    path = path or day_cache_path()
+    merged = read_day_cache(path)
+    merged.update(days)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"source": "KIS chk-holiday CTCA0903R opnd_yn",
+            "days": {d.isoformat(): merged[d] for d in sorted(merged)}}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(body, fh, indent=0)
+    os.replace(tmp, path)
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def krx_calendar() -> KRXCalendar:
-    """The process-wide :class:`KRXCalendar` (built once)."""
-    return KRXCalendar()
+    """The process-wide :class:`KRXCalendar` (built once) with the cached sync data."""
+    return KRXCalendar(synced=read_day_cache())
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,13 +9,17 @@ refresh from KIS can replace a file in place.
 
 File format (UTF-8, header required, ``#`` starts a comment line)::
 
-    code,name,market
-    005930,삼성전자,KOSPI
-    069500,KODEX 200,ETF
+    code,name,market,status,index
+    005930,삼성전자,KOSPI,listed,KOSPI200
+    069500,KODEX 200,ETF,listed,
 
 ``code`` is the 6-character KRX short code (7 for an ETN such as ``Q500001``); ``market`` is one
-of ``KOSPI``, ``KOSDAQ``, ``KONEX``, ``ETF``, ``ETN``. A stock found in no file is treated as
-KOSPI, with one warning per code.
+of ``KOSPI``, ``KOSDAQ``, ``KONEX``, ``ETF``, ``ETN``. The last two columns are optional (a
+``code,name,market`` file is read as before): ``status`` is one of :class:`ListingStatus`
+(``listed`` when absent), ``index`` the index a stock belongs to (``KOSPI200``,
+``KOSDAQ150`` or empty). A stock found in no file is treated as KOSPI, with one warning per
+code. ``python main.py symbols --refresh`` rewrites the file from KIS's master files
+(:mod:`api.kis_master`).
 
 A file holds one market per code, the current one: a stock that moved (Kakao from KOSDAQ to
 KOSPI in 2017, NAVER in 2008) is priced by its current market's rules over its whole history.
@@ -47,7 +51,9 @@ SHIPPED_PATH = Path(__file__).resolve().parent.parent / "config" / "symbols.csv"
 USER_FILE_ENV = "KIS_TRADER_SYMBOLS_FILE"
 """Environment variable naming a user symbol file read over the shipped one."""
 
-HEADER = ("code", "name", "market")
+HEADER = ("code", "name", "market", "status", "index")
+"""Columns written; a file may stop after ``market`` (then status ``listed``, no index)."""
+MIN_HEADER = HEADER[:3]
 _CODE_RE = re.compile(r"^(?:[0-9A-Z]{6}|Q[0-9A-Z]{6})$")
 
 
@@ -70,13 +76,30 @@ DEFAULT_MARKET = Market.KOSPI
 """Market assumed for a code that no symbol file lists."""
 
 
+class ListingStatus(StrEnum):
+    """Whether a product can be traded: ``listed``; ``suspended`` (거래정지); ``delisting``
+    (정리매매, the last days before delisting); ``delisted`` (no longer in KIS's master)."""
+
+    LISTED = "listed"
+    SUSPENDED = "suspended"
+    DELISTING = "delisting"
+    DELISTED = "delisted"
+
+    @property
+    def tradable(self) -> bool:
+        return self in (ListingStatus.LISTED, ListingStatus.DELISTING)
+
+
 @dataclass(frozen=True, slots=True)
 class Symbol:
-    """One listed product: KRX short code, Korean name, market."""
+    """One listed product: KRX short code, Korean name, market, listing status and the
+    index it belongs to (``"KOSPI200"``, ``"KOSDAQ150"`` or ``""``)."""
 
     code: str
     name: str
     market: Market
+    status: ListingStatus = ListingStatus.LISTED
+    index: str = ""
 
 
 def read_symbols(path: Path) -> dict[str, Symbol]:
@@ -99,21 +122,31 @@ def read_symbols(path: Path) -> dict[str, Symbol]:
         raise ConfigError(f"{path}: empty; expected the header {','.join(HEADER)}", path=str(path))
     (head_no, head), body = rows[0], rows[1:]
     header = tuple(c.strip() for c in next(csv.reader([head])))
-    if header != HEADER:
+    if header not in (MIN_HEADER, HEADER[:4], HEADER):
         raise ConfigError(
-            f"{path}:{head_no}: header {','.join(header)!r}: expected {','.join(HEADER)}",
+            f"{path}:{head_no}: header {','.join(header)!r}: expected "
+            f"{','.join(MIN_HEADER)}[,status[,index]]",
             path=str(path),
         )
     symbols: dict[str, Symbol] = {}
     markets = ", ".join(m.value for m in Market)
+    statuses = ", ".join(m.value for m in ListingStatus)
     for n, line in body:
         fields = [f.strip() for f in next(csv.reader([line]))]
         where = f"{path}:{n}"
-        if len(fields) != len(HEADER):
+        if len(fields) != len(header):
             raise ConfigError(
-                f"{where}: {len(fields)} fields: expected 3 (code,name,market)", path=str(path)
+                f"{where}: {len(fields)} fields: expected {len(header)} ({','.join(header)})",
+                path=str(path),
             )
-        code, name, market = fields
+        code, name, market = fields[:3]
+        status_text = fields[3] if len(fields) > 3 else ListingStatus.LISTED.value
+        index = fields[4] if len(fields) > 4 else ""
+        try:
+            status = ListingStatus(status_text.lower() or ListingStatus.LISTED.value)
+        except ValueError:
+            raise ConfigError(f"{where}: status {status_text!r}: expected one of {statuses}",
+                              path=str(path), key="status") from None
         if not _CODE_RE.match(code):
             raise ConfigError(
                 f"{where}: code {code!r}: expected a 6-character KRX code such as 005930 "
@@ -134,7 +167,7 @@ def read_symbols(path: Path) -> dict[str, Symbol]:
             ) from None
         if code in symbols:
             raise ConfigError(f"{where}: code {code} is listed twice", path=str(path), key="code")
-        symbols[code] = Symbol(code, name, kind)
+        symbols[code] = Symbol(code, name, kind, status, index.upper())
     return symbols
 
 
@@ -149,7 +182,7 @@ def write_symbols(path: Path, symbols: Iterable[Symbol]) -> None:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(HEADER)
             for s in sorted(symbols, key=lambda s: s.code):
-                writer.writerow((s.code, s.name, s.market.value))
+                writer.writerow((s.code, s.name, s.market.value, s.status.value, s.index))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -210,6 +243,49 @@ class SymbolTable:
             )
         return DEFAULT_MARKET
 
+    def search(self, query: str, limit: int = 50) -> list[Symbol]:
+        """Symbols whose code starts with ``query`` or whose name contains it (case- and
+        space-insensitive): an exact code first, then names starting with it, then the rest,
+        each by code. ``"삼성"`` finds 005930 삼성전자."""
+        q = "".join(query.split()).upper()
+        if not q:
+            return []
+
+        def rank(s: Symbol) -> tuple[int, str] | None:
+            name = "".join(s.name.split()).upper()
+            if s.code == q:
+                return (0, s.code)
+            if name.startswith(q):
+                return (1, s.code)
+            if s.code.startswith(q):
+                return (2, s.code)
+            if q in name:
+                return (3, s.code)
+            return None
+
+        with self._lock:
+            ranked = [(r, s) for s in self._symbols.values() if (r := rank(s)) is not None]
+        return [s for _, s in sorted(ranked, key=lambda pair: pair[0])][:limit]
+
+    def members(self, universe: str) -> list[str]:
+        """Codes of a named universe, sorted: ``kospi``, ``kosdaq``, ``konex``, ``etf``,
+        ``etn`` (a market), ``kospi200``, ``kosdaq150`` (an index), ``all``; listed and
+        suspended products only (never ``delisted``). ``ConfigError`` for another name."""
+        key = universe.strip().lower()
+        markets = {m.value.lower(): m for m in Market}
+        indexes = {"kospi200": "KOSPI200", "kosdaq150": "KOSDAQ150"}
+        if key not in markets and key not in indexes and key != "all":
+            names = ", ".join([*markets, *indexes, "all"])
+            raise ConfigError(f"universe {universe!r}: expected a file or one of {names}",
+                              key="universe")
+        with self._lock:
+            rows = [s for s in self._symbols.values() if s.status is not ListingStatus.DELISTED]
+        if key in markets:
+            rows = [s for s in rows if s.market is markets[key]]
+        elif key in indexes:
+            rows = [s for s in rows if s.index == indexes[key]]
+        return sorted(s.code for s in rows)
+
     def as_mapping(self) -> Mapping[str, Symbol]:
         with self._lock:
             return dict(self._symbols)
@@ -255,3 +331,30 @@ def configure_symbols(user_file: Path | None) -> SymbolTable:
     with _configured_lock:
         _configured = table
     return table
+
+
+def read_code_list(path: Path) -> list[str]:
+    """Codes of a universe file, in file order without repeats: one code a line, or a CSV
+    whose first column (or ``code`` column) holds them; ``#`` comments and blank lines are
+    skipped. ``ConfigError`` naming the file and the line for a bad code or an empty file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
+    codes: list[str] = []
+    column = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [f.strip() for f in next(csv.reader([line]))]
+        if not codes and "code" in fields:
+            column = fields.index("code")
+            continue
+        code = fields[column] if column < len(fields) else ""
+        if not _CODE_RE.match(code):
+            raise ConfigError(f"{path}:{n}: code {code!r}: expected a 6-character KRX code "
+                              "such as 005930", path=str(path), key="code")
+        codes.append(code)
+    if not codes:
+        raise ConfigError(f"{path}: no stock codes in the file", path=str(path))
+    return list(dict.fromkeys(codes))

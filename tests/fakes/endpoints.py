@@ -287,6 +287,79 @@ def minute_chart(fake: FakeKIS, ctx: Ctx) -> Result:
     return ok({"output1": _chart_header(fake, code), "output2": rows})
 
 
+MINUTE_HISTORY_ROWS = 120
+MINUTE_HISTORY_KEPT = timedelta(days=365)
+"""KIS keeps about a year of past minute bars (official inquire_time_dailychartprice)."""
+
+
+def minute_history(fake: FakeKIS, ctx: Ctx) -> Result:
+    """Real only (FHKST03010230): up to 120 minute bars at or before ``FID_INPUT_DATE_1``
+    ``FID_INPUT_HOUR_1``, newest first; with ``FID_PW_DATA_INCU_YN=Y`` the page continues
+    into earlier trading days, with ``N`` it stops at the day's first bar. Older than a year:
+    no rows."""
+    q = ctx.query
+    code = q.get("FID_INPUT_ISCD", "")
+    if not fake.market.known(code):
+        return ok({"output1": _chart_header(fake, code), "output2": []})
+    day = _ymd(q.get("FID_INPUT_DATE_1", ""), ctx.now.date())
+    hour = q.get("FID_INPUT_HOUR_1", "")
+    until = time(int(hour[:2]), int(hour[2:4]), int(hour[4:6])) if len(hour) == 6 else None
+    bars: list[Any] = []
+    oldest_kept = ctx.now.date() - MINUTE_HISTORY_KEPT
+    cursor_day, cursor_until = day, until
+    while len(bars) < MINUTE_HISTORY_ROWS and cursor_day >= oldest_kept:
+        bars = fake.market.minute_bars_on(code, cursor_day, cursor_until) + bars
+        if q.get("FID_PW_DATA_INCU_YN", "N") != "Y":
+            break
+        cursor_day, cursor_until = cursor_day - timedelta(days=1), None
+    bars = bars[-MINUTE_HISTORY_ROWS:]
+    rows = [{"stck_bsop_date": t.strftime("%Y%m%d"), "stck_cntg_hour": t.strftime("%H%M%S"),
+             "stck_prpr": str(c), "stck_oprc": str(o), "stck_hgpr": str(h), "stck_lwpr": str(lo),
+             "cntg_vol": str(v), "acml_tr_pbmn": str(c * v)}
+            for t, o, h, lo, c, v in reversed(bars)]
+    return ok({"output1": _chart_header(fake, code), "output2": rows})
+
+
+def volume_rank(fake: FakeKIS, ctx: Ctx) -> Result:
+    """Real only (FHPST01710000): the top 30 codes by today's volume so far (``acml_vol``),
+    or by the previous day's volume before the open; ``fake.volume_rank_override`` (a list of
+    codes) replaces the ranking. Fields as official ``chk_volume_rank.py``."""
+    override = getattr(fake, "volume_rank_override", None)
+    codes = list(override) if override is not None else list(fake.market.stocks)
+    rows = []
+    for code in codes:
+        if not fake.market.known(code):
+            continue
+        _o, _h, _low, price, vol = fake.market.today(code)
+        prev = fake.market.daily(code, ctx.now.date() - timedelta(days=10),
+                                 ctx.now.date() - timedelta(days=1))
+        prdy_vol = prev[-1][5] if prev else 0
+        rows.append({"hts_kor_isnm": fake.market.stocks[code].name, "mksc_shrn_iscd": code,
+                     "stck_prpr": str(price), "acml_vol": str(vol), "prdy_vol": str(prdy_vol),
+                     "acml_tr_pbmn": str(price * vol)})
+    if override is None:
+        rows.sort(key=lambda r: (-int(r["acml_vol"] or 0), -int(r["prdy_vol"] or 0)))
+    for rank, row in enumerate(rows, 1):
+        row["data_rank"] = str(rank)
+    return ok({"output": rows[:30]})
+
+
+def chk_holiday(fake: FakeKIS, ctx: Ctx) -> Result:
+    """Real only (CTCA0903R): ``BASS_DT`` and the following days (a page of 20), each with
+    ``opnd_yn`` from the fake's ``closed_days`` (set of dates) and weekends."""
+    start = _ymd(ctx.query.get("BASS_DT", ""), ctx.now.date())
+    closed: set[date] = getattr(fake, "closed_days", set())
+    rows = []
+    for i in range(20):
+        day = start + timedelta(days=i)
+        open_ = day.weekday() < 5 and day not in closed
+        yn = "Y" if open_ else "N"
+        rows.append({"bass_dt": day.strftime("%Y%m%d"),
+                     "wday_dvsn_cd": f"{(day.isoweekday() % 7) + 1:02d}",
+                     "bzdy_yn": yn, "tr_day_yn": yn, "opnd_yn": yn, "sttl_day_yn": yn})
+    return ok({"output": rows, "ctx_area_fk": "", "ctx_area_nk": ""})
+
+
 def inquire_psbl_rvsecncl(fake: FakeKIS, ctx: Ctx) -> Result:
     """Real only (TTTC0084R/TTTC8036R): open orders with their cancellable quantity."""
     rows = [{**ctx.account.row(o), "psbl_qty": str(o.remaining)}

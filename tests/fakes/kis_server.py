@@ -15,7 +15,10 @@ and daily-ccld paging (20/15 rows a page virtual, 50/100 real) with ``tr_cont`` 
 ``ctx_area_*`` cursors, daily and minute charts (the stock's Korean name in ``output1``
 ``hts_kor_isnm``, as KIS gives it; ``inquire-price`` has no name field), tr_ids of the
 wrong environment refused (HTTP 500 ``모의투자 TR 이 아닙니다.``), orders outside
-09:00–15:30 refused, and faults.
+09:00–15:30 refused, and faults. Real only: past minute bars (``inquire-time-dailychartprice``
+FHKST03010230, 120 rows, a year kept), ``volume-rank`` (FHPST01710000, by volume or
+``fake.volume_rank_override``) and ``chk-holiday`` (CTCA0903R, weekends and
+``fake.closed_days`` closed).
 
 Control API for tests (all thread-safe): :meth:`FakeKIS.set_price`, :meth:`advance`
 (hooks in ``fake.on_clock`` see every move it makes), :meth:`fill_order`,
@@ -75,7 +78,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -234,6 +237,10 @@ class FakeKIS:
         self.set_random_faults(fault_rate, kinds=fault_kinds, seed=fault_seed,
                                hold_s=fault_hold_s)
         v = "V" if env == "virtual" else "T"
+
+        def real_only(tr: str) -> set[str]:
+            return {tr} if env == "real" else set()
+
         self._routes: dict[tuple[str, str], tuple[set[str], Route]] = {
             ("POST", _TRADING + "order-cash"): (
                 {v + "TTC0012U", v + "TTC0802U", v + "TTC0011U", v + "TTC0801U"}, self._order_cash),
@@ -254,7 +261,17 @@ class FakeKIS:
                 {"FHKST03010100"}, lambda c: ep.daily_chart(self, c)),
             ("GET", _QUOTES + "inquire-time-itemchartprice"): (
                 {"FHKST03010200"}, lambda c: ep.minute_chart(self, c)),
+            ("GET", _QUOTES + "inquire-time-dailychartprice"): (
+                real_only("FHKST03010230"), lambda c: ep.minute_history(self, c)),
+            ("GET", _QUOTES + "volume-rank"): (
+                real_only("FHPST01710000"), lambda c: ep.volume_rank(self, c)),
+            ("GET", _QUOTES + "chk-holiday"): (
+                real_only("CTCA0903R"), lambda c: ep.chk_holiday(self, c)),
         }
+        self.volume_rank_override: list[str] | None = None
+        """Codes the volume ranking returns in this order (``None``: by volume)."""
+        self.closed_days: set[date] = set()
+        """Weekdays ``chk-holiday`` reports as closed (``opnd_yn N``)."""
         if with_default_account:
             self.add_account(DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_ACCOUNT_NO)
 

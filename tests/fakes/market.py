@@ -154,6 +154,21 @@ class FakeMarket:
             path = self._path(self.stocks[code], now.date())
         return [m for m in path if m[0] <= limit]
 
+    def minute_bars_on(self, code: str, day: date, until: time | None = None) -> list[MinuteBar]:
+        """Minute bars of a past (or the current) day up to ``until``, ascending; empty when
+        the day has no daily bar (a holiday, before listing)."""
+        if day >= self._clock().date():
+            return self.minute_bars(code, until) if day == self._clock().date() else []
+        with self._lock:
+            stock = self.stocks[code]
+            if self._today_bar(stock, day) is None:
+                return []
+            path = self._path(stock, day)
+        if until is None:
+            return path
+        limit = datetime.combine(day, until, tzinfo=KST)
+        return [m for m in path if m[0] <= limit]
+
     def price(self, code: str) -> int:
         """Current price in KRW."""
         with self._lock:

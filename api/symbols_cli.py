@@ -1,0 +1,100 @@
+"""``python main.py symbols``: look up and refresh the symbol file.
+
+Usage::
+
+    python main.py symbols 삼성                 # code, name, market, status, index of matches
+    python main.py symbols 069500
+    python main.py symbols --refresh [--master-dir DIR] [--out FILE]
+
+``--refresh`` reads KIS's master files (:mod:`api.kis_master`; downloaded from KIS unless
+``--master-dir`` holds ``kospi_code.mst``/``kosdaq_code.mst`` or their ``.zip``), keeps the
+products no longer listed as ``delisted``, and rewrites ``FILE`` (default: the shipped
+``config/symbols.csv`` the engine reads, :mod:`utils.symbols`) atomically. A malformed
+master line is reported (file:line: what) and skipped; the rest is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from api.kis_master import LAYOUTS, download_master, merge_master, read_master_file
+from framework.errors import ConfigError
+from utils.symbols import SHIPPED_PATH, Symbol, default_symbols, read_symbols, write_symbols
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Add the ``symbols`` options to ``p``."""
+    p.add_argument("query", nargs="?", default=None,
+                   help="part of a name or a code (e.g. 삼성, 0059); none = every symbol")
+    p.add_argument("--refresh", action="store_true",
+                   help="rewrite the symbol file from KIS's master files")
+    p.add_argument("--master-dir", type=Path, default=None,
+                   help="folder with kospi_code.mst / kosdaq_code.mst (default: download)")
+    p.add_argument("--out", type=Path, default=SHIPPED_PATH,
+                   help=f"symbol file to write (default: {SHIPPED_PATH})")
+    p.add_argument("--limit", type=int, default=50, help="most matches shown (default 50)")
+
+
+def _line(s: Symbol) -> str:
+    return f"{s.code:<8}{s.name}\t{s.market.value}\t{s.status.value}\t{s.index}".rstrip()
+
+
+def refresh(out: Path, master_dir: Path | None) -> int:
+    """Rebuild ``out`` from the master files; return how many symbols it holds."""
+    found: list[Symbol] = []
+    sources: list[Path] = []
+    for name in LAYOUTS:
+        if master_dir is None:
+            sources.append(download_master(name, out.parent / ".master"))
+            continue
+        candidates = [master_dir / f"{name}.mst", master_dir / f"{name}.mst.zip"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            print(f"symbols: {master_dir}: no {name}.mst or {name}.mst.zip; skipped",
+                  file=sys.stderr)
+            continue
+        sources.append(path)
+    if not sources:
+        raise ConfigError(f"{master_dir}: no master file found", path=str(master_dir))
+    for path in sources:
+        symbols, problems = read_master_file(path)
+        for problem in problems:
+            print(f"symbols: skipped {problem}", file=sys.stderr)
+        found.extend(symbols)
+    old = read_symbols(out).values() if out.is_file() else ()
+    merged = merge_master(old, found)
+    write_symbols(out, merged)
+    return len(merged)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search or refresh; 0 on success, 1 when nothing matches, 2 on bad input."""
+    try:
+        if args.refresh:
+            count = refresh(Path(args.out), args.master_dir)
+            print(f"{args.out}: {count} symbols")
+            return EXIT_OK
+        table = default_symbols()
+        matches = table.search(args.query, args.limit) if args.query else list(table)
+    except ConfigError as exc:
+        print(f"symbols: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:
+        print(f"symbols: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # httpx errors of the master download
+        print(f"symbols: cannot fetch the master files: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if not matches:
+        print(f"symbols: nothing matches {args.query!r} in the symbol file "
+              "(python main.py symbols --refresh updates it)", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    for s in matches:
+        print(_line(s))
+    return EXIT_OK

@@ -1,0 +1,29 @@
+"""Buys every code of its universe while flat; sells a position after ``hold_bars`` bars."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from framework.bars import Bars
+from framework.types import Signal, SignalType
+from strategies.base import BaseStrategy
+
+
+class Rotator(BaseStrategy):
+    seen: dict[str, int]
+    decided: list[tuple[date, str, tuple[str, ...]]]
+
+    def on_market_open(self) -> None:
+        if not hasattr(self, "seen"):
+            self.seen, self.decided = {}, []
+
+    def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
+        day = data.time.date()
+        self.decided.append((day, stock_code, tuple(self.universe)))
+        if self.get_position(stock_code) is None:
+            self.seen.pop(stock_code, None)
+            return Signal(SignalType.BUY, stock_code, confidence=100.0, reasons=("picked",))
+        held = self.seen[stock_code] = self.seen.get(stock_code, 0) + 1
+        if held >= self.params["hold_bars"]:
+            return Signal(SignalType.SELL, stock_code, confidence=100.0, reasons=("held",))
+        return None
