@@ -119,7 +119,8 @@ class _CodeState:
         self.close: list[float] = frame["close"].to_numpy(dtype=np.float64).tolist()
         self.ptr = first_row
         self.n = n
-        self.windows: list[tuple[StrategySlot, Bars]] = []
+        self.windows: list[tuple[StrategySlot, Bars, list[bool] | None]] = []
+        """(strategy, its window, the bars it may signal on or ``None`` for every bar)"""
 
 
 class Backtest:
@@ -226,9 +227,10 @@ class Backtest:
             for code in wanted:
                 if code in states:
                     window = self.trader.build_window(slot, code, self.bars[code])
-                    states[code].windows.append((slot, window))
+                    mask = self.trader.signal_mask(slot, window)
+                    states[code].windows.append((slot, window, mask))
         self._windows = [
-            (slot.name, st.code, w) for st in states.values() for slot, w in st.windows
+            (slot.name, st.code, w) for st in states.values() for slot, w, _ in st.windows
         ]
         active = [st for st in states.values() if st.windows]
         if not active:
@@ -263,6 +265,12 @@ class Backtest:
         last_price = broker._last_price
         held = broker._holdings
         on_year_end = self.on_year_end
+        funds = self.funds
+        limits = self.settings.risk_limits
+        watch_equity = (
+            limits.daily_loss_limit_pct is not None or limits.portfolio_stop_pct is not None
+        )
+        marked: tuple[int, int] | None = None  # (cash, day) of the last flat equity check
         self._now_ns = int(timeline[0])
         trader.start()
         cur_day = None
@@ -312,10 +320,16 @@ class Backtest:
                     for order in session.exit_at_close(code):
                         self._fill_exit(order, c)
                     trader.poll_orders(code)
-            session.mark_equity()  # loss lock and portfolio stop at the close, before decisions
+            # loss lock and portfolio stop at the close, before decisions; while flat the
+            # equity is the cash, and the same cash on the same day gives the same answer
+            if watch_equity and (held or marked != (funds.cash_krw, day)):
+                session.mark_equity()
+                marked = None if held else (funds.cash_krw, day)
             for st, i in deciding:  # strategies decide at the close
-                for slot, window in st.windows:
+                for slot, window, mask in st.windows:
                     if slot.active and (not decide_at or session.decides_now(slot, self.now())):
+                        if mask is not None and not mask[i]:
+                            continue  # signal_bars: the strategy answers None here
                         window.resize(i + 1)
                         trader.evaluate(slot, st.code, window)
             if session.intraday_timeouts and trader.manage_timeouts():

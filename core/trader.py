@@ -279,6 +279,24 @@ class Trader:
                 cols[str(name)] = arr
         return Bars(cols, pd.DatetimeIndex(frame.index))
 
+    def signal_mask(self, slot: StrategySlot, window: Bars) -> list[bool] | None:
+        """Per bar of ``window`` (its full length): may ``slot``'s strategy signal there
+        (``BaseStrategy.signal_bars``)? ``None``: ask on every bar, also when the hook
+        fails or answers with the wrong shape (reported as a strategy error)."""
+        mask = self._call(slot, "signal_bars", slot.strategy.signal_bars, window)
+        if mask is None:
+            return None
+        arr = np.asarray(mask)
+        if arr.shape != (len(window),) or arr.dtype != np.bool_:
+            self.event(
+                "strategy_error",
+                f"{slot.name}: signal_bars gave {arr.dtype} of shape {arr.shape}, "
+                f"expected bool of shape ({len(window)},); asking on every bar",
+                level="error",
+            )
+            return None
+        return arr.tolist()
+
     def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
         """Record the last price (KRW) and, when known, today's base price (previous close,
         KRW): a market buy is sized at the upper-limit price over the base, else over the
