@@ -270,6 +270,9 @@ class Backtest:
         watch_equity = (
             limits.daily_loss_limit_pct is not None or limits.portfolio_stop_pct is not None
         )
+        pending = broker._pending
+        history = self.journal.history
+        bands: dict[str, tuple[int, tuple[float, float, float, bool] | None]] = {}
         marked: tuple[int, int] | None = None  # (cash, day) of the last flat equity check
         self._now_ns = int(timeline[0])
         trader.start()
@@ -304,14 +307,34 @@ class Backtest:
                 close = st.close[i]
                 c = round(close)
                 holding = code in held
-                if holding or code in broker._pending:
+                if holding or code in pending:
                     h, lo = round(st.high[i]), round(st.low[i])
-                    locked = broker.locked_side(code, self.now(), h, lo) if holding else None
-                    if code in broker._pending:
+                    # a bar locked at the limit-down (high = low) fills no sell, no exit
+                    locked = (
+                        broker.locked_side(code, self.now(), h, lo) if holding and h == lo else None
+                    )
+                    if code in pending:
                         broker.process_bar(code, self.now(), round(st.open[i]), h, lo, c)
                         trader.poll_orders(code)
                     if code in held and locked is not OrderSide.SELL:
-                        session.bar(code, st.open[i], st.high[i], st.low[i])
+                        o, hi, low = st.open[i], st.high[i], st.low[i]
+                        cached = bands.get(code)
+                        if cached is None or cached[0] != len(history):
+                            cached = (len(history), trader.exit_band(code))
+                            bands[code] = cached
+                        band = cached[1]
+                        # inside the band nothing can happen (exit_band); the journal's
+                        # length tells whether an order or fill changed the positions since
+                        if (
+                            band is None
+                            or not (o > band[0] and low > band[0] and o < band[1] and hi < band[1])
+                            or (hi > band[2] and band[3])
+                        ):
+                            session.bar(code, o, hi, low)
+                            del bands[code]
+                        elif hi > band[2]:  # a new high without a trailing stop: peaks only
+                            trader.raise_peaks(code, hi)
+                            bands[code] = (cached[0], (band[0], band[1], hi, False))
                 prices[code] = close
                 last_price[code] = c
                 if close_exits and code in held and (
