@@ -25,6 +25,7 @@ they do live. Rules (also in README.md):
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 import uuid
@@ -284,9 +285,54 @@ class Backtest:
             mininterval=0.5,
             desc="backtest",
         )
-        for k in range(n):
+        # Flat and idle (no holding, no order, equity already checked at this cash today,
+        # every strategy's signal_bars known): the bars up to the next marked bar or the
+        # next day change can change nothing but the last prices, so they are passed in one
+        # step. Not with decide_at or order timeouts, which look at every bar.
+        skip_ok = (
+            not decide_at
+            and not session.intraday_timeouts
+            and all(mask is not None for st in states for _, _, mask in st.windows)
+        )
+        marked_bars: dict[str, list[int]] = {
+            st.code: sorted({i for _, _, m in st.windows for i, v in enumerate(m or ()) if v})
+            for st in states
+        }
+        day_starts = [j for j in range(1, n) if day_of[j] != day_of[j - 1]] + [n]
+        updated = 0
+        k = 0
+        while k < n:
             t = times[k]
             day = day_of[k]
+            if (
+                skip_ok
+                and day == cur_day
+                and not held
+                and not pending
+                and (not watch_equity or marked == (funds.cash_krw, day))
+            ):
+                j = day_starts[bisect.bisect_right(day_starts, k)]
+                for st in states:
+                    sig = marked_bars[st.code]
+                    at = bisect.bisect_left(sig, st.ptr)
+                    if at < len(sig) and sig[at] < st.n:
+                        j = min(j, bisect.bisect_left(times, st.times[sig[at]], k))
+                if j > k:
+                    t_next = times[j] if j < n else None
+                    for st in states:
+                        end = st.n if t_next is None else bisect.bisect_left(
+                            st.times, t_next, st.ptr, st.n
+                        )
+                        if end > st.ptr:
+                            close = st.close[end - 1]
+                            prices[st.code] = close
+                            last_price[st.code] = round(close)
+                            st.ptr = end
+                    cash[k:j] = broker.cash_krw
+                    holdings[k:j] = 0
+                    self._now_ns = times[j - 1]
+                    k = j
+                    continue
             if day != cur_day:
                 if cur_day is not None:  # at the time of the day's last bar
                     session.close_day(_to_date(cur_day))
@@ -361,10 +407,13 @@ class Backtest:
                 session.time_cut(_to_date(day), include_last=True)
             cash[k] = broker.cash_krw
             holdings[k] = sum([h[0] * last_price[c] for c, h in held.items()]) if held else 0
-            if not k & 4095:
-                bar.update(min(4096, n - k))
+            k += 1
+            if k - updated >= 4096:
+                bar.update(k - updated)
+                updated = k
         if cur_day is not None:
             session.close_day(_to_date(cur_day))
+        bar.update(n - updated)
         bar.close()
         elapsed = time.perf_counter() - t0
         return self._result(timeline, cash, holdings, elapsed)
