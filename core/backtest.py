@@ -26,6 +26,7 @@ they do live. Rules (also in README.md):
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 import time
 import uuid
@@ -241,6 +242,18 @@ class Backtest:
 
     def run(self) -> BacktestResult:
         """Run the whole backtest and return its :class:`BacktestResult`."""
+        # The run keeps every order, fill and journal entry, so the cyclic collector would
+        # rescan a growing heap again and again (about a fifth of the time on 200,000 bars);
+        # it is paused for the run. Reference counting still frees everything at once.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> BacktestResult:
         t0 = time.perf_counter()
         states, timeline = self._prepare()
         n = len(timeline)
