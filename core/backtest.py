@@ -31,6 +31,8 @@ they do live. Rules (also in README.md):
 
 from __future__ import annotations
 
+import bisect
+import gc
 import logging
 import time
 import uuid
@@ -131,7 +133,8 @@ class _CodeState:
         self.close: list[float] = frame["close"].to_numpy(dtype=np.float64).tolist()
         self.ptr = first_row
         self.n = n
-        self.windows: list[tuple[StrategySlot, Bars]] = []
+        self.windows: list[tuple[StrategySlot, Bars, list[bool] | None]] = []
+        """(strategy, its window, the bars it may signal on or ``None`` for every bar)"""
         self.daily_slots: list[StrategySlot] = []
         """Strategies with ``timeframes: [daily, …]`` deciding on daily bars derived from
         these minute bars (once a day: at ``decide_at``, else at the day's last bar)."""
@@ -269,9 +272,10 @@ class Backtest:
                 if frames and minute_data and "minute" not in frames:
                     continue
                 window = self.trader.build_window(slot, code, self.bars[code])
-                states[code].windows.append((slot, window))
+                mask = self.trader.signal_mask(slot, window)
+                states[code].windows.append((slot, window, mask))
         self._windows = [
-            (slot.name, st.code, w) for st in states.values() for slot, w in st.windows
+            (slot.name, st.code, w) for st in states.values() for slot, w, _ in st.windows
         ]
         active = [st for st in states.values() if st.windows or st.daily_slots]
         if not active:
@@ -284,6 +288,18 @@ class Backtest:
 
         Raises ``LookaheadError`` (an indicator uses later bars) before the first bar, and
         ``StrategyDisabledError`` when a strategy keeps failing."""
+        # The run keeps every order, fill and journal entry, so the cyclic collector would
+        # rescan a growing heap again and again (about a fifth of the time on 200,000 bars);
+        # it is paused for the run. Reference counting still frees everything at once.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> BacktestResult:
         t0 = time.perf_counter()
         if not self.settings.allow_lookahead:
             require_causal(self.strategies, self.bars)
@@ -311,6 +327,15 @@ class Backtest:
         last_price = broker._last_price
         held = broker._holdings
         on_year_end = self.on_year_end
+        funds = self.funds
+        limits = self.settings.risk_limits
+        watch_equity = (
+            limits.daily_loss_limit_pct is not None or limits.portfolio_stop_pct is not None
+        )
+        pending = broker._pending
+        history = self.journal.history
+        bands: dict[str, tuple[int, tuple[float, float, float, bool] | None]] = {}
+        marked: tuple[int, int] | None = None  # (cash, day) of the last flat equity check
         self._now_ns = int(timeline[0])
         screens, today = self.screens, self.screens.today
         if screens:
@@ -324,9 +349,55 @@ class Backtest:
             mininterval=0.5,
             desc="backtest",
         )
-        for k in range(n):
+        # Flat and idle (no holding, no order, equity already checked at this cash today,
+        # every strategy's signal_bars known): the bars up to the next marked bar or the
+        # next day change can change nothing but the last prices, so they are passed in one
+        # step. Not with decide_at or order timeouts, which look at every bar.
+        skip_ok = (
+            not decide_at
+            and not session.intraday_timeouts
+            and all(mask is not None for st in states for _, _, mask in st.windows)
+            and not any(st.daily_slots for st in states)  # they decide at each day's last bar
+        )
+        marked_bars: dict[str, list[int]] = {
+            st.code: sorted({i for _, _, m in st.windows for i, v in enumerate(m or ()) if v})
+            for st in states
+        }
+        day_starts = [j for j in range(1, n) if day_of[j] != day_of[j - 1]] + [n]
+        updated = 0
+        k = 0
+        while k < n:
             t = times[k]
             day = day_of[k]
+            if (
+                skip_ok
+                and day == cur_day
+                and not held
+                and not pending
+                and (not watch_equity or marked == (funds.cash_krw, day))
+            ):
+                j = day_starts[bisect.bisect_right(day_starts, k)]
+                for st in states:
+                    sig = marked_bars[st.code]
+                    at = bisect.bisect_left(sig, st.ptr)
+                    if at < len(sig) and sig[at] < st.n:
+                        j = min(j, bisect.bisect_left(times, st.times[sig[at]], k))
+                if j > k:
+                    t_next = times[j] if j < n else None
+                    for st in states:
+                        end = st.n if t_next is None else bisect.bisect_left(
+                            st.times, t_next, st.ptr, st.n
+                        )
+                        if end > st.ptr:
+                            close = st.close[end - 1]
+                            prices[st.code] = close
+                            last_price[st.code] = round(close)
+                            st.ptr = end
+                    cash[k:j] = broker.cash_krw
+                    holdings[k:j] = 0
+                    self._now_ns = times[j - 1]
+                    k = j
+                    continue
             if day != cur_day:
                 if cur_day is not None:  # at the time of the day's last bar
                     session.close_day(_to_date(cur_day))
@@ -349,14 +420,34 @@ class Backtest:
                 close = st.close[i]
                 c = round(close)
                 holding = code in held
-                if holding or code in broker._pending:
+                if holding or code in pending:
                     h, lo = round(st.high[i]), round(st.low[i])
-                    locked = broker.locked_side(code, self.now(), h, lo) if holding else None
-                    if code in broker._pending:
+                    # a bar locked at the limit-down (high = low) fills no sell, no exit
+                    locked = (
+                        broker.locked_side(code, self.now(), h, lo) if holding and h == lo else None
+                    )
+                    if code in pending:
                         broker.process_bar(code, self.now(), round(st.open[i]), h, lo, c)
                         trader.poll_orders(code)
                     if code in held and locked is not OrderSide.SELL:
-                        session.bar(code, st.open[i], st.high[i], st.low[i])
+                        o, hi, low = st.open[i], st.high[i], st.low[i]
+                        cached = bands.get(code)
+                        if cached is None or cached[0] != len(history):
+                            cached = (len(history), trader.exit_band(code))
+                            bands[code] = cached
+                        band = cached[1]
+                        # inside the band nothing can happen (exit_band); the journal's
+                        # length tells whether an order or fill changed the positions since
+                        if (
+                            band is None
+                            or not (o > band[0] and low > band[0] and o < band[1] and hi < band[1])
+                            or (hi > band[2] and band[3])
+                        ):
+                            session.bar(code, o, hi, low)
+                            del bands[code]
+                        elif hi > band[2]:  # a new high without a trailing stop: peaks only
+                            trader.raise_peaks(code, hi)
+                            bands[code] = (cached[0], (band[0], band[1], hi, False))
                 prices[code] = close
                 last_price[code] = c
                 if close_exits and code in held and (
@@ -365,15 +456,21 @@ class Backtest:
                     for order in session.exit_at_close(code):
                         self._fill_exit(order, c)
                     trader.poll_orders(code)
-            session.mark_equity()  # loss lock and portfolio stop at the close, before decisions
+            # loss lock and portfolio stop at the close, before decisions; while flat the
+            # equity is the cash, and the same cash on the same day gives the same answer
+            if watch_equity and (held or marked != (funds.cash_krw, day)):
+                session.mark_equity()
+                marked = None if held else (funds.cash_krw, day)
             for st, i in deciding:  # strategies decide at the close
-                for slot, window in st.windows:
+                for slot, window, mask in st.windows:
                     if screens and slot.name in today and st.code not in today[slot.name]:
                         continue  # screened out today (held codes are always in)
                     multi = bool(slot.strategy.config.timeframes)
                     if slot.active and (
                         not decide_at or multi or session.decides_now(slot, self.now())
                     ):
+                        if mask is not None and not mask[i]:
+                            continue  # signal_bars: the strategy answers None here
                         window.resize(i + 1)
                         trader.evaluate(
                             slot, st.code, window, timeframe="minute" if intraday and multi
@@ -391,10 +488,13 @@ class Backtest:
                 raise EquityOverflowError(self.now(), book, value)
             cash[k] = book
             holdings[k] = value
-            if not k & 4095:
-                bar.update(min(4096, n - k))
+            k += 1
+            if k - updated >= 4096:
+                bar.update(k - updated)
+                updated = k
         if cur_day is not None:
             session.close_day(_to_date(cur_day))
+        bar.update(n - updated)
         bar.close()
         elapsed = time.perf_counter() - t0
         return self._result(timeline, cash, holdings, elapsed)

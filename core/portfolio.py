@@ -120,7 +120,11 @@ class Portfolio:
     def checkpoint(self, strategy: str, stock_code: str) -> tuple[Position | None, int]:
         """A copy of the position and the round-trip count, for :meth:`rollback`."""
         pos = self._positions.get((strategy, stock_code))
-        return copy.deepcopy(pos), len(self.round_trips)
+        if pos is None:
+            return None, len(self.round_trips)
+        saved = copy.copy(pos)  # every field but metadata is immutable
+        saved.metadata = dict(pos.metadata)
+        return saved, len(self.round_trips)
 
     def rollback(
         self, strategy: str, stock_code: str, mark: tuple[Position | None, int]

@@ -44,6 +44,7 @@ from core.risk import (
     RiskManager,
     TradingState,
     bar_exit,
+    exit_band,
     exit_trigger,
 )
 from core.windows import FrameWindow
@@ -318,6 +319,24 @@ class Trader:
         if slot.strategy.numpy_bars:
             return Bars(cols, index)
         return FrameWindow(cols, index, lookback=slot.strategy.config.lookback)
+
+    def signal_mask(self, slot: StrategySlot, window: Bars) -> list[bool] | None:
+        """Per bar of ``window`` (its full length): may ``slot``'s strategy signal there
+        (``BaseStrategy.signal_bars``)? ``None``: ask on every bar, also when the hook
+        fails or answers with the wrong shape (reported as a strategy error)."""
+        mask = self._call(slot, "signal_bars", slot.strategy.signal_bars, window)
+        if mask is None:
+            return None
+        arr = np.asarray(mask)
+        if arr.shape != (len(window),) or arr.dtype != np.bool_:
+            self.event(
+                "strategy_error",
+                f"{slot.name}: signal_bars gave {arr.dtype} of shape {arr.shape}, "
+                f"expected bool of shape ({len(window)},); asking on every bar",
+                level="error",
+            )
+            return None
+        return arr.tolist()
 
     def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
         """Record the last price (KRW) and, when known, today's base price (previous close,
@@ -731,7 +750,10 @@ class Trader:
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
         if slot is not None and slot.active:
-            self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
+            if type(slot.strategy).on_order_filled is BaseStrategy.on_order_filled:
+                slot.consecutive_errors = 0  # the no-op hook: as if called, without the copy
+            else:
+                self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
     def _book_cash_of(self, order: Order, fill: Fill, book_cash: bool, late: bool) -> None:
         if not book_cash:
@@ -966,9 +988,37 @@ class Trader:
                     self._liquidating.pop(key, None)
                     sent.append((order, trigger.price))
                     continue
-            if pos.peak_price is None or high > pos.peak_price:
-                pos.peak_price = float(high)
+            _raise_peak(pos, high)
         return sent
+
+    def exit_band(self, stock_code: str) -> tuple[float, float, float, bool] | None:
+        """``(stop, target, peak, trailing)`` (KRW) of the positions in ``stock_code``: a bar
+        whose open and low are above ``stop`` and whose open and high are below ``target``
+        fires no exit in :meth:`check_bar_exits`; if its high is above ``peak`` it raises the
+        positions' peaks, which moves ``stop`` only when ``trailing`` (a trailing stop is on);
+        without one :meth:`raise_peaks` does all the bar changes. A backtest passes such bars
+        by. ``None`` when every bar must be checked: an open order of the stock, a
+        liquidation waiting, a position without a peak yet."""
+        if self.orders.open_orders(stock_code):
+            return None
+        stop, target, peak, trailing = -math.inf, math.inf, math.inf, False
+        for pos in self.portfolio.positions():
+            if pos.stock_code != stock_code:
+                continue
+            if pos.peak_price is None or (pos.strategy, stock_code) in self._liquidating:
+                return None
+            policy = self.exit_policy(pos.strategy)
+            low, high = exit_band(pos, policy)
+            stop, target, peak = max(stop, low), min(target, high), min(peak, pos.peak_price)
+            trailing = trailing or policy.trailing_stop_pct is not None
+        return stop, target, peak, trailing
+
+    def raise_peaks(self, stock_code: str, high: float) -> None:
+        """Each position in ``stock_code`` takes ``high`` (KRW) as its peak when above it
+        (what :meth:`check_bar_exits` does after a bar without exits)."""
+        for pos in self.portfolio.positions():
+            if pos.stock_code == stock_code:
+                _raise_peak(pos, high)
 
     def exit_positions(
         self, rule: str, wanted: Callable[[Position], float | None]
@@ -1157,3 +1207,8 @@ class Trader:
             self.on_event(kind, message, data)
         except Exception:  # a notifier must never break trading
             logger.exception("event handler failed for %s", kind)
+
+
+def _raise_peak(pos: Position, high: float) -> None:
+    if pos.peak_price is None or high > pos.peak_price:
+        pos.peak_price = float(high)

@@ -214,7 +214,10 @@ class Order:
 
     def copy(self) -> Order:
         """A detached copy, safe to hand to strategy code."""
-        return dataclasses.replace(self, metadata=dict(self.metadata))
+        # positional construction: several times cheaper than dataclasses.replace (hot path)
+        copied = Order(*[getattr(self, name) for name in _ORDER_FIELDS])
+        copied.metadata = dict(self.metadata)
+        return copied
 
     def to_request(self) -> OrderRequest:
         return OrderRequest(
@@ -225,6 +228,9 @@ class Order:
             qty=self.qty,
             price=self.price,
         )
+
+
+_ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(Order))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ hook                                            required  when / what
                                                           disables the strategy
 ``indicators(bars)``                            no        once per data refresh per stock:
                                                           vectorised indicator columns
+``signal_bars(data)``                           no        backtest, once per stock: the bars
+                                                          on which a signal is possible
 ``on_market_open()``                            no        at the open of each trading day
 ``generate_signal(stock_code, data, timeframe)`` yes      on every new bar / quote tick
 ``on_order_filled(order)``                      no        after each fill of its own orders
@@ -175,6 +177,22 @@ class BaseStrategy(abc.ABC):
         ``shift(+k)``, never ``shift(-k)``), because the backtest computes it over the whole
         history once; every backtest checks this first (:mod:`core.lookahead`) and stops with
         exit status 4 when a column looks ahead. Default: no indicators.
+        """
+        return None
+
+    def signal_bars(self, data: Bars) -> Any:
+        """The bars on which :meth:`generate_signal` can return anything but ``None``.
+
+        Called by the backtest once per stock, after :meth:`indicators`, with the window over
+        the whole history (``data.close`` etc. are full-length arrays). Return a boolean array
+        of ``len(data)`` (True = the strategy may signal on that bar, whatever it holds), or
+        ``None`` (the default) to be asked on every bar. The backtest then calls
+        :meth:`generate_signal` only on the marked bars; on the others it takes the answer
+        as ``None`` without asking, so the run is the same, only faster. The mask must be
+        causal like the indicators and must cover every bar on which the strategy could
+        act, in any position: a bar left out is a signal lost. Live trading always asks.
+
+        ``strategies/sma_cross`` marks its cross bars this way.
         """
         return None
 

@@ -7,6 +7,7 @@ the whole position.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,6 +37,15 @@ class SmaCrossStrategy(BaseStrategy):
     def indicators(self, bars: pd.DataFrame) -> dict[str, pd.Series]:
         p: SmaCrossParameters = self.params
         return {"fast": sma(bars["close"], p.fast), "slow": sma(bars["close"], p.slow)}
+
+    def signal_bars(self, data: Bars) -> np.ndarray:
+        """The cross bars (up or down): on every other bar :meth:`generate_signal` returns
+        ``None`` (NaN compares False, as there)."""
+        fast, slow = data["fast"], data["slow"]
+        mask = np.zeros(len(data), dtype=bool)
+        f0, f1, s0, s1 = fast[:-1], fast[1:], slow[:-1], slow[1:]
+        mask[1:] = ((f0 <= s0) & (f1 > s1)) | ((f0 >= s0) & (f1 < s1))
+        return mask
 
     def generate_signal(self, stock_code: str, data: Bars, timeframe: str) -> Signal | None:
         if len(data) < 2:
