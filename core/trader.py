@@ -749,10 +749,13 @@ class Trader:
         )
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
-        if slot is not None and slot.active:
-            # the default hook does nothing and cannot fail: skip it and the order copy
-            if type(slot.strategy).on_order_filled is not BaseStrategy.on_order_filled:
-                self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
+        # the default hook does nothing and cannot fail: skip it and the order copy
+        if (
+            slot is not None
+            and slot.active
+            and type(slot.strategy).on_order_filled is not BaseStrategy.on_order_filled
+        ):
+            self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
     def _book_cash_of(self, order: Order, fill: Fill, book_cash: bool, late: bool) -> None:
         if not book_cash:
