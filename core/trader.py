@@ -366,7 +366,15 @@ class Trader:
         """
         if not slot.active:
             return None
-        data = bars.frame() if isinstance(bars, FrameWindow) else bars
+        if isinstance(bars, FrameWindow):
+            data: Any = bars.frame()
+        elif slot.strategy.numpy_bars:
+            data = bars
+        else:  # another window (live minute bars): its DataFrame, the last lookback rows
+            data = bars.to_frame()
+            lookback = slot.strategy.config.lookback
+            if lookback is not None:
+                data = data.iloc[-lookback:]
         signal = self._call(
             slot,
             "generate_signal",

@@ -83,6 +83,8 @@ def test_provider_serves_minutes_and_the_forming_daily_bar(minute_dir: Path) -> 
 
 
 class Recorder(BaseStrategy):
+    numpy_bars = True  # reads the numpy Bars window (data.time, data.last)
+
     def __init__(self, config: StrategyConfig):
         super().__init__(config)
         self.calls: list[tuple[str, pd.Timestamp, float, float]] = []

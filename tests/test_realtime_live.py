@@ -35,6 +35,8 @@ from utils.ticks import round_to_tick
 
 
 class PlanStrategy(BaseStrategy):
+    numpy_bars = True  # reads the numpy Bars window (data["close"][-1])
+
     def generate_signal(self, stock_code, data, timeframe):
         plan = self.params.get(stock_code)
         pos = self.get_position(stock_code)

@@ -47,6 +47,8 @@ class OrbParameters(BaseModel):
 class OrbStrategy(BaseStrategy):
     Parameters = OrbParameters
 
+    numpy_bars = True  # reads the numpy Bars window (data.high[...], data.last(...))
+
     def __init__(self, config: Any):
         super().__init__(config)
         self._entered: dict[str, object] = {}

@@ -10,6 +10,8 @@ from strategies.base import BaseStrategy
 
 
 class Picker(BaseStrategy):
+    numpy_bars = True  # reads the numpy Bars window (data.time, data.last)
+
     seen: dict[str, int]
     decided: list[tuple[date, str, tuple[str, ...]]]
 
