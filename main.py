@@ -414,9 +414,12 @@ def build_live_session(
     clock = clock or kst_now
     closers: list[Callable[[], object]] = []
     try:
-        return _wire_live(
+        parts = _wire_live(
             settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {}, closers
         )
+        if strategy is None:
+            _require_enabled(parts.session, strategies_dir)
+        return parts
     except BaseException:
         LiveParts(session=None, closers=closers).close()  # type: ignore[arg-type]
         raise
@@ -567,10 +570,24 @@ def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
         for item in found:
             if not item.ok:
                 print(f"warning: strategy {item.name} not loaded: {item.error}", file=sys.stderr)
-        items = [item for item in found if item.ok and item.enabled]
+        # disabled ones too: a stored switch (core.switches) may turn one on
+        items = [item for item in found if item.ok]
     if not items:
         raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
     return [item.create() for item in items]
+
+
+def _require_enabled(session: LiveSession, root: Path) -> None:
+    """At least one strategy is enabled in its config.yaml or has a switch in force (all
+    switched off, the bot still starts: the exits of the book apply and a switch turns them
+    back on)."""
+    for slot in session.trader.slots.values():
+        enabled, switch, _dropped = session.switches.effective(
+            slot.name, slot.strategy.config.enabled, drop=False
+        )
+        if enabled or switch is not None:
+            return
+    raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
 
 
 def _seed_paper(paper: Any, repository: Any, run_id: str, default_cash: int, now: datetime) -> None:

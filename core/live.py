@@ -59,7 +59,8 @@ from core.portfolio import Portfolio
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
 from core.session import TradingSession
-from core.trader import Trader
+from core.switches import StrategySwitches
+from core.trader import StrategySlot, Trader
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
@@ -87,6 +88,20 @@ class Alerts(Protocol):
     def on_event(self, kind: str, message: str, data: Any) -> None: ...
 
     def stop(self, timeout_s: float = 5.0) -> None: ...
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    """The global risk limits of ``settings.risk``."""
+    risk = settings.risk
+    return RiskLimits(
+        max_order_amount_krw=risk.max_order_amount_krw,
+        max_order_qty=risk.max_order_qty,
+        max_trades_per_day=risk.max_trades_per_day,
+        cooldown_s=risk.cooldown_s,
+        daily_loss_limit_pct=risk.daily_loss_limit_pct,
+        portfolio_stop_pct=risk.portfolio_stop_pct,
+        max_positions=risk.max_positions,
+    )
 
 
 def book_id(mode: str, env: str, account_no: str) -> str:
@@ -203,19 +218,10 @@ class LiveSession:
         self._failures = 0
         self._retry_at: datetime | None = None
         self.journal = DatabaseJournal(repository, run_id)
-        live, risk = settings.live, settings.risk
+        self.switches = StrategySwitches(self.journal)
+        live = settings.live
         self.fees = fees or FeeModel()
-        self.risk = RiskManager(
-            RiskLimits(
-                max_order_amount_krw=risk.max_order_amount_krw,
-                max_order_qty=risk.max_order_qty,
-                max_trades_per_day=risk.max_trades_per_day,
-                cooldown_s=risk.cooldown_s,
-                daily_loss_limit_pct=risk.daily_loss_limit_pct,
-                portfolio_stop_pct=risk.portfolio_stop_pct,
-                max_positions=risk.max_positions,
-            )
-        )
+        self.risk = RiskManager(risk_limits(settings))
         un = live.unmanaged
         self.trader = Trader(
             strategies,
@@ -265,8 +271,9 @@ class LiveSession:
                 self.mode, {"mode": self.mode, "env": self.env}, now, self.run_id
             )
             for slot in self.trader.slots.values():
+                self.apply_switch(slot)
                 self.repository.upsert_strategy(
-                    slot.name, True, slot.strategy.config.model_dump(mode="json")
+                    slot.name, slot.enabled, slot.strategy.config.model_dump(mode="json")
                 )
             report = reconcile(self.trader, self.repository, self.run_id, names=self.names)
             self.trader.start()
@@ -278,6 +285,19 @@ class LiveSession:
             data={"mode": self.mode, "env": self.env, "strategies": list(self.trader.slots)},
         )
         return report
+
+    def apply_switch(self, slot: StrategySlot) -> None:
+        """Set ``slot.enabled`` from its config's ``enabled`` and its stored switch
+        (:mod:`core.switches`); a switch the file has overtaken is dropped and journaled."""
+        file_enabled = slot.strategy.config.enabled
+        slot.enabled, _switch, dropped = self.switches.effective(slot.name, file_enabled)
+        if dropped:
+            self.trader.event(
+                "strategy_switch_dropped",
+                f"{slot.name}: enabled is now {str(file_enabled).lower()} in config.yaml; "
+                "the switch set before is dropped",
+                data={"strategy": slot.name, "enabled": file_enabled},
+            )
 
     def reconcile_only(self) -> ReconcileReport:
         """Record the run and reconcile the book with the account; no strategy is called
@@ -514,8 +534,8 @@ class LiveSession:
 
     def job_signals(self) -> None:
         now = self.clock()
-        for slot in self.trader.slots.values():
-            if not slot.active or not self.trading.decides_now(slot, now):
+        for slot in list(self.trader.slots.values()):
+            if not (slot.active and slot.enabled) or not self.trading.decides_now(slot, now):
                 continue
             for code in slot.strategy.universe:
                 if not slot.active:
@@ -636,6 +656,7 @@ class LiveSession:
                     {
                         "name": s.name,
                         "active": s.active,
+                        "enabled": s.enabled,
                         "trades_today": s.trades_today,
                         "errors": s.errors,
                     }
@@ -834,4 +855,5 @@ __all__ = [
     "book_id",
     "clean_bars",
     "plan_day",
+    "risk_limits",
 ]

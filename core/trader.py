@@ -71,6 +71,9 @@ class StrategySlot:
 
     strategy: BaseStrategy
     active: bool = True
+    enabled: bool = True
+    """The on/off switch (:mod:`core.switches`): off, the strategy is asked for no signal;
+    the exits of its positions still apply. ``active`` is the engine's own verdict."""
     trades_today: int = 0
     consecutive_errors: int = 0
     errors: int = 0
@@ -175,6 +178,23 @@ class Trader:
             if ok is False:
                 slot.active = False
                 self.event("strategy_disabled", f"{slot.name}: on_init returned False")
+
+    def install(self, strategy: BaseStrategy, *, enabled: bool = True) -> StrategySlot:
+        """Put ``strategy`` in its slot at run time (a reload: new parameters, or a new
+        strategy): bound to its positions and state, ``on_init`` called when the engine has
+        started. The slot's counters and the strategy's open positions are kept."""
+        slot = self.slots.get(strategy.name)
+        if slot is None:
+            slot = self.slots[strategy.name] = StrategySlot(strategy)
+        slot.strategy, slot.enabled = strategy, enabled
+        self._exit_policies.pop(strategy.name, None)
+        self.funds.set_allocation(strategy.name, strategy.config.allocation)
+        self._bind_state(slot)
+        self._bind(slot)
+        ok = self._call(slot, "on_init", strategy.on_init, self.broker, self.data_provider,
+                        self.executor)
+        slot.active = ok is not False
+        return slot
 
     def market_open(self) -> None:
         for slot in self.slots.values():
@@ -298,7 +318,7 @@ class Trader:
     # --- signals -----------------------------------------------------------------------
     def evaluate(self, slot: StrategySlot, stock_code: str, bars: Bars) -> Signal | None:
         """Ask one strategy about one stock and act on its answer."""
-        if not slot.active:
+        if not slot.active or not slot.enabled:
             return None
         signal = self._call(
             slot,
