@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     _backtest_options(run)
     live = sub.add_parser("live", help="trade the enabled strategies through KIS")
     _live_options(live)
+    dash = sub.add_parser("dashboard", help="the web dashboard, read-only on the database")
+    dash.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
+    _dashboard_options(dash, prefix="")
+    dash.add_argument("--book", help="the book (run id) to show (default: the newest live one)")
     rec = sub.add_parser("reconcile", help="compare the database's book with the account")
     rec.add_argument("--dry-run", action="store_true", help="the dry-run book (simulated orders)")
     rec.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
@@ -134,7 +138,16 @@ def _optimize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
+def _dashboard_options(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument(f"--{prefix}host", default="127.0.0.1",
+                   help="address to bind (not loopback: needs DASHBOARD_TOKEN)")
+    p.add_argument(f"--{prefix}port", type=int, default=8080, help="port (default 8080)")
+
+
 def _live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the web dashboard with its controls from this process")
+    _dashboard_options(p, prefix="dashboard-")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -224,12 +237,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     result = backtest.run()
     result.started_at = started_at
     metrics = compute_metrics(result)
+    out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
     if not args.no_db:
         from db.repository import Repository
 
         repo = Repository(args.db or database_url(settings))
-        backtest.save(repo, result, started_at, summary=metrics)
-    out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
+        # the report folder goes with the run: the dashboard opens its report.html
+        summary = {**metrics, "report_dir": str(Path(out).resolve())}
+        backtest.save(repo, result, started_at, summary=summary)
     benchmark = None
     if args.benchmark:
         from core.data_collector import find_csv, load_bars_csv
@@ -675,11 +690,79 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
+def _dashboard_token() -> str | None:
+    import os
+
+    return os.environ.get("DASHBOARD_TOKEN") or None
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    """The dashboard alone, read-only on the database; blocks until Ctrl+C."""
+    from dashboard.app import create_app
+    from dashboard.security import check_bind
+    from dashboard.server import DashboardServer
+    from db.repository import Repository
+
+    token = _dashboard_token()
+    check_bind(args.host, token)
+    repository = Repository(args.db or database_url(settings))
+    try:
+        server = DashboardServer(create_app(repository, run_id=args.book, token=token),
+                                 args.host, args.port, token)
+        server.start()
+        print(f"dashboard (read-only) on {server.url}; Ctrl+C stops.", flush=True)
+        try:
+            while server.thread.is_alive():
+                server.thread.join(1.0)
+        except KeyboardInterrupt:
+            pass
+        server.stop()
+    finally:
+        repository.close()
+    return 0
+
+
+def _start_live_dashboard(args: argparse.Namespace, built: LiveParts, controls: Any) -> None:
+    from dashboard.app import create_app
+    from dashboard.server import DashboardServer
+
+    token = _dashboard_token()
+    server = DashboardServer(
+        create_app(built.session.repository, controls=controls, token=token),
+        args.dashboard_host, args.dashboard_port, token,
+    )
+    server.start()
+    built.closers.insert(0, server.stop)
+    print(f"dashboard on {server.url}", flush=True)
+
+
+def _reload_on_sighup(controls: Any) -> None:
+    """SIGHUP re-reads the configuration (on a thread of its own: it waits for the job that
+    holds the session's lock)."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGHUP"):
+        return
+
+    def handle(_signum: int, _frame: object) -> None:
+        threading.Thread(target=lambda: print(controls.reload("signal").message, flush=True),
+                         name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handle)
+
+
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    from core.control import Controls
     from core.live import ScheduledRunner
+    from core.reload import Reloader
 
     signals = _StopSignals()
     built: LiveParts | None = None
+    if args.dashboard:
+        from dashboard.security import check_bind
+
+        check_bind(args.dashboard_host, _dashboard_token())
     try:
         logger.info("start-up: wiring the session")
         built = build_live_session(
@@ -695,6 +778,10 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
             _check_data_source(session)
         logger.info("start-up: reconciling the book with the account")
         report = session.start()
+        controls = Controls(session, Reloader(session, args.strategies_dir, args.settings))
+        _reload_on_sighup(controls)
+        if args.dashboard:
+            _start_live_dashboard(args, built, controls)
         signals.trading(session)  # from here a signal is a clean stop of the runner
         print(report.format())
         mode = "dry run (simulated orders)" if args.dry_run else f"{session.env} account"
@@ -797,6 +884,7 @@ COMMANDS = {
     "run": cmd_run,
     "live": cmd_live,
     "reconcile": cmd_reconcile,
+    "dashboard": cmd_dashboard,
     "backtest": cmd_backtest,
     "strategies": cmd_strategies,
     "new-strategy": cmd_new_strategy,
