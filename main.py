@@ -388,6 +388,8 @@ class LiveParts:
 
     session: LiveSession
     closers: list[Callable[[], object]] = field(default_factory=list)
+    controls: Any = None
+    """The operator's controls (:class:`core.control.Controls`): dashboard, Telegram, SIGHUP."""
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -409,6 +411,7 @@ def build_live_session(
     clock: Callable[[], datetime] | None = None,
     kis_overrides: dict[str, Any] | None = None,
     broker_options: dict[str, Any] | None = None,
+    settings_path: Path | None = None,
 ) -> LiveParts:
     """Wire a :class:`core.live.LiveSession` from settings and the environment (``.env``).
 
@@ -430,7 +433,8 @@ def build_live_session(
     closers: list[Callable[[], object]] = []
     try:
         parts = _wire_live(
-            settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {}, closers
+            settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {},
+            closers, config_paths=(strategies_dir, settings_path),
         )
         if strategy is None:
             _require_enabled(parts.session, strategies_dir)
@@ -450,13 +454,17 @@ def _wire_live(
     clock: Callable[[], datetime],
     broker_options: dict[str, Any],
     closers: list[Callable[[], object]],
+    *,
+    config_paths: tuple[Path, Path | None],
 ) -> LiveParts:
     """The wiring of :func:`build_live_session`; whatever it opens goes to ``closers``."""
     import os
 
     from api.kis_broker import KISBroker
     from api.paper import PaperBroker
+    from core.control import Controls
     from core.live import LiveSession, book_id
+    from core.reload import Reloader
     from db.repository import Repository
     from utils.fees import FeeModel
     from utils.market_calendar import krx_calendar
@@ -502,8 +510,10 @@ def _wire_live(
         trader = session.trader
         paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     stop_on_lost.append(session.request_stop)
-    parts = LiveParts(session=session, closers=closers)
+    controls = Controls(session, Reloader(session, *config_paths))
+    parts = LiveParts(session=session, closers=closers, controls=controls)
     if alerts and settings.telegram.enabled and token and chat:
+        from core.telegram_commands import OperatorCommands
         from core.telegram_integration import Notifier, parse_user_ids
 
         try:
@@ -516,6 +526,7 @@ def _wire_live(
             base_url=os.environ.get("TELEGRAM_API_URL") or None,
             alerts={str(k): v for k, v in settings.telegram.alerts.items()},
             controller=session if settings.telegram.commands else None,
+            operator=OperatorCommands(controls),
             commands=settings.telegram.commands,
             allowed_user_ids=allowed,
             names=session.names.get,
@@ -753,9 +764,7 @@ def _reload_on_sighup(controls: Any) -> None:
 
 
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
-    from core.control import Controls
     from core.live import ScheduledRunner
-    from core.reload import Reloader
 
     signals = _StopSignals()
     built: LiveParts | None = None
@@ -772,16 +781,16 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             db_url=args.db or database_url(settings),
             confirm=lambda: _confirm_real(args),
+            settings_path=args.settings,
         )
         session = built.session
         if args.dry_run:
             _check_data_source(session)
         logger.info("start-up: reconciling the book with the account")
         report = session.start()
-        controls = Controls(session, Reloader(session, args.strategies_dir, args.settings))
-        _reload_on_sighup(controls)
+        _reload_on_sighup(built.controls)
         if args.dashboard:
-            _start_live_dashboard(args, built, controls)
+            _start_live_dashboard(args, built, built.controls)
         signals.trading(session)  # from here a signal is a clean stop of the runner
         print(report.format())
         mode = "dry run (simulated orders)" if args.dry_run else f"{session.env} account"

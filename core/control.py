@@ -74,6 +74,17 @@ class Controls:
                 })
             return rows
 
+    def daily_report(self) -> dict[str, Any]:
+        """Today's report (:meth:`core.live.LiveSession.daily_report`)."""
+        with self.session.lock:
+            return self.session.daily_report(self.session.clock())
+
+    def balance(self) -> dict[str, int]:
+        """``cash_krw``, ``holdings_krw`` (marked to the last quotes), ``equity_krw``."""
+        with self.session.lock:
+            cash, equity = self.session.trader.funds.cash_krw, self.session.trader.equity_krw()
+        return {"cash_krw": cash, "holdings_krw": equity - cash, "equity_krw": equity}
+
     # --- writes -------------------------------------------------------------------------
     def set_state(self, state: str, by: str) -> str:
         try:

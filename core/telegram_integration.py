@@ -71,6 +71,8 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from core.telegram_commands import OPERATOR_COMMANDS, OperatorCommands
+
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -242,6 +244,7 @@ COMMANDS: Final[Mapping[str, str]] = {
     "resume": "거래 재개 (ACTIVE)",
     "reduce_only": "청산 주문만 허용 (REDUCE_ONLY)",
     "stop": "자동매매 종료",
+    **OPERATOR_COMMANDS,
     "help": "도움말",
 }
 """Commands the bot answers, with their Korean descriptions."""
@@ -935,6 +938,7 @@ class Notifier:
         base_url: str | None = None,
         alerts: Mapping[str, bool] | None = None,
         controller: Controller | None = None,
+        operator: OperatorCommands | None = None,
         commands: bool = True,
         allowed_user_ids: Iterable[int] | None = None,
         names: Callable[[str], str | None] | None = None,
@@ -962,6 +966,7 @@ class Notifier:
         self._base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._alerts = {kind: bool(on) for kind, on in (alerts or {}).items()}
         self._controller = controller
+        self._operator = operator
         self._allowed_users = frozenset(int(u) for u in (allowed_user_ids or ()))
         self._commands_wanted = bool(commands) and controller is not None
         self._commands = self._commands_wanted and bool(self._allowed_users)
@@ -1396,12 +1401,19 @@ class Notifier:
                 self._enqueue(KO["not_allowed"], from_loop=True)
             return
         name = command[1:].lower() if command.startswith("/") else ""
-        await self._run_command(name)
+        await self._run_command(name, text.split()[1:])
 
-    async def _run_command(self, name: str) -> None:
+    async def _run_command(self, name: str, args: list[str] | None = None) -> None:
         controller = self._controller
-        if name not in COMMANDS or name == "help" or controller is None:
+        if name not in COMMANDS or name == "help" or controller is None or (
+            name in OPERATOR_COMMANDS and self._operator is None
+        ):
             self._enqueue(HELP_TEXT, from_loop=True)
+            return
+        if name in OPERATOR_COMMANDS:
+            operator = self._operator
+            assert operator is not None  # noqa: S101 - checked above
+            await self._answer(name, lambda: operator.run(name, list(args or ())))
             return
         if name == "stop":  # acknowledge first: the session may stop this notifier right away
             self._enqueue(KO["stop_ack"], from_loop=True)
@@ -1429,9 +1441,13 @@ class Notifier:
             "reduce_only": lambda: set_state("reduce_only", KO["reduce_only"]),
             "stop": request_stop,
         }
+        await self._answer(name, actions[name])
+
+    async def _answer(self, name: str, action: Callable[[], str]) -> None:
+        """Run ``action`` on the worker thread; its answer (or the failure) is sent."""
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(self._executor, actions[name])
+            answer = await loop.run_in_executor(self._executor, action)
         except Exception as exc:
             logger.exception("telegram command /%s failed", name)
             answer = KO["command_failed"].format(command=f"/{name}", error=_describe(exc))

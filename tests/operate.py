@@ -15,7 +15,6 @@ import pytest
 from config.settings import load_settings
 from core.control import Controls
 from core.live import LiveSession, SteppedRunner
-from core.reload import Reloader
 from main import build_live_session
 from tests.e2e.day import CODES, DAY, STRATEGIES, DayScript, kis_env, write_settings
 from tests.fakes.clock import FakeClock
@@ -68,6 +67,7 @@ def live_session(
             alerts=False,
             kis_overrides={"requests_per_s": 1000, "retry_wait_s": 0.0, "timeout_s": 5.0},
             broker_options={"sleep": lambda _s: None},
+            settings_path=settings_path,
         )
         session = parts.session
         if not getattr(fake, "_scripted", False):
@@ -76,8 +76,7 @@ def live_session(
         try:
             if start:
                 session.start()
-            controls = Controls(session, Reloader(session, strategies_dir, settings_path))
-            yield Live(session, controls, fake, strategies_dir, settings_path, db_url)
+            yield Live(session, parts.controls, fake, strategies_dir, settings_path, db_url)
         finally:
             session.stop("end of test")
             parts.close()
