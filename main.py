@@ -440,6 +440,7 @@ def _wire_live(
     from api.paper import PaperBroker
     from core.live import LiveSession, book_id
     from db.repository import Repository
+    from framework.events import CircuitBreakerChanged
     from utils.fees import FeeModel
     from utils.market_calendar import krx_calendar
 
@@ -506,11 +507,14 @@ def _wire_live(
         session.alerts = notifier
         closers.insert(0, notifier.stop)
     market.breaker.add_listener(
-        lambda event: session.trader.event(
-            "circuit_breaker",
-            f"KIS circuit breaker {event.old_state} -> {event.new_state}",
-            level="warning",
-            data={"old_state": str(event.old_state), "new_state": str(event.new_state)},
+        lambda event: session.trader.publish(
+            CircuitBreakerChanged(
+                at=clock(),
+                message=f"KIS circuit breaker {event.old_state} -> {event.new_state}",
+                level="warning",
+                old_state=str(event.old_state),
+                new_state=str(event.new_state),
+            )
         )
     )
     return parts

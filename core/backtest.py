@@ -55,6 +55,7 @@ from core.session import TradingSession
 from core.trader import StrategySlot, Trader
 from framework.bars import Bars
 from framework.errors import DataError
+from framework.events import DataMissing
 from framework.types import Order, OrderSide
 from strategies.base import BaseStrategy
 from utils.clock import KST
@@ -217,11 +218,14 @@ class Backtest:
             wanted = slot.strategy.universe
             missing = [c for c in wanted if c not in states]
             if missing:
-                self.trader.event(
-                    "data_missing",
-                    f"{slot.name}: no bars for {', '.join(missing)} "
-                    "in the range; those codes are skipped",
-                    level="warning",
+                self.trader.publish(
+                    DataMissing(
+                        at=self.now(),
+                        message=f"{slot.name}: no bars for {', '.join(missing)} "
+                        "in the range; those codes are skipped",
+                        level="warning",
+                        strategy=slot.name,
+                    )
                 )
             for code in wanted:
                 if code in states:

@@ -63,6 +63,20 @@ from core.trader import Trader
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
+from framework.events import (
+    AccountMismatch,
+    BadQuote,
+    BrokerRecovered,
+    BrokerUnreachable,
+    CashSynced,
+    DailyReport,
+    DataMissing,
+    Event,
+    JobFailed,
+    Level,
+    SessionStarted,
+    SessionStopped,
+)
 from framework.executor import OrderExecutor
 from framework.types import Quote
 from strategies.base import BaseStrategy
@@ -84,7 +98,7 @@ class QuoteSource(Protocol):
 class Alerts(Protocol):
     """What the session needs of a notifier (``core.telegram_integration.Notifier``)."""
 
-    def on_event(self, kind: str, message: str, data: Any) -> None: ...
+    def on_event(self, event: Event) -> None: ...
 
     def stop(self, timeout_s: float = 5.0) -> None: ...
 
@@ -229,7 +243,7 @@ class LiveSession:
             journal=self.journal,
             fees=self.fees,
             clock=clock,
-            on_event=self._on_event,
+            subscribers=[self._on_event],
             order_policy=OrderPolicy(
                 live.orders.buy_timeout_s, live.orders.sell_timeout_s, live.orders.max_replacements
             ),
@@ -271,11 +285,15 @@ class LiveSession:
             report = reconcile(self.trader, self.repository, self.run_id, names=self.names)
             self.trader.start()
             self.started = True
-        self.trader.event(
-            "session_started",
-            f"{self.mode} session started ({self.env}) with "
-            f"{', '.join(self.trader.slots) or 'no strategies'}",
-            data={"mode": self.mode, "env": self.env, "strategies": list(self.trader.slots)},
+        self.trader.publish(
+            SessionStarted(
+                at=self.clock(),
+                message=f"{self.mode} session started ({self.env}) with "
+                f"{', '.join(self.trader.slots) or 'no strategies'}",
+                mode=self.mode,
+                env=self.env,
+                strategies=tuple(self.trader.slots),
+            )
         )
         return report
 
@@ -293,7 +311,9 @@ class LiveSession:
         if not self.started:
             return
         self.started = False
-        self.trader.event("session_stopped", f"session stopped: {reason}", data={"reason": reason})
+        self.trader.publish(
+            SessionStopped(at=self.clock(), message=f"session stopped: {reason}", reason=reason)
+        )
         if self.alerts is not None:
             self.alerts.stop()
 
@@ -355,21 +375,23 @@ class LiveSession:
                 self._job_failed(name, exc, "error")
             else:
                 if self._failures:
-                    self.trader.event(
-                        "broker_recovered",
-                        f"KIS answers again (after {self._failures} failed jobs)",
-                        data={"failures": self._failures},
+                    self.trader.publish(
+                        BrokerRecovered(
+                            at=self.clock(),
+                            message=f"KIS answers again (after {self._failures} failed jobs)",
+                            failures=self._failures,
+                        )
                     )
                 self._failures, self._retry_at = 0, None
 
 
-    def _job_failed(self, name: str, exc: Exception, level: str) -> None:
+    def _job_failed(self, name: str, exc: Exception, level: Level) -> None:
+        error = f"{type(exc).__name__}: {exc}"
         try:
-            self.trader.event(
-                "job_failed",
-                f"{name}: {type(exc).__name__}: {exc}",
-                level=level,
-                data={"level": level, "job": name} if level == "error" else None,
+            self.trader.publish(
+                JobFailed(
+                    at=self.clock(), message=f"{name}: {error}", level=level, job=name, error=error
+                )
             )
         except Exception:  # an alert handler or the journal: logged, the scheduler goes on
             logger.exception("job %s: the failure could not be reported", name)
@@ -380,11 +402,14 @@ class LiveSession:
         self._retry_at = now + timedelta(seconds=delay_s)
         if self._failures == 1:
             logger.warning("job %s failed: %s; retrying with back-off", name, exc)
-            self.trader.event(
-                "broker_unreachable",
-                f"KIS out of reach ({name}: {exc}); retrying with back-off",
-                level="error",
-                data={"job": name},
+            self.trader.publish(
+                BrokerUnreachable(
+                    at=now,
+                    message=f"KIS out of reach ({name}: {exc}); retrying with back-off",
+                    level="error",
+                    job=name,
+                    error=str(exc),
+                )
             )
         else:
             logger.debug("job %s failed again (%d): %s", name, self._failures, exc)
@@ -425,7 +450,14 @@ class LiveSession:
             try:
                 frame = self.market.get_daily_bars(code, start, today - timedelta(days=1))
             except (BrokerError, DataError) as exc:
-                self.trader.event("data_missing", f"daily bars of {code}: {exc}", level="warning")
+                self.trader.publish(
+                    DataMissing(
+                        at=self.clock(),
+                        message=f"daily bars of {code}: {exc}",
+                        level="warning",
+                        code=code,
+                    )
+                )
                 continue
             self.history[code] = clean_bars(frame).tail(days)
         self.today_bars.clear()
@@ -448,7 +480,14 @@ class LiveSession:
         for code, quote in self._read_quotes(codes).items():
             price = quote.price
             if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
-                self.trader.event("bad_quote", f"{code}: price {price!r} ignored", level="warning")
+                self.trader.publish(
+                    BadQuote(
+                        at=self.clock(),
+                        message=f"{code}: price {price!r} ignored",
+                        level="warning",
+                        code=code,
+                    )
+                )
                 continue
             if quote.name:
                 self.names.setdefault(code, quote.name)
@@ -472,8 +511,8 @@ class LiveSession:
             try:
                 quotes.update(self.quote_source.get_quotes([code]))
             except DataError as exc:
-                self.trader.event(
-                    "bad_quote", f"{code}: {exc}", level="warning", data={"code": code}
+                self.trader.publish(
+                    BadQuote(at=self.clock(), message=f"{code}: {exc}", level="warning", code=code)
                 )
         return quotes
 
@@ -523,7 +562,15 @@ class LiveSession:
                 try:
                     frame = self.frame_for(code, slot.strategy.timeframe)
                 except (BrokerError, DataError) as exc:
-                    self.trader.event("data_missing", f"{code}: {exc}", level="warning")
+                    self.trader.publish(
+                        DataMissing(
+                            at=now,
+                            message=f"{code}: {exc}",
+                            level="warning",
+                            strategy=slot.name,
+                            code=code,
+                        )
+                    )
                     continue
                 if frame is None or frame.empty:
                     continue
@@ -556,20 +603,28 @@ class LiveSession:
                 book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
         for code in differ:
             if holdings.get(code, 0) != book.get(code, 0):
-                self.trader.event(
-                    "account_mismatch",
-                    f"{code}: book {book.get(code, 0)} shares, account {holdings.get(code, 0)}",
-                    level="warning",
-                    data={"code": code},
+                self.trader.publish(
+                    AccountMismatch(
+                        at=self.clock(),
+                        message=f"{code}: book {book.get(code, 0)} shares, "
+                        f"account {holdings.get(code, 0)}",
+                        level="warning",
+                        code=code,
+                        book_qty=book.get(code, 0),
+                        account_qty=holdings.get(code, 0),
+                    )
                 )
         drift = balance.cash_krw - self.trader.funds.cash_krw
         if drift and not self.trader.orders.open_orders():
-            self.trader.event(
-                "cash_synced",
-                f"cash {self.trader.funds.cash_krw:,} KRW set to the account's "
-                f"{balance.cash_krw:,} ({drift:+,})",
-                level="info" if abs(drift) <= 10 else "warning",
-                data={"drift_krw": drift},
+            self.trader.publish(
+                CashSynced(
+                    at=self.clock(),
+                    message=f"cash {self.trader.funds.cash_krw:,} KRW set to the account's "
+                    f"{balance.cash_krw:,} ({drift:+,})",
+                    level="info" if abs(drift) <= 10 else "warning",
+                    account_cash_krw=balance.cash_krw,
+                    drift_krw=drift,
+                )
             )
             self.trader.funds.sync_cash(balance.cash_krw)
             self.repository.record_cash(
@@ -583,7 +638,20 @@ class LiveSession:
         self.trading.close_day(now.astimezone(KST).date())
         self.job_account()
         report = self.daily_report(now)
-        self.trader.event("daily_report", f"daily report {report['date']}", data=report)
+        self.trader.publish(
+            DailyReport(
+                at=now,
+                message=f"daily report {report['date']}",
+                date=now.astimezone(KST).date(),
+                equity_krw=report["equity_krw"],
+                cash_krw=report["cash_krw"],
+                pnl_krw=report["pnl_krw"],
+                pnl_pct=report["pnl_pct"],
+                trades=report["trades"],
+                fills=report["fills"],
+                positions=tuple(report["positions"]),
+            )
+        )
 
     # --- figures -----------------------------------------------------------------------
     def snapshot(self, when: datetime) -> None:
@@ -700,9 +768,9 @@ class LiveSession:
             ]
 
     # --- events ------------------------------------------------------------------------
-    def _on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+    def _on_event(self, event: Event) -> None:
         if self.alerts is not None:
-            self.alerts.on_event(kind, message, data)
+            self.alerts.on_event(event)
 
 
 def clean_bars(frame: pd.DataFrame) -> pd.DataFrame:

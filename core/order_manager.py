@@ -40,6 +40,7 @@ from framework.errors import (
     OrderRejectedError,
     UnknownOrderOutcomeError,
 )
+from framework.events import OverfillRefused
 from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Signal
 
@@ -363,11 +364,18 @@ class OrderManager:
                     order.remaining_qty,
                 )
                 self.journal.event(
-                    "overfill_refused",
-                    f"fill {fill.fill_id} of {fill.qty} for {order.client_order_id} "
-                    f"with {order.remaining_qty} remaining",
-                    at=fill.time,
-                    level="error",
+                    OverfillRefused(
+                        at=fill.time,
+                        message=f"fill {fill.fill_id} of {fill.qty} for {order.client_order_id} "
+                        f"with {order.remaining_qty} remaining",
+                        level="error",
+                        strategy=order.strategy,
+                        code=order.stock_code,
+                        client_order_id=order.client_order_id,
+                        fill_id=fill.fill_id,
+                        fill_qty=fill.qty,
+                        remaining_qty=order.remaining_qty,
+                    )
                 )
                 continue
             if self.fill_handler is not None:

@@ -54,6 +54,7 @@ from core.journal import StorageError
 from core.portfolio import Portfolio, Position
 from core.trader import UNMANAGED, Trader
 from framework.errors import BrokerError, KisTraderError
+from framework.events import Reconciled, ReconcileDifference
 from framework.types import Fill, Holding, Order, OrderSide, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -179,18 +180,36 @@ def reconcile(
     trader.funds.sync_cash(balance.cash_krw)
     report.cash_krw = balance.cash_krw
     for d in report.changes:
-        trader.journal.event(
-            "reconcile_difference",
-            f"{d.kind} {d.code}" + (f" [{d.strategy}]" if d.strategy else "") + f": {d.detail}",
-            at=now,
-            level="warning",
-            data=asdict(d),
+        trader.publish(
+            ReconcileDifference(
+                at=now,
+                message=f"{d.kind} {d.code}"
+                + (f" [{d.strategy}]" if d.strategy else "")
+                + f": {d.detail}",
+                level="warning",
+                strategy=d.strategy,
+                code=d.code,
+                change=d.kind,
+                db_qty=d.db_qty,
+                account_qty=d.account_qty,
+                detail=d.detail,
+                name=d.name,
+            )
         )
-    trader.event(
-        "reconcile",
-        f"reconciled: {len(report.changes)} difference(s), "
-        f"{report.positions_restored} position(s), {report.orders_restored} open order(s)",
-        data=report.as_data(),
+    data = report.as_data()
+    trader.publish(
+        Reconciled(
+            at=now,
+            message=f"reconciled: {len(report.changes)} difference(s), "
+            f"{report.positions_restored} position(s), {report.orders_restored} open order(s)",
+            ok=report.ok,
+            error=report.error,
+            positions_restored=report.positions_restored,
+            orders_restored=report.orders_restored,
+            fills_applied=report.fills_applied,
+            cash_krw=report.cash_krw,
+            differences=tuple(data["differences"]),
+        )
     )
     return report
 

@@ -71,6 +71,8 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from framework.events import Event, OrderCancelled, OrderFilled
+
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -82,6 +84,7 @@ __all__ = [
     "HELP_TEXT",
     "Controller",
     "Notifier",
+    "event_data",
     "format_cancel",
     "format_circuit_breaker",
     "format_daily_report",
@@ -125,6 +128,7 @@ EVENT_ALERT_KINDS: Final[Mapping[str, str]] = {
     "reconcile": "reconcile",
     "daily_report": "daily_report",
     "risk_exit": "risk",
+    "risk_limit": "risk",
     "state_changed": "risk",
 }
 """Engine event kind -> alert kind; other events are ignored unless ``data["level"] == "error"``."""
@@ -648,6 +652,18 @@ def _named(data: Mapping[str, Any], names: Callable[[str], str | None] | None) -
     return out
 
 
+def event_data(event: Event) -> dict[str, Any]:
+    """The fields of ``event`` as the formatters read them: ``level`` added; for a fill
+    ``qty``/``price`` are the fill's, for a cancel ``qty`` is the unfilled rest."""
+    data = event.data()
+    data["level"] = event.level
+    if isinstance(event, OrderFilled):
+        data["qty"], data["price"] = event.fill_qty, event.fill_price
+    elif isinstance(event, OrderCancelled):
+        data["qty"] = event.unfilled_qty
+    return data
+
+
 def format_event(
     kind: str,
     message: str,
@@ -662,7 +678,7 @@ def format_event(
     data = _named(data if isinstance(data, Mapping) else {}, names)
     alert = EVENT_ALERT_KINDS.get(kind)
     if alert is None:
-        if str(data.get("level") or "").lower() != "error":
+        if str(data.get("level") or "").lower() not in ("error", "critical"):
             return None
         return "error", format_error(message, data)
     formatter: Callable[[Mapping[str, Any]], str] | None = {
@@ -676,6 +692,7 @@ def format_event(
         "reconcile": format_reconcile,
         "daily_report": format_daily_report,
         "risk_exit": format_risk_exit,
+        "risk_limit": format_risk_exit,
         "state_changed": format_state_changed,
     }.get(kind)
     if formatter is not None:
@@ -1105,10 +1122,13 @@ class Notifier:
             logger.exception("telegram send failed before queueing")
             return False
 
-    def on_event(self, kind: str, message: str, data: Mapping[str, Any]) -> None:
-        """Engine event hook (``Trader(on_event=notifier.on_event)``): maps the event to an alert
-        kind and Korean text (see :func:`format_event`) and queues it. Never raises."""
+    def on_event(self, event: Event) -> None:
+        """Engine event subscriber (``Trader(subscribers=[notifier.on_event])``): maps the
+        typed event to an alert kind and Korean text (see :func:`format_event`) and queues it.
+        Never blocks, never raises."""
+        kind = event.kind
         try:
+            message, data = event.message, event_data(event)
             try:
                 formatted = format_event(kind, message, data, self._names)
             except Exception:

@@ -44,6 +44,26 @@ from framework.bars import Bars
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import BrokerError, FundsError
+from framework.events import (
+    Event,
+    EventBus,
+    OrderCancelled,
+    OrderEvent,
+    OrderFilled,
+    OrderNotReplaced,
+    OrderPollFailed,
+    OrderRejected,
+    OrderSubmitted,
+    OrderTimedOut,
+    ProtectiveExit,
+    RiskRejected,
+    StorageFailed,
+    StorageRecovered,
+    StrategyDisabled,
+    StrategyError,
+    StrategyIsolated,
+    Subscriber,
+)
 from framework.executor import ExecutionNotice, OrderExecutor
 from framework.types import (
     Fill,
@@ -114,7 +134,7 @@ class Trader:
         fees: FeeModel,
         clock: Callable[[], datetime],
         max_consecutive_errors: int = 3,
-        on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+        subscribers: Iterable[Subscriber] = (),
         journal_debug: bool = False,
         order_policy: OrderPolicy | None = None,
         default_exits: ExitPolicy | None = None,
@@ -136,7 +156,7 @@ class Trader:
         self.fees = fees
         self.clock = clock
         self.max_consecutive_errors = max_consecutive_errors
-        self.on_event = on_event
+        self._bus = EventBus([self._record, *subscribers])
         self.journal_debug = journal_debug
         self.order_policy = order_policy or OrderPolicy()
         self.default_exits = default_exits or ExitPolicy()
@@ -174,7 +194,14 @@ class Trader:
             )
             if ok is False:
                 slot.active = False
-                self.event("strategy_disabled", f"{slot.name}: on_init returned False")
+                self.publish(
+                    StrategyDisabled(
+                        at=self.clock(),
+                        message=f"{slot.name}: on_init returned False",
+                        strategy=slot.name,
+                        reason="on_init returned False",
+                    )
+                )
 
     def market_open(self) -> None:
         for slot in self.slots.values():
@@ -269,11 +296,17 @@ class Trader:
             for name, values in items:
                 arr = np.asarray(values, dtype=np.float64)
                 if arr.shape != (len(frame),):
-                    self.event(
-                        "strategy_error",
-                        f"{slot.name}: indicator {name!r} has shape "
-                        f"{arr.shape}, expected ({len(frame)},)",
-                        level="error",
+                    error = f"indicator {name!r} has shape {arr.shape}, expected ({len(frame)},)"
+                    self.publish(
+                        StrategyError(
+                            at=self.clock(),
+                            message=f"{slot.name}: {error}",
+                            level="error",
+                            strategy=slot.name,
+                            code=stock_code,
+                            hook="indicators",
+                            error=error,
+                        )
                     )
                     continue
                 cols[str(name)] = arr
@@ -471,46 +504,56 @@ class Trader:
             self.risk.record_trade()
         self.orders.submit(order)
         if order.status is OrderStatus.REJECTED:
-            self.notify("order_rejected", order, reason=order.message)
+            self.publish(
+                OrderRejected(
+                    at=self.clock(),
+                    message=self._order_line("rejected", order),
+                    level="warning",
+                    reason=order.message,
+                    **self._order_fields(order),
+                )
+            )
         elif order.status is not OrderStatus.PENDING_NEW:
-            self.notify("order_sent", order)
+            self.publish(
+                OrderSubmitted(
+                    at=self.clock(),
+                    message=self._order_line("sent", order),
+                    **self._order_fields(order),
+                )
+            )
         if order.status.is_final:
             self.finalise(order)
         return order
 
-    def notify(self, kind: str, order: Order, **extra: Any) -> None:
-        """Hand an order event (``order_sent``, ``order_filled``, ``order_cancelled``,
-        ``order_rejected``) to ``on_event`` (alerts); the journal has the order itself."""
-        if self.on_event is None:
-            return
-        data: dict[str, Any] = {
-            "strategy": order.strategy,
-            "code": order.stock_code,
-            "name": self.names(order.stock_code) if self.names else None,
-            "side": order.side.value,
-            "qty": order.qty,
-            "price": order.price,
-            "order_type": order.order_type.value,
-            "reasons": list(order.reasons),
-            "attempt": order.attempt,
-            "client_order_id": order.client_order_id,
-        }
-        data.update(extra)
-        message = (
-            f"{kind} {order.strategy} {order.side.value} {order.stock_code} "
-            f"{data['qty']} @ {data['price'] or 'market'}"
+    def _order_fields(self, order: Order) -> dict[str, Any]:
+        return OrderEvent.fields_of(order, self.names(order.stock_code) if self.names else None)
+
+    @staticmethod
+    def _order_line(what: str, order: Order, qty: int | None = None, price: Any = None) -> str:
+        qty = order.qty if qty is None else qty
+        price = order.price if price is None else price
+        return (
+            f"order {what}: {order.strategy} {order.side.value} {order.stock_code} "
+            f"{qty} @ {price or 'market'}"
         )
-        self._emit(kind, message, data)
 
     def _reject(self, slot: StrategySlot, signal: Signal, reason: str) -> None:
         slot.rejections[reason.split(":")[0]] += 1
         logger.debug(
             "%s %s %s refused: %s", slot.name, signal.signal_type.value, signal.stock_code, reason
         )
-        self.event(
-            "risk_rejected",
-            f"{slot.name} {signal.signal_type.value} {signal.stock_code}: {reason}",
-            level="debug",
+        if not self.journal_debug:
+            return
+        self.publish(
+            RiskRejected(
+                at=self.clock(),
+                message=f"{slot.name} {signal.signal_type.value} {signal.stock_code}: {reason}",
+                level="debug",
+                strategy=slot.name,
+                code=signal.stock_code,
+                signal_type=signal.signal_type.value,
+                reason=reason,
+            )
         )
 
     # --- orders and fills --------------------------------------------------------------
@@ -564,11 +607,17 @@ class Trader:
             return []
         except (BrokerError, OverfillError, ValueError) as exc:
             logger.warning("poll of %s failed: %s", order.client_order_id, exc)
-            self.event(
-                "order_poll_failed",
-                f"{order.client_order_id} {order.stock_code}: {type(exc).__name__}: {exc}",
-                level="warning",
-                data={"client_order_id": order.client_order_id},
+            error = f"{type(exc).__name__}: {exc}"
+            self.publish(
+                OrderPollFailed(
+                    at=self.clock(),
+                    message=f"{order.client_order_id} {order.stock_code}: {error}",
+                    level="warning",
+                    strategy=order.strategy,
+                    code=order.stock_code,
+                    client_order_id=order.client_order_id,
+                    error=error,
+                )
             )
             return []
         if order.status.is_final and not was_final:
@@ -673,15 +722,18 @@ class Trader:
         self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
             self.risk.record_sell(order.strategy, fill.stock_code, fill.time)
-        self.notify(
-            "order_filled",
-            order,
-            qty=fill.qty,
-            price=fill.price,
-            amount_krw=fill.amount_krw,
-            commission_krw=fill.commission_krw,
-            tax_krw=fill.tax_krw,
-            realized_pnl_krw=trip.pnl_krw if trip else None,
+        self.publish(
+            OrderFilled(
+                at=fill.time,
+                message=self._order_line("filled", order, fill.qty, fill.price),
+                fill_qty=fill.qty,
+                fill_price=fill.price,
+                amount_krw=fill.amount_krw,
+                commission_krw=fill.commission_krw,
+                tax_krw=fill.tax_krw,
+                realized_pnl_krw=trip.pnl_krw if trip else None,
+                **self._order_fields(order),
+            )
         )
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
@@ -707,17 +759,24 @@ class Trader:
         if self.storage_error is not None:
             return
         self.storage_error = str(exc)
-        self._emit(
-            "storage_error",
-            f"the database cannot be written: no new orders until it can ({exc})",
-            {"level": "critical", "error": str(exc)},
+        self.publish(
+            StorageFailed(
+                at=self.clock(),
+                message=f"the database cannot be written: no new orders until it can ({exc})",
+                level="critical",
+                error=str(exc),
+            )
         )
 
     def _storage_ok(self) -> None:
         if self.storage_error is None:
             return
         self.storage_error = None
-        self.event("storage_recovered", "the database can be written again", level="warning")
+        self.publish(
+            StorageRecovered(
+                at=self.clock(), message="the database can be written again", level="warning"
+            )
+        )
 
     def finalise(self, order: Order) -> None:
         self.funds.release(self._reservation_of.pop(order.client_order_id, None))
@@ -725,12 +784,15 @@ class Trader:
         timed_out = self._cancel_requested.pop(order.client_order_id, None) is not None
         self._exit_cancels.discard(order.client_order_id)
         if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            self.notify(
-                "order_cancelled",
-                order,
-                qty=order.remaining_qty,
-                filled_qty=order.filled_qty,
-                reason="timeout" if timed_out else order.message,
+            self.publish(
+                OrderCancelled(
+                    at=self.clock(),
+                    message=self._order_line("cancelled", order, order.remaining_qty),
+                    unfilled_qty=order.remaining_qty,
+                    filled_qty=order.filled_qty,
+                    reason="timeout" if timed_out else order.message,
+                    **self._order_fields(order),
+                )
             )
         if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
             if order.stock_code in self.prices:
@@ -769,11 +831,18 @@ class Trader:
                 self._cancel_requested[cid] = now
                 self.save_engine_state()  # the re-placement must survive a restart
                 sent += 1
-                self.event(
-                    "order_timeout",
-                    f"{cid} {order.stock_code} unfilled {order.remaining_qty} of {order.qty} "
-                    f"after {timeout:.0f} s: cancel sent",
-                    data={"client_order_id": cid, "attempt": order.attempt},
+                self.publish(
+                    OrderTimedOut(
+                        at=now,
+                        message=f"{cid} {order.stock_code} unfilled {order.remaining_qty} of "
+                        f"{order.qty} after {timeout:.0f} s: cancel sent",
+                        strategy=order.strategy,
+                        code=order.stock_code,
+                        client_order_id=cid,
+                        attempt=order.attempt,
+                        unfilled_qty=order.remaining_qty,
+                        timeout_s=float(timeout),
+                    )
                 )
         return sent
 
@@ -794,15 +863,15 @@ class Trader:
         code = old.stock_code
         slot = self.slots.get(old.strategy)
         if old.attempt >= policy.max_replacements:
-            self.event("order_not_replaced", f"{old.client_order_id}: replacements used up")
+            self._not_replaced(old, "replacements used up")
             return None
         if not self.signal_holds(old):
-            self.event("order_not_replaced", f"{old.client_order_id}: the signal no longer holds")
+            self._not_replaced(old, "the signal no longer holds")
             return None
         if self.risk.state is TradingState.HALTED or (
             old.side is OrderSide.BUY and self.risk.state is TradingState.REDUCE_ONLY
         ):
-            self.event("order_not_replaced", f"{old.client_order_id}: {self.risk.state.value}")
+            self._not_replaced(old, self.risk.state.value)
             return None
         price = self.prices.get(code)
         if price is None:
@@ -818,14 +887,14 @@ class Trader:
             ref = float(limit if limit is not None else price)
             qty = min(qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref)))
             if qty <= 0 or self.risk.check_order(OrderSide.BUY, qty, ref):
-                self.event("order_not_replaced", f"{old.client_order_id}: no cash or limit")
+                self._not_replaced(old, "no cash or limit")
                 return None
             cost = math.ceil(qty * ref * (1.0 + self.fees.commission_rate_f))
             need = min(cost, self.funds.free_krw)
             try:
                 reservation = self.funds.reserve(old.strategy, code, need)
             except FundsError as exc:
-                self.event("order_not_replaced", f"{old.client_order_id}: {exc}")
+                self._not_replaced(old, str(exc))
                 return None
         else:
             qty = min(qty, self.portfolio.qty(old.strategy, code))
@@ -848,6 +917,18 @@ class Trader:
         if reservation is not None:
             self._reservation_of[order.client_order_id] = reservation.reservation_id
         return self._send(slot, order, signal)
+
+    def _not_replaced(self, old: Order, reason: str) -> None:
+        self.publish(
+            OrderNotReplaced(
+                at=self.clock(),
+                message=f"{old.client_order_id}: {reason}",
+                strategy=old.strategy,
+                code=old.stock_code,
+                client_order_id=old.client_order_id,
+                reason=reason,
+            )
+        )
 
     def exit_policy(self, strategy: str) -> ExitPolicy:
         """The exit rules of ``strategy`` (``default_exits`` for ``unmanaged``)."""
@@ -970,17 +1051,17 @@ class Trader:
         if order is None:
             return None
         order.metadata = {"exit_rule": trigger.rule}
-        self.event(
-            "risk_exit",
-            f"{pos.strategy} {pos.stock_code}: {trigger.reason}",
-            data={
-                "strategy": pos.strategy,
-                "code": pos.stock_code,
-                "name": self.names(pos.stock_code) if self.names else None,
-                "rule": trigger.rule,
-                "price": trigger.price,
-                "trigger_price": trigger.level,
-            },
+        self.publish(
+            ProtectiveExit(
+                at=self.clock(),
+                message=f"{pos.strategy} {pos.stock_code}: {trigger.reason}",
+                strategy=pos.strategy,
+                code=pos.stock_code,
+                name=self.names(pos.stock_code) if self.names else None,
+                rule=trigger.rule,
+                price=trigger.price,
+                trigger_price=trigger.level,
+            )
         )
         return self._send(self.slots.get(pos.strategy), order, None)
 
@@ -1038,38 +1119,46 @@ class Trader:
             exc,
             exc_info=(type(exc), exc, exc.__traceback__),
         )
-        self.event(
-            "strategy_error",
-            f"{slot.name}.{hook}: {type(exc).__name__}: {exc}",
-            level="error",
-            data={"strategy": slot.name, "hook": hook},
+        error = f"{type(exc).__name__}: {exc}"
+        self.publish(
+            StrategyError(
+                at=self.clock(),
+                message=f"{slot.name}.{hook}: {error}",
+                level="error",
+                strategy=slot.name,
+                hook=hook,
+                error=error,
+            )
         )
         if slot.consecutive_errors >= self.max_consecutive_errors and slot.active:
             slot.active = False
-            self.event(
-                "strategy_isolated",
-                f"{slot.name} isolated after {slot.consecutive_errors} errors in a row",
-                level="error",
-                data={"strategy": slot.name},
+            self.publish(
+                StrategyIsolated(
+                    at=self.clock(),
+                    message=f"{slot.name} isolated after {slot.consecutive_errors} errors in a row",
+                    level="error",
+                    strategy=slot.name,
+                    errors=slot.consecutive_errors,
+                )
             )
 
-    def event(
-        self, kind: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
-    ) -> None:
-        """Journal an engine event (``debug`` ones only when ``journal_debug``)."""
-        if level == "debug" and not self.journal_debug:
+    def publish(self, event: Event) -> None:
+        """Journal ``event`` (when its type is journaled) and hand it to every subscriber;
+        ``debug`` events only when ``journal_debug``. Never raises for a subscriber."""
+        if event.level == "debug" and not self.journal_debug:
             return
-        try:
-            self.journal.event(kind, message, at=self.clock(), level=level, data=data)
-        except StorageError as exc:  # the alert still goes out
-            self._storage_failed(exc)
-        self._emit(kind, message, data or {})
+        self._bus.publish(event)
 
-    def _emit(self, kind: str, message: str, data: dict[str, Any]) -> None:
-        """Hand an event to ``on_event``; a failing handler is logged, never raised."""
-        if self.on_event is None:
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add an event subscriber (every published event); returns its unsubscribe."""
+        return self._bus.subscribe(subscriber)
+
+    def _record(self, event: Event) -> None:
+        """The journal's subscription: writes the journaled events; a failed write raises
+        the storage alert (the other subscribers still get the event)."""
+        if not event.journaled:
             return
         try:
-            self.on_event(kind, message, data)
-        except Exception:  # a notifier must never break trading
-            logger.exception("event handler failed for %s", kind)
+            self.journal.event(event)
+        except StorageError as exc:
+            self._storage_failed(exc)

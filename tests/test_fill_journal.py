@@ -212,12 +212,7 @@ def test_a_fill_during_a_write_failure_is_applied_on_the_next_poll(
 ) -> None:
     session = started(kis)
     alerts: list[str] = []
-    original_emit = session.trader._emit
-    monkeypatch.setattr(
-        session.trader,
-        "_emit",
-        lambda kind, msg, data: (alerts.append(kind), original_emit(kind, msg, data)),
-    )
+    session.trader.subscribe(lambda event: alerts.append(event.kind))
     buy(session, "005930", 6, limit=resting_limit(kis, "005930"))
     [resting] = kis.fake.account().open_orders()
     kis.fake.fill_order(resting.odno, 6)

@@ -25,6 +25,7 @@ from framework.errors import (
     TransientBrokerError,
     UnknownOrderOutcomeError,
 )
+from framework.events import Event
 from framework.executor import OrderExecutor, OrderState
 from framework.types import (
     Order,
@@ -83,7 +84,7 @@ class Rig:
     broker: PaperBroker
     trader: Trader
     journal: MemoryJournal
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     @property
     def slot(self) -> StrategySlot:
@@ -138,10 +139,10 @@ class Rig:
         return self.broker.get_order(order.broker_order_id).status
 
     def event_messages(self, kind: str) -> list[str]:
-        return [message for k, message, _ in self.events if k == kind]
+        return [e.message for e in self.events if e.kind == kind]
 
     def event_data(self, kind: str) -> list[dict[str, Any]]:
-        return [data for k, _, data in self.events if k == kind]
+        return [e.data() for e in self.events if e.kind == kind]
 
 
 def make_rig(
@@ -157,7 +158,7 @@ def make_rig(
         universe=(CODE, OTHER),
         risk_management={"max_position_size": 1.0, "max_daily_trades": 10},
     )
-    events: list[tuple[str, str, dict[str, Any]]] = []
+    events: list[Event] = []
     trader = Trader(
         [Scripted(cfg)],
         broker=broker,
@@ -171,7 +172,7 @@ def make_rig(
         fees=FEES,
         clock=clock,
         order_policy=policy,
-        on_event=lambda kind, message, data: events.append((kind, message, data)),
+        subscribers=[events.append],
     )
     broker.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     trader.start()

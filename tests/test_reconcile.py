@@ -208,7 +208,7 @@ def test_book_equals_the_account_after_the_restart(restart: Restart) -> None:
 
 
 def test_every_difference_is_journaled_and_alerted_in_korean(restart: Restart) -> None:
-    journaled = sorted((e["data"]["kind"], e["data"]["code"]) for e in restart.events)
+    journaled = sorted((e["data"]["change"], e["data"]["code"]) for e in restart.events)
     assert journaled == [
         ("adopted", "000660"),
         ("closed_outside", "035720"),

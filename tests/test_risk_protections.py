@@ -594,7 +594,7 @@ def make_rig(
         clock=clock,
         order_policy=policy,
         default_exits=default_exits,
-        on_event=lambda kind, _msg, _data: events.append(kind),
+        subscribers=[lambda event: events.append(event.kind)],
     )
     broker.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     trader.start()

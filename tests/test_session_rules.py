@@ -321,7 +321,7 @@ def test_daily_loss_lock_stops_new_buys_for_the_rest_of_the_day(
     late = strategy("late", (B,), min_price={B: 5_500})
     paths = {A: step(10_000, 7_000, day=1, minute=60), B: step(5_000, 5_500, day=1, minute=90)}
     out = drive(kind, tmp_path, paths, [early, late], 4, {"daily_loss_limit_pct": 0.02})
-    locks = out.event_times("risk_exit", "daily_loss_lock")
+    locks = out.event_times("risk_limit", "daily_loss_lock")
     assert locks, "the crash of A should lock the day"
     lock = locks[0]
     assert lock.date() == out.sessions[1]
@@ -339,8 +339,9 @@ def test_portfolio_stop_sells_everything_and_halts(kind: str, tmp_path: Path) ->
     s = strategy("all", (A, B))
     paths = {A: step(10_000, 6_000, day=1, minute=60), B: flat(5_000)}
     out = drive(kind, tmp_path, paths, [s], 4, {"portfolio_stop_pct": 0.05})
-    stops = out.event_times("risk_exit", "portfolio_stop")  # the stop, then one per exit
-    assert len(stops) == 3
+    stops = out.event_times("risk_limit", "portfolio_stop")  # the stop ...
+    assert len(stops) == 1
+    assert len(out.event_times("risk_exit", "portfolio_stop")) == 2  # ... then one per exit
     after = [o for o in out.orders if o.created_at and o.created_at >= stops[0]]
     assert after
     assert all(o.side is OrderSide.SELL and o.metadata.get("exit_rule") for o in after)
