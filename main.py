@@ -438,6 +438,7 @@ def _wire_live(
 
     from api.kis_broker import KISBroker
     from api.paper import PaperBroker
+    from core.engine import paper_account
     from core.live import LiveSession, book_id
     from db.repository import Repository
     from framework.events import CircuitBreakerChanged
@@ -456,8 +457,11 @@ def _wire_live(
     lease = _take_lease(settings, repository, run_id, mode, kis.env, clock, stop_on_lost)
     closers.append(lease.release)
     paper: PaperBroker | None = None
+    funds = None
     if dry_run:
-        paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
+        funds, paper = paper_account(
+            settings.live.dry_run_cash_krw, fees, strategies, clock=clock
+        )
         _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw, clock())
     notifier = None
     token, chat = os.environ.get("TELEGRAM_BOT_TOKEN"), os.environ.get("TELEGRAM_CHAT_ID")
@@ -480,10 +484,8 @@ def _wire_live(
             else None
         ),
         expire_day_orders=paper.expire_session if paper else None,
+        funds=funds,
     )
-    if paper is not None:
-        trader = session.trader
-        paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     stop_on_lost.append(session.request_stop)
     parts = LiveParts(session=session, closers=closers)
     if alerts and settings.telegram.enabled and token and chat:

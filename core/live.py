@@ -52,14 +52,13 @@ from typing import Any, Protocol
 import pandas as pd
 
 from config.settings import Settings
+from core.engine import build_engine
 from core.fund_manager import FundManager
 from core.journal import DatabaseJournal, StorageError
-from core.order_manager import OrderManager, OrderPolicy
-from core.portfolio import Portfolio
+from core.order_manager import OrderPolicy
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
 from core.session import TradingSession
-from core.trader import Trader
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
@@ -172,6 +171,9 @@ class LiveSession:
         :class:`~utils.market_calendar.KRXCalendar`.
     alerts:
         Optional notifier; receives every engine event.
+    funds:
+        The engine's cash pool; a dry run passes the one of its paper account
+        (:func:`core.engine.paper_account`). Default: an empty pool reconciliation fills.
     """
 
     def __init__(
@@ -193,6 +195,7 @@ class LiveSession:
         quote_source: QuoteSource | None = None,
         on_quote: Callable[[Quote], object] | None = None,
         expire_day_orders: Callable[[date], object] | None = None,
+        funds: FundManager | None = None,
     ):
         self.settings = settings
         self.repository = repository
@@ -231,18 +234,17 @@ class LiveSession:
             )
         )
         un = live.unmanaged
-        self.trader = Trader(
+        self.trader = build_engine(
             strategies,
             broker=broker,
             executor=executor,
             data_provider=market,
-            funds=FundManager(0, {s.name: s.config.allocation for s in strategies}),
-            orders=OrderManager(executor, self.journal, clock, f"{mode[0]}{uuid.uuid4().hex[:8]}"),
-            risk=self.risk,
-            portfolio=Portfolio(),
             journal=self.journal,
             fees=self.fees,
             clock=clock,
+            order_prefix=f"{mode[0]}{uuid.uuid4().hex[:8]}",
+            funds=funds,
+            risk=self.risk,
             subscribers=[self._on_event],
             order_policy=OrderPolicy(
                 live.orders.buy_timeout_s, live.orders.sell_timeout_s, live.orders.max_replacements

@@ -164,15 +164,10 @@ class Trader:
         self.prices: dict[str, float] = {}
         self.base_prices: dict[str, float] = {}
         """Base price (previous close) of each code today, when a quote gave it (KRW)."""
-        self._reservation_of: dict[str, int] = {}
-        self._signal_of: dict[str, Signal] = {}
         self._last_signal: dict[tuple[str, str], tuple[SignalType, datetime]] = {}
-        self._cancel_requested: dict[str, datetime] = {}
-        self._exit_cancels: set[str] = set()
         self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
         self._exit_policies: dict[str, ExitPolicy] = {}
         self._book_cash = True
-        self._deferred: dict[str, Order] = {}
         self.storage_error: str | None = None
         """Why the database cannot be written, while it cannot (``None`` when it can)."""
         self.orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
@@ -250,9 +245,9 @@ class Trader:
         state = {
             "peak_equity_krw": self.risk.peak_equity_krw,
             "cancel_requested": {
-                cid: when.isoformat() for cid, when in self._cancel_requested.items()
+                cid: when.isoformat() for cid, when in self.orders.cancels_requested().items()
             },
-            "deferred": sorted(self._deferred),
+            "deferred": sorted(o.client_order_id for o in self.orders.awaiting_price()),
         }
         try:
             self.journal.save_state("engine", state)
@@ -274,11 +269,11 @@ class Trader:
         for cid, when in dict(state.get("cancel_requested") or {}).items():
             order = self.orders.orders.get(cid)
             if order is not None and not order.status.is_final:
-                self._cancel_requested[cid] = datetime.fromisoformat(when)
+                self.orders.context(cid).cancel_requested_at = datetime.fromisoformat(when)
         for cid in state.get("deferred") or ():
             order = self.orders.orders.get(cid)
             if order is not None and order.status is OrderStatus.CANCELLED:
-                self._deferred[cid] = order
+                self.orders.context(cid).awaiting_price = True
 
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
@@ -468,7 +463,7 @@ class Trader:
         if order is None:
             self.funds.release(reservation.reservation_id)
             return None
-        self._reservation_of[order.client_order_id] = reservation.reservation_id
+        self.funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
@@ -497,7 +492,7 @@ class Trader:
 
     def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
         if signal is not None:
-            self._signal_of[order.client_order_id] = signal
+            self.orders.context(order.client_order_id).signal = signal
         if slot is not None and order.attempt == 0:
             slot.trades_today += 1
         if order.attempt == 0:
@@ -559,7 +554,7 @@ class Trader:
     # --- orders and fills --------------------------------------------------------------
     def buying_power_for(self, client_order_id: str) -> int:
         """KRW a buy may spend when it fills: its reservation plus free cash."""
-        return self.funds.spendable_krw(self._reservation_of.get(client_order_id))
+        return self.funds.buying_power_krw(client_order_id)
 
     def poll_orders(self, stock_code: str | None = None, *, book_cash: bool = True) -> list[Fill]:
         """Read the broker's state of every open order (of one stock), and of cancelled
@@ -747,7 +742,7 @@ class Trader:
             self.funds.credit(fill.cash_delta_krw)
             return
         cost = fill.amount_krw + fill.commission_krw
-        reservation = None if late else self._reservation_of.get(order.client_order_id)
+        reservation = None if late else self.funds.reservation_of(order.client_order_id)
         try:
             self.funds.commit_buy(reservation, cost)
         except FundsError:  # the broker spent it (a late fill): the cash follows the account
@@ -779,10 +774,10 @@ class Trader:
         )
 
     def finalise(self, order: Order) -> None:
-        self.funds.release(self._reservation_of.pop(order.client_order_id, None))
-        signal = self._signal_of.pop(order.client_order_id, None)
-        timed_out = self._cancel_requested.pop(order.client_order_id, None) is not None
-        self._exit_cancels.discard(order.client_order_id)
+        self.funds.release_order(order.client_order_id)
+        ctx = self.orders.drop_context(order.client_order_id)
+        signal = ctx.signal
+        timed_out = ctx.cancel_requested_at is not None
         if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
             self.publish(
                 OrderCancelled(
@@ -798,7 +793,7 @@ class Trader:
             if order.stock_code in self.prices:
                 self._replace(order, signal)
             else:  # right after a restart: re-placed once a price is known
-                self._deferred[order.client_order_id] = order
+                self.orders.context(order.client_order_id).awaiting_price = True
         if timed_out:  # the re-placement (if any) is journaled: no longer pending
             self.save_engine_state()
 
@@ -809,16 +804,19 @@ class Trader:
         (:meth:`poll_orders` sees the order ``CANCELLED``)."""
         now = self.clock()
         sent = 0
-        for cid, old in list(self._deferred.items()):  # re-placements awaiting a price
+        for old in self.orders.awaiting_price():  # re-placements awaiting a price
             if old.stock_code in self.prices:
-                del self._deferred[cid]
+                self.orders.drop_context(old.client_order_id)
                 self._replace(old, None)
                 self.save_engine_state()
         for order in self.orders.open_orders():
             cid = order.client_order_id
-            if cid in self._cancel_requested or order.broker_order_id is None:
+            ctx = self.orders.peek_context(cid)
+            if order.broker_order_id is None or (
+                ctx is not None and ctx.cancel_requested_at is not None
+            ):
                 continue
-            if cid in self._exit_cancels:  # being cancelled for an exit: never re-placed
+            if ctx is not None and ctx.exit_cancel:  # cancelled for an exit: never re-placed
                 continue
             if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
                 continue
@@ -828,7 +826,7 @@ class Trader:
             if (now - order.created_at).total_seconds() < timeout:
                 continue
             if self.orders.cancel(order):
-                self._cancel_requested[cid] = now
+                self.orders.context(cid).cancel_requested_at = now
                 self.save_engine_state()  # the re-placement must survive a restart
                 sent += 1
                 self.publish(
@@ -915,7 +913,7 @@ class Trader:
                 self.funds.release(reservation.reservation_id)
             return None
         if reservation is not None:
-            self._reservation_of[order.client_order_id] = reservation.reservation_id
+            self.funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
 
     def _not_replaced(self, old: Order, reason: str) -> None:
@@ -1068,9 +1066,10 @@ class Trader:
     def _cancel_for_exit(self, order: Order) -> None:
         """Cancel ``order`` to make way for an exit; it is never timed out or re-placed."""
         cid = order.client_order_id
-        self._cancel_requested.pop(cid, None)
-        if cid not in self._exit_cancels and self.orders.cancel(order):
-            self._exit_cancels.add(cid)
+        ctx = self.orders.context(cid)
+        ctx.cancel_requested_at = None
+        if not ctx.exit_cancel and self.orders.cancel(order):
+            ctx.exit_cancel = True
 
     def exit_all(self, reason: str) -> list[Order]:
         """Sell every position at market (the portfolio stop); open buys are cancelled.
