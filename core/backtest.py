@@ -403,7 +403,7 @@ class Backtest:
                     "reasons": "; ".join(t.reasons),
                     "exit_reasons": "; ".join(t.exit_reasons),
                 }
-                for t in self.trader.portfolio.round_trips
+                for t in self.trader.round_trips()
             ],
             columns=list(TRADE_COLUMNS),
         )

@@ -266,7 +266,7 @@ class LiveSession:
         codes: set[str] = set()
         for slot in self.trader.slots.values():
             codes.update(slot.strategy.universe)
-        codes.update(p.stock_code for p in self.trader.portfolio.positions())
+        codes.update(p.stock_code for p in self.trader.positions())
         return sorted(codes)
 
     # --- start / stop ------------------------------------------------------------------
@@ -366,7 +366,7 @@ class LiveSession:
             try:
                 getattr(self, f"job_{name}")()
             except StorageError as exc:
-                self.trader._storage_failed(exc)
+                self.trader.storage_failed(exc)
             except TransientBrokerError as exc:
                 self._unreachable(name, exc, now)
             except KisTraderError as exc:
@@ -467,7 +467,7 @@ class LiveSession:
     def job_quotes(self) -> None:
         codes = self.universe
         size = self.settings.live.schedule.quote_batch_size
-        held = {p.stock_code for p in self.trader.portfolio.positions()}
+        held = {p.stock_code for p in self.trader.positions()}
         if len(codes) > size:
             start = (self._batch * size) % len(codes)
             batch = (codes + codes)[start : start + size]
@@ -588,12 +588,12 @@ class LiveSession:
     def job_account(self) -> None:
         """Poll fills, then compare the account's holdings and cash with the book."""
         self.trader.poll_orders()
-        holdings = {h.stock_code: h.qty for h in self.trader.broker.get_holdings()}
-        balance = self.trader.broker.get_balance()
+        holdings = {h.stock_code: h.qty for h in self.trader.account_holdings()}
+        balance = self.trader.account_balance()
         book: dict[str, int] = {}
-        for p in self.trader.portfolio.positions():
+        for p in self.trader.positions():
             book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
-        busy = {o.stock_code for o in self.trader.orders.open_orders()}
+        busy = {o.stock_code for o in self.trader.open_orders()}
         differ = [
             c for c in sorted(set(holdings) | set(book))
             if c not in busy and holdings.get(c, 0) != book.get(c, 0)
@@ -601,7 +601,7 @@ class LiveSession:
         if differ:  # a fill the book missed (a late fill of a cancelled order): read again
             self.trader.reread_fills(self.clock().date(), differ)
             book = {}
-            for p in self.trader.portfolio.positions():
+            for p in self.trader.positions():
                 book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
         for code in differ:
             if holdings.get(code, 0) != book.get(code, 0):
@@ -616,19 +616,19 @@ class LiveSession:
                         account_qty=holdings.get(code, 0),
                     )
                 )
-        drift = balance.cash_krw - self.trader.funds.cash_krw
-        if drift and not self.trader.orders.open_orders():
+        drift = balance.cash_krw - self.trader.cash_krw
+        if drift and not self.trader.open_orders():
             self.trader.publish(
                 CashSynced(
                     at=self.clock(),
-                    message=f"cash {self.trader.funds.cash_krw:,} KRW set to the account's "
+                    message=f"cash {self.trader.cash_krw:,} KRW set to the account's "
                     f"{balance.cash_krw:,} ({drift:+,})",
                     level="info" if abs(drift) <= 10 else "warning",
                     account_cash_krw=balance.cash_krw,
                     drift_krw=drift,
                 )
             )
-            self.trader.funds.sync_cash(balance.cash_krw)
+            self.trader.sync_cash(balance.cash_krw)
             self.repository.record_cash(
                 self.run_id, drift, kind="sync", reason="cash set to the account's figure",
                 at=self.clock(),
@@ -657,7 +657,7 @@ class LiveSession:
 
     # --- figures -----------------------------------------------------------------------
     def snapshot(self, when: datetime) -> None:
-        cash = self.trader.funds.cash_krw
+        cash = self.trader.cash_krw
         equity = self.trader.equity_krw()
         self.repository.save_equity_snapshots(self.run_id, [(when, cash, equity - cash, equity)])
         self.trader.save_engine_state()  # the portfolio stop's high-water mark
@@ -674,7 +674,7 @@ class LiveSession:
         return {
             "date": today.isoformat(),
             "equity_krw": equity,
-            "cash_krw": self.trader.funds.cash_krw,
+            "cash_krw": self.trader.cash_krw,
             "pnl_krw": equity - start,
             "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
             "trades": self.risk.trades_today,
@@ -701,7 +701,7 @@ class LiveSession:
                 "market": "open" if is_open else "closed",
                 "next_event": (session.close if is_open else session.open).isoformat(),
                 "equity_krw": self.trader.equity_krw(),
-                "cash_krw": self.trader.funds.cash_krw,
+                "cash_krw": self.trader.cash_krw,
                 "strategies": [
                     {
                         "name": s.name,
@@ -715,8 +715,8 @@ class LiveSession:
 
     def positions(self) -> list[dict[str, Any]]:
         out = []
-        for p in self.trader.portfolio.positions():
-            price = self.trader.prices.get(p.stock_code, p.avg_price)
+        for p in self.trader.positions():
+            price = self.trader.last_price(p.stock_code, p.avg_price) or p.avg_price
             pnl = round(p.qty * price) - p.cost_basis_krw
             out.append(
                 {
@@ -746,7 +746,7 @@ class LiveSession:
                 "equity_krw": equity,
                 "pnl_krw": equity - start,
                 "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
-                "realized_krw": sum(t.pnl_krw for t in self.trader.portfolio.round_trips),
+                "realized_krw": sum(t.pnl_krw for t in self.trader.round_trips()),
                 "unrealized_krw": unrealized,
                 "trades": self.risk.trades_today,
             }
@@ -766,7 +766,7 @@ class LiveSession:
                     "status": o.status.value,
                     "created_at": o.created_at.isoformat() if o.created_at else None,
                 }
-                for o in self.trader.orders.open_orders()
+                for o in self.trader.open_orders()
             ]
 
     # --- events ------------------------------------------------------------------------

@@ -157,7 +157,7 @@ class TradingSession:
         if self.fill_exit is None:
             raise RuntimeError("bar exits need a venue that fills inside the bar (fill_exit)")
         exits = self.trader.check_bar_exits(stock_code, open_, high, low)
-        if not exits and self.trader.orders.open_orders(stock_code):
+        if not exits and self.trader.open_orders(stock_code):
             # an exit that had to cancel the position's open orders first goes out now
             self.trader.poll_orders(stock_code)
             exits = self.trader.check_bar_exits(stock_code, open_, high, low)
@@ -244,7 +244,7 @@ class TradingSession:
                 return None
             if not self.trader.exit_policy(pos.strategy).exit_at_close:
                 return None
-            return self.trader.prices.get(pos.stock_code, pos.avg_price)
+            return self.trader.last_price(pos.stock_code, pos.avg_price)
 
         return self.trader.exit_positions("exit_at_close", wanted)
 

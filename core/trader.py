@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from core.fund_manager import FundManager
-from core.journal import Journal, StorageError
+from core.journal import Journal, PositionRecord, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
-from core.portfolio import OverfillError, Portfolio, Position
+from core.portfolio import OverfillError, Portfolio, Position, RoundTrip
 from core.risk import (
     ExitPolicy,
     ExitTrigger,
@@ -60,13 +60,16 @@ from framework.events import (
     StorageFailed,
     StorageRecovered,
     StrategyDisabled,
+    StrategyEnabled,
     StrategyError,
     StrategyIsolated,
     Subscriber,
 )
-from framework.executor import ExecutionNotice, OrderExecutor
+from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import (
+    Balance,
     Fill,
+    Holding,
     Order,
     OrderSide,
     OrderStatus,
@@ -145,14 +148,14 @@ class Trader:
             if strategy.name in self.slots:
                 raise ValueError(f"two strategies are named {strategy.name!r}")
             self.slots[strategy.name] = StrategySlot(strategy)
-        self.broker = broker
-        self.executor = executor
-        self.data_provider = data_provider
-        self.funds = funds
-        self.orders = orders
-        self.risk = risk
-        self.portfolio = portfolio
-        self.journal = journal
+        self._broker = broker
+        self._executor = executor
+        self._data_provider = data_provider
+        self._funds = funds
+        self._orders = orders
+        self._risk = risk
+        self._portfolio = portfolio
+        self._journal = journal
         self.fees = fees
         self.clock = clock
         self.max_consecutive_errors = max_consecutive_errors
@@ -170,7 +173,7 @@ class Trader:
         self._book_cash = True
         self.storage_error: str | None = None
         """Why the database cannot be written, while it cannot (``None`` when it can)."""
-        self.orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
+        self._orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
         for slot in self.slots.values():
             self._bind_state(slot)
 
@@ -183,9 +186,9 @@ class Trader:
                 slot,
                 "on_init",
                 slot.strategy.on_init,
-                self.broker,
-                self.data_provider,
-                self.executor,
+                self._broker,
+                self._data_provider,
+                self._executor,
             )
             if ok is False:
                 slot.active = False
@@ -213,11 +216,11 @@ class Trader:
         name = slot.name
 
         def position(code: str) -> PositionView | None:
-            pos = self.portfolio.get(name, code)
+            pos = self._portfolio.get(name, code)
             return pos.view() if pos else None
 
         def positions() -> Mapping[str, PositionView]:
-            return {p.stock_code: p.view() for p in self.portfolio.positions(name)}
+            return {p.stock_code: p.view() for p in self._portfolio.positions(name)}
 
         slot.strategy.bind(position, positions, lambda: slot.trades_today)
 
@@ -226,15 +229,15 @@ class Trader:
 
         def save(state: dict[str, Any]) -> None:
             try:
-                self.journal.save_state(key, state)
+                self._journal.save_state(key, state)
             except StorageError as exc:
-                self._storage_failed(exc)
+                self.storage_failed(exc)
 
         def load() -> dict[str, Any]:
             try:
-                return self.journal.load_state(key)
+                return self._journal.load_state(key)
             except StorageError as exc:
-                self._storage_failed(exc)
+                self.storage_failed(exc)
                 return {}
 
         slot.strategy.bind_state(save, load)
@@ -243,37 +246,151 @@ class Trader:
         """Keep what must survive a restart: the portfolio stop's high-water mark and the
         pending re-placements (timed-out orders whose cancel is awaited)."""
         state = {
-            "peak_equity_krw": self.risk.peak_equity_krw,
+            "peak_equity_krw": self._risk.peak_equity_krw,
             "cancel_requested": {
-                cid: when.isoformat() for cid, when in self.orders.cancels_requested().items()
+                cid: when.isoformat() for cid, when in self._orders.cancels_requested().items()
             },
-            "deferred": sorted(o.client_order_id for o in self.orders.awaiting_price()),
+            "deferred": sorted(o.client_order_id for o in self._orders.awaiting_price()),
         }
         try:
-            self.journal.save_state("engine", state)
+            self._journal.save_state("engine", state)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
 
     def load_engine_state(self) -> None:
         """Bring back what :meth:`save_engine_state` kept (after a restart)."""
         try:
-            state = self.journal.load_state("engine")
+            state = self._journal.load_state("engine")
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return
         peak = state.get("peak_equity_krw")
         if isinstance(peak, int) and (
-            self.risk.peak_equity_krw is None or peak > self.risk.peak_equity_krw
+            self._risk.peak_equity_krw is None or peak > self._risk.peak_equity_krw
         ):
-            self.risk.peak_equity_krw = peak
+            self._risk.peak_equity_krw = peak
         for cid, when in dict(state.get("cancel_requested") or {}).items():
-            order = self.orders.orders.get(cid)
+            order = self._orders.orders.get(cid)
             if order is not None and not order.status.is_final:
-                self.orders.context(cid).cancel_requested_at = datetime.fromisoformat(when)
+                self._orders.context(cid).cancel_requested_at = datetime.fromisoformat(when)
         for cid in state.get("deferred") or ():
-            order = self.orders.orders.get(cid)
+            order = self._orders.orders.get(cid)
             if order is not None and order.status is OrderStatus.CANCELLED:
-                self.orders.context(cid).awaiting_price = True
+                self._orders.context(cid).awaiting_price = True
+
+
+    # --- the front door: what drivers, reconciliation and adapters may ask -------------
+    @property
+    def cash_krw(self) -> int:
+        """The engine's cash (KRW), as the account holds it after fills and syncs."""
+        return self._funds.cash_krw
+
+    @property
+    def trading_state(self) -> TradingState:
+        """``ACTIVE``, ``REDUCE_ONLY`` or ``HALTED``."""
+        return self._risk.state
+
+    def positions(self, strategy: str | None = None) -> list[Position]:
+        """Open positions (of one strategy), each with qty (shares), cost basis (KRW),
+        exit levels and the fills' reasons."""
+        return self._portfolio.positions(strategy)
+
+    def position(self, strategy: str, stock_code: str) -> Position | None:
+        """The open position of ``strategy`` in ``stock_code``, if any."""
+        return self._portfolio.get(strategy, stock_code)
+
+    def round_trips(self) -> list[RoundTrip]:
+        """Every closed trade so far (entry, exit, P&L in KRW), in closing order."""
+        return list(self._portfolio.round_trips)
+
+    def open_orders(self, stock_code: str | None = None) -> list[Order]:
+        """Orders not final yet (of one stock)."""
+        return self._orders.open_orders(stock_code)
+
+    def known_orders(self) -> list[Order]:
+        """Every order of the book (open and final), in creation order."""
+        return list(self._orders.orders.values())
+
+    def last_price(self, stock_code: str, default: float | None = None) -> float | None:
+        """The last known price of ``stock_code`` (KRW), else ``default``."""
+        return self.prices.get(stock_code, default)
+
+    def account_holdings(self) -> list[Holding]:
+        """The account's holdings as the broker reports them. Raises ``BrokerError``."""
+        return self._broker.get_holdings()
+
+    def account_balance(self) -> Balance:
+        """The account's cash figures as the broker reports them. Raises ``BrokerError``."""
+        return self._broker.get_balance()
+
+    def sync_cash(self, cash_krw: int) -> None:
+        """Take the account's cash figure (KRW) as the engine's (after an account sync)."""
+        self._funds.sync_cash(cash_krw)
+
+    def restore_order(self, order: Order, fill_ids: Iterable[str] = ()) -> None:
+        """Track an order read back from the database (restart); ``fill_ids`` are the
+        fills already booked, so none is booked twice."""
+        self._orders.restore(order, fill_ids)
+
+    def restore_position(self, position: Position) -> None:
+        """Put a position rebuilt from the fill journal (restart) into the book."""
+        self._portfolio.restore(position)
+
+    def record_position(self, position: PositionRecord, closed_at: datetime | None = None) -> None:
+        """Write a position's current figures (closed at ``closed_at``) to the journal.
+        Raises ``StorageError``."""
+        self._journal.position(position, closed_at)
+
+    def record_adjustment(
+        self, strategy: str, stock_code: str, qty: int, price: float, reason: str, at: datetime
+    ) -> None:
+        """Journal shares that appeared (``qty`` > 0) or vanished (< 0) in the account
+        without a fill, at ``price`` KRW. Raises ``StorageError``."""
+        self._journal.adjustment(strategy, stock_code, qty, price, reason, at)
+
+    def match_at_broker(
+        self, order: Order, sent_at: datetime, claimed: set[str]
+    ) -> OrderState | None:
+        """Find an order whose submit outcome is unknown among the broker's orders of the
+        day (ids in ``claimed`` excluded); ``None`` when the broker never got it."""
+        return self._executor.match_order(order.to_request(), sent_at, claimed)
+
+    def adopt_order(self, order: Order, state: OrderState, note: str) -> list[Fill]:
+        """Give an order the broker's identity and state found for it; returns the fills
+        booked."""
+        return self._orders.adopt(order, state, note)
+
+    def give_up_order(self, order: Order, reason: str) -> None:
+        """Mark an order that never reached the broker as rejected."""
+        self._orders.give_up(order, reason)
+
+    def set_strategy_active(self, name: str, active: bool, by: str = "operator") -> None:
+        """Switch a strategy on or off (its positions stay, protected by their exits).
+        Raises ``KeyError`` for an unknown strategy."""
+        slot = self.slots[name]
+        if slot.active == active:
+            return
+        slot.active = active
+        if active:
+            slot.consecutive_errors = 0
+            event: Event = StrategyEnabled(
+                at=self.clock(), message=f"{name} switched on ({by})", strategy=name, by=by
+            )
+        else:
+            event = StrategyDisabled(
+                at=self.clock(), message=f"{name} switched off ({by})", strategy=name, reason=by
+            )
+        self.publish(event)
+
+    def sell_position(self, strategy: str, stock_code: str, reason: str = "manual") -> Order | None:
+        """Sell the whole position of ``strategy`` in ``stock_code`` at market (an
+        operator's request; also while ``HALTED``). ``None`` when there is none or an exit
+        of it is already working."""
+        pos = self._portfolio.get(strategy, stock_code)
+        if pos is None:
+            return None
+        price = self.prices.get(stock_code, pos.avg_price)
+        return self.exit_position(pos, ExitTrigger(reason, price, price))
 
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
@@ -319,9 +436,9 @@ class Trader:
     def equity_krw(self) -> int:
         """Cash plus every strategy's holdings at the last known prices (KRW)."""
         value = 0.0
-        for pos in self.portfolio.positions():
+        for pos in self._portfolio.positions():
             value += pos.qty * self.prices.get(pos.stock_code, pos.avg_price)
-        return self.funds.cash_krw + int(value)
+        return self._funds.cash_krw + int(value)
 
     # --- signals -----------------------------------------------------------------------
     def evaluate(self, slot: StrategySlot, stock_code: str, bars: Bars) -> Signal | None:
@@ -362,13 +479,13 @@ class Trader:
         if price is None:
             self._reject(slot, signal, "no price known")
             return None
-        held = self.portfolio.qty(slot.name, code)
+        held = self._portfolio.qty(slot.name, code)
         mine, everyone = self._position_counts(slot.name) if signal.signal_type.is_buy else (0, 0)
-        reason = self.risk.check_signal(
+        reason = self._risk.check_signal(
             signal,
             slot.strategy.risk,
             trades_today=slot.trades_today,
-            has_open_order=self.orders.has_open(slot.name, code),
+            has_open_order=self._orders.has_open(slot.name, code),
             position_qty=held,
             strategy=slot.name,
             now=self.clock(),
@@ -385,9 +502,11 @@ class Trader:
     def _position_counts(self, strategy: str) -> tuple[int, int]:
         """Stocks held or being bought by ``strategy`` and by every strategy (for
         ``max_positions``): (strategy, code) pairs with shares or an open buy."""
-        pairs = {(p.strategy, p.stock_code) for p in self.portfolio.positions()}
+        pairs = {(p.strategy, p.stock_code) for p in self._portfolio.positions()}
         pairs.update(
-            (o.strategy, o.stock_code) for o in self.orders.open_orders() if o.side is OrderSide.BUY
+            (o.strategy, o.stock_code)
+            for o in self._orders.open_orders()
+            if o.side is OrderSide.BUY
         )
         return sum(1 for s, _ in pairs if s == strategy), len(pairs)
 
@@ -417,12 +536,12 @@ class Trader:
             upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
-        invested = self.portfolio.invested_krw(slot.name)
-        free = self.funds.strategy_free_krw(slot.name, equity, invested)
+        invested = self._portfolio.invested_krw(slot.name)
+        free = self._funds.strategy_free_krw(slot.name, equity, invested)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
             qty = min(signal.qty, self.fees.max_affordable_qty(free, int(held_at)))
         else:
-            qty = self.funds.size_buy(
+            qty = self._funds.size_buy(
                 strategy=slot.name,
                 price_krw=ref_price,
                 equity_krw=equity,
@@ -430,13 +549,13 @@ class Trader:
                 commission_rate=self.fees.commission_rate_f,
                 confidence=signal.confidence,
                 strong=signal.signal_type is SignalType.STRONG_BUY,
-                held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
+                held_value_krw=int(self._portfolio.qty(slot.name, code) * price),
                 strategy_invested_krw=invested,
             )
             if held_at > ref_price:
                 qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
         reason = (
-            self.risk.check_order(OrderSide.BUY, qty, ref_price)
+            self._risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0
             else ("size is 0 shares (budget below one share)")
         )
@@ -445,9 +564,9 @@ class Trader:
             return None
         amount = qty * held_at
         # cost estimate rounded up; never more than is free (qty was sized within it)
-        reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self.funds.free_krw)
+        reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self._funds.free_krw)
         try:
-            reservation = self.funds.reserve(slot.name, code, reserve)
+            reservation = self._funds.reserve(slot.name, code, reserve)
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
@@ -461,9 +580,9 @@ class Trader:
             signal=signal,
         )
         if order is None:
-            self.funds.release(reservation.reservation_id)
+            self._funds.release(reservation.reservation_id)
             return None
-        self.funds.assign(reservation.reservation_id, order.client_order_id)
+        self._funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
@@ -483,21 +602,21 @@ class Trader:
     def _create(self, **kwargs: Any) -> Order | None:
         """``OrderManager.create``; ``None`` (nothing sent) when it cannot be journaled."""
         try:
-            order = self.orders.create(**kwargs)
+            order = self._orders.create(**kwargs)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return None
         self._storage_ok()
         return order
 
     def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
         if signal is not None:
-            self.orders.context(order.client_order_id).signal = signal
+            self._orders.context(order.client_order_id).signal = signal
         if slot is not None and order.attempt == 0:
             slot.trades_today += 1
         if order.attempt == 0:
-            self.risk.record_trade()
-        self.orders.submit(order)
+            self._risk.record_trade()
+        self._orders.submit(order)
         if order.status is OrderStatus.REJECTED:
             self.publish(
                 OrderRejected(
@@ -554,7 +673,7 @@ class Trader:
     # --- orders and fills --------------------------------------------------------------
     def buying_power_for(self, client_order_id: str) -> int:
         """KRW a buy may spend when it fills: its reservation plus free cash."""
-        return self.funds.buying_power_krw(client_order_id)
+        return self._funds.buying_power_krw(client_order_id)
 
     def poll_orders(self, stock_code: str | None = None, *, book_cash: bool = True) -> list[Fill]:
         """Read the broker's state of every open order (of one stock), and of cancelled
@@ -567,8 +686,8 @@ class Trader:
         ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
         the cash from the account afterwards, which already includes these fills."""
         applied: list[Fill] = []
-        orders = self.orders.open_orders(stock_code)
-        watched = [o for o in self.orders.settling_orders() if o not in orders]
+        orders = self._orders.open_orders(stock_code)
+        watched = [o for o in self._orders.settling_orders() if o not in orders]
         orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
         with self.cash_from_account(not book_cash):
             for order in orders:
@@ -590,15 +709,15 @@ class Trader:
         was_final = order.status.is_final
         try:
             if order.status is OrderStatus.UNKNOWN:
-                fills = self.orders.resolve_unknown(order)
+                fills = self._orders.resolve_unknown(order)
             elif order.broker_order_id is None:
                 return []
             else:
-                fills = self.orders.apply_state(
-                    order, self.executor.get_order(order.broker_order_id)
+                fills = self._orders.apply_state(
+                    order, self._executor.get_order(order.broker_order_id)
                 )
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return []
         except (BrokerError, OverfillError, ValueError) as exc:
             logger.warning("poll of %s failed: %s", order.client_order_id, exc)
@@ -623,16 +742,20 @@ class Trader:
         """Apply a real-time execution notice (booked like a polled fill); ``None`` when
         the execution is already recorded or the order is not one of this book's."""
         order = next(
-            (o for o in self.orders.orders.values() if o.broker_order_id == notice.broker_order_id),
+            (
+                o
+                for o in self._orders.orders.values()
+                if o.broker_order_id == notice.broker_order_id
+            ),
             None,
         )
         if order is None:
             return None
         was_final = order.status.is_final
         try:
-            fill = self.orders.apply_notice(order, notice)
+            fill = self._orders.apply_notice(order, notice)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return None
         if order.status.is_final and not was_final:
             self.finalise(order)
@@ -644,11 +767,13 @@ class Trader:
         order); returns the fills applied. Does nothing for an executor that cannot list
         orders. Raises ``BrokerError`` when the list cannot be read."""
         try:
-            states = self.executor.list_orders(day)
+            states = self._executor.list_orders(day)
         except NotImplementedError:
             return []
         wanted = set(codes) if codes is not None else None
-        by_broker = {o.broker_order_id: o for o in self.orders.orders.values() if o.broker_order_id}
+        by_broker = {
+            o.broker_order_id: o for o in self._orders.orders.values() if o.broker_order_id
+        }
         applied: list[Fill] = []
         for state in states:
             order = by_broker.get(state.broker_order_id)
@@ -658,9 +783,9 @@ class Trader:
                 continue
             was_final = order.status.is_final
             try:
-                applied.extend(self.orders.apply_state(order, state))
+                applied.extend(self._orders.apply_state(order, state))
             except StorageError as exc:
-                self._storage_failed(exc)
+                self.storage_failed(exc)
                 continue
             except (OverfillError, ValueError) as exc:
                 logger.warning("fills of %s not applied: %s", order.client_order_id, exc)
@@ -680,10 +805,10 @@ class Trader:
         book_cash = self._book_cash if book_cash is None else book_cash
         late = order.status.is_final
         before = order.copy()
-        mark = self.portfolio.checkpoint(order.strategy, fill.stock_code)
-        note = self.orders.book_fill(order, fill)
+        mark = self._portfolio.checkpoint(order.strategy, fill.stock_code)
+        note = self._orders.book_fill(order, fill)
         try:
-            pos, trip = self.portfolio.apply_fill(
+            pos, trip = self._portfolio.apply_fill(
                 order.strategy,
                 fill,
                 reasons=tuple(order.reasons),
@@ -699,24 +824,24 @@ class Trader:
                 pos.peak_price is None or fill.price > pos.peak_price
             ):
                 pos.peak_price = float(fill.price)
-            stored = self.journal.fill_applied(
+            stored = self._journal.fill_applied(
                 order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
             )
         except (StorageError, OverfillError) as exc:
-            self.orders.unbook(order, before)
-            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            self._orders.unbook(order, before)
+            self._portfolio.rollback(order.strategy, fill.stock_code, mark)
             if isinstance(exc, StorageError):
-                self._storage_failed(exc)
+                self.storage_failed(exc)
             raise
         self._storage_ok()
         if not stored:  # already in the database (applied before): nothing more to do
-            self.orders.unbook(order, before)
-            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            self._orders.unbook(order, before)
+            self._portfolio.rollback(order.strategy, fill.stock_code, mark)
             return
         slot = self.slots.get(order.strategy)
         self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
-            self.risk.record_sell(order.strategy, fill.stock_code, fill.time)
+            self._risk.record_sell(order.strategy, fill.stock_code, fill.time)
         self.publish(
             OrderFilled(
                 at=fill.time,
@@ -739,16 +864,16 @@ class Trader:
         if not book_cash:
             return
         if fill.side is OrderSide.SELL:
-            self.funds.credit(fill.cash_delta_krw)
+            self._funds.credit(fill.cash_delta_krw)
             return
         cost = fill.amount_krw + fill.commission_krw
-        reservation = None if late else self.funds.reservation_of(order.client_order_id)
+        reservation = None if late else self._funds.reservation_of(order.client_order_id)
         try:
-            self.funds.commit_buy(reservation, cost)
+            self._funds.commit_buy(reservation, cost)
         except FundsError:  # the broker spent it (a late fill): the cash follows the account
-            self.funds.sync_cash(self.funds.cash_krw - cost)
+            self._funds.sync_cash(self._funds.cash_krw - cost)
 
-    def _storage_failed(self, exc: Exception) -> None:
+    def storage_failed(self, exc: Exception) -> None:
         """The database cannot be written: alert once (until it can again)."""
         logger.error("database not writable: %s", exc)
         if self.storage_error is not None:
@@ -774,8 +899,8 @@ class Trader:
         )
 
     def finalise(self, order: Order) -> None:
-        self.funds.release_order(order.client_order_id)
-        ctx = self.orders.drop_context(order.client_order_id)
+        self._funds.release_order(order.client_order_id)
+        ctx = self._orders.drop_context(order.client_order_id)
         signal = ctx.signal
         timed_out = ctx.cancel_requested_at is not None
         if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
@@ -793,7 +918,7 @@ class Trader:
             if order.stock_code in self.prices:
                 self._replace(order, signal)
             else:  # right after a restart: re-placed once a price is known
-                self.orders.context(order.client_order_id).awaiting_price = True
+                self._orders.context(order.client_order_id).awaiting_price = True
         if timed_out:  # the re-placement (if any) is journaled: no longer pending
             self.save_engine_state()
 
@@ -804,14 +929,14 @@ class Trader:
         (:meth:`poll_orders` sees the order ``CANCELLED``)."""
         now = self.clock()
         sent = 0
-        for old in self.orders.awaiting_price():  # re-placements awaiting a price
+        for old in self._orders.awaiting_price():  # re-placements awaiting a price
             if old.stock_code in self.prices:
-                self.orders.drop_context(old.client_order_id)
+                self._orders.drop_context(old.client_order_id)
                 self._replace(old, None)
                 self.save_engine_state()
-        for order in self.orders.open_orders():
+        for order in self._orders.open_orders():
             cid = order.client_order_id
-            ctx = self.orders.peek_context(cid)
+            ctx = self._orders.peek_context(cid)
             if order.broker_order_id is None or (
                 ctx is not None and ctx.cancel_requested_at is not None
             ):
@@ -825,8 +950,8 @@ class Trader:
                 continue
             if (now - order.created_at).total_seconds() < timeout:
                 continue
-            if self.orders.cancel(order):
-                self.orders.context(cid).cancel_requested_at = now
+            if self._orders.cancel(order):
+                self._orders.context(cid).cancel_requested_at = now
                 self.save_engine_state()  # the re-placement must survive a restart
                 sent += 1
                 self.publish(
@@ -866,10 +991,10 @@ class Trader:
         if not self.signal_holds(old):
             self._not_replaced(old, "the signal no longer holds")
             return None
-        if self.risk.state is TradingState.HALTED or (
-            old.side is OrderSide.BUY and self.risk.state is TradingState.REDUCE_ONLY
+        if self._risk.state is TradingState.HALTED or (
+            old.side is OrderSide.BUY and self._risk.state is TradingState.REDUCE_ONLY
         ):
-            self._not_replaced(old, self.risk.state.value)
+            self._not_replaced(old, self._risk.state.value)
             return None
         price = self.prices.get(code)
         if price is None:
@@ -883,19 +1008,19 @@ class Trader:
         reservation = None
         if old.side is OrderSide.BUY:
             ref = float(limit if limit is not None else price)
-            qty = min(qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref)))
-            if qty <= 0 or self.risk.check_order(OrderSide.BUY, qty, ref):
+            qty = min(qty, self.fees.max_affordable_qty(self._funds.free_krw, int(ref)))
+            if qty <= 0 or self._risk.check_order(OrderSide.BUY, qty, ref):
                 self._not_replaced(old, "no cash or limit")
                 return None
             cost = math.ceil(qty * ref * (1.0 + self.fees.commission_rate_f))
-            need = min(cost, self.funds.free_krw)
+            need = min(cost, self._funds.free_krw)
             try:
-                reservation = self.funds.reserve(old.strategy, code, need)
+                reservation = self._funds.reserve(old.strategy, code, need)
             except FundsError as exc:
                 self._not_replaced(old, str(exc))
                 return None
         else:
-            qty = min(qty, self.portfolio.qty(old.strategy, code))
+            qty = min(qty, self._portfolio.qty(old.strategy, code))
             if qty <= 0:
                 return None
         order = self._create(
@@ -910,10 +1035,10 @@ class Trader:
         )
         if order is None:
             if reservation is not None:
-                self.funds.release(reservation.reservation_id)
+                self._funds.release(reservation.reservation_id)
             return None
         if reservation is not None:
-            self.funds.assign(reservation.reservation_id, order.client_order_id)
+            self._funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
 
     def _not_replaced(self, old: Order, reason: str) -> None:
@@ -947,9 +1072,9 @@ class Trader:
         sent: list[Order] = []
         if price is None:
             return sent
-        for key in [k for k in self._liquidating if self.portfolio.get(*k) is None]:
+        for key in [k for k in self._liquidating if self._portfolio.get(*k) is None]:
             del self._liquidating[key]  # closed meanwhile: nothing left to liquidate
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             if pos.stock_code != stock_code:
                 continue
             if pos.peak_price is None or price > pos.peak_price:
@@ -959,7 +1084,7 @@ class Trader:
                 pos, price, self.exit_policy(pos.strategy)
             )
             if trigger is None or (
-                self.risk.state is TradingState.HALTED and key not in self._liquidating
+                self._risk.state is TradingState.HALTED and key not in self._liquidating
             ):
                 continue
             order = self.exit_position(pos, trigger)
@@ -976,7 +1101,7 @@ class Trader:
         within the bar (the caller fills it there). Blocked only by ``HALTED``, as
         :meth:`check_exits`. Afterwards each remaining position's peak takes the bar's high."""
         sent: list[tuple[Order, float]] = []
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             if pos.stock_code != stock_code:
                 continue
             key = (pos.strategy, pos.stock_code)
@@ -993,7 +1118,7 @@ class Trader:
                     **self._tick_rules(stock_code),
                 )
             if trigger is not None and (
-                self.risk.state is not TradingState.HALTED or key in self._liquidating
+                self._risk.state is not TradingState.HALTED or key in self._liquidating
             ):
                 order = self.exit_position(pos, trigger)
                 if order is not None:
@@ -1011,9 +1136,9 @@ class Trader:
         (the time cut: sessions held; the close exit: the price), naming ``rule``. Not while
         ``HALTED``."""
         sent: list[Order] = []
-        if self.risk.state is TradingState.HALTED:
+        if self._risk.state is TradingState.HALTED:
             return sent
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             level = wanted(pos)
             if level is None:
                 continue
@@ -1028,7 +1153,7 @@ class Trader:
         for the position is open)."""
         open_orders = [
             o
-            for o in self.orders.open_orders(pos.stock_code)
+            for o in self._orders.open_orders(pos.stock_code)
             if o.strategy == pos.strategy
         ]
         if any(o.metadata.get("exit_rule") for o in open_orders):
@@ -1066,9 +1191,9 @@ class Trader:
     def _cancel_for_exit(self, order: Order) -> None:
         """Cancel ``order`` to make way for an exit; it is never timed out or re-placed."""
         cid = order.client_order_id
-        ctx = self.orders.context(cid)
+        ctx = self._orders.context(cid)
         ctx.cancel_requested_at = None
-        if not ctx.exit_cancel and self.orders.cancel(order):
+        if not ctx.exit_cancel and self._orders.cancel(order):
             ctx.exit_cancel = True
 
     def exit_all(self, reason: str) -> list[Order]:
@@ -1077,12 +1202,12 @@ class Trader:
         The cancels are polled at once; a position whose open orders are not cancelled yet
         is sold by :meth:`check_exits` once they are (also when trading is ``HALTED``)."""
         sent: list[Order] = []
-        cancelled = [o for o in self.orders.open_orders() if o.side is OrderSide.BUY]
+        cancelled = [o for o in self._orders.open_orders() if o.side is OrderSide.BUY]
         for open_order in cancelled:
             self._cancel_for_exit(open_order)
         if cancelled:
             self.poll_orders()  # apply confirmed cancels so the exits need not wait
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             price = self.prices.get(pos.stock_code, pos.avg_price)
             trigger = ExitTrigger(reason, price, price)
             order = self.exit_position(pos, trigger)
@@ -1090,13 +1215,13 @@ class Trader:
                 sent.append(order)
             elif not any(
                 o.metadata.get("exit_rule") and o.strategy == pos.strategy
-                for o in self.orders.open_orders(pos.stock_code)
+                for o in self._orders.open_orders(pos.stock_code)
             ):
                 self._liquidating[(pos.strategy, pos.stock_code)] = trigger
         return sent
 
     def open_positions(self) -> list[Position]:
-        return self.portfolio.positions()
+        return self._portfolio.positions()
 
     # --- fencing -----------------------------------------------------------------------
     def _call(self, slot: StrategySlot, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -1158,6 +1283,6 @@ class Trader:
         if not event.journaled:
             return
         try:
-            self.journal.event(event)
+            self._journal.event(event)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
