@@ -78,6 +78,7 @@ from framework.types import (
     Signal,
     SignalType,
 )
+from framework.views import AccountView, MarketDataView, OrdersView
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.ticks import Direction, round_to_tick, upper_limit_price
@@ -180,15 +181,17 @@ class Trader:
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Bind position views and call ``on_init``; a strategy answering False is disabled."""
+        account = AccountView(self._broker)
+        market = MarketDataView(self._data_provider)
         for slot in self.slots.values():
             self._bind(slot)
             ok = self._call(
                 slot,
                 "on_init",
                 slot.strategy.on_init,
-                self._broker,
-                self._data_provider,
-                self._executor,
+                account,
+                market,
+                self._orders_view(slot.name),
             )
             if ok is False:
                 slot.active = False
@@ -211,6 +214,11 @@ class Trader:
         for slot in self.slots.values():
             if slot.active:
                 self._call(slot, "on_market_close", slot.strategy.on_market_close)
+
+    def _orders_view(self, strategy: str) -> OrdersView:
+        return OrdersView(
+            lambda: [o for o in self._orders.orders.values() if o.strategy == strategy]
+        )
 
     def _bind(self, slot: StrategySlot) -> None:
         name = slot.name
@@ -627,6 +635,8 @@ class Trader:
                     **self._order_fields(order),
                 )
             )
+            if slot is not None and slot.active:
+                self._call(slot, "on_order_rejected", slot.strategy.on_order_rejected, order.copy())
         elif order.status is not OrderStatus.PENDING_NEW:
             self.publish(
                 OrderSubmitted(
@@ -914,6 +924,11 @@ class Trader:
                     **self._order_fields(order),
                 )
             )
+            slot = self.slots.get(order.strategy)
+            if slot is not None and slot.active and order.remaining_qty > 0:
+                self._call(
+                    slot, "on_order_cancelled", slot.strategy.on_order_cancelled, order.copy()
+                )
         if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
             if order.stock_code in self.prices:
                 self._replace(order, signal)
