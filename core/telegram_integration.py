@@ -72,6 +72,7 @@ from telegram.request import HTTPXRequest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from framework.events import Event, OrderCancelled, OrderFilled
+from utils.log_masking import install_log_masking, mask_text, register_secret
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -778,50 +779,11 @@ class _Secret:
         return "_Secret('***')"
 
 
-class _SecretMaskFilter(logging.Filter):
-    """Replaces every registered secret (and its URL-quoted form) in a record by ``***``."""
-
-    def __init__(self) -> None:
-        super().__init__("kis-trader-secret-mask")
-        self._secrets: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str) -> None:
-        with self._lock:
-            self._secrets = self._secrets | {secret, quote(secret, safe="")}
-
-    def mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _has_secret(self, text: str) -> bool:
-        return any(secret in text for secret in self._secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the handler's problem, not ours
-            return True
-        if self._has_secret(message):
-            record.msg, record.args = self.mask(message), None
-        if record.exc_info:
-            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            if self._has_secret(text):
-                record.exc_info, record.exc_text = None, self.mask(text)
-        if record.stack_info and self._has_secret(record.stack_info):
-            record.stack_info = self.mask(record.stack_info)
-        return True
-
-
-_MASK = _SecretMaskFilter()
 _MASKED_LOGGER_PREFIXES: Final = ("httpx", "httpcore", "telegram")
 
 
 def _install_mask_filter() -> None:
-    """Attach :data:`_MASK` to this module's logger and to every existing httpx, httpcore and
+    """Attach the masking filter to this module's logger and to every existing httpx, httpcore and
     telegram logger (a logger's filters only see records created on that very logger)."""
     loggers: list[logging.Logger] = [logger]
     for name, item in list(logging.Logger.manager.loggerDict.items()):
@@ -830,8 +792,7 @@ def _install_mask_filter() -> None:
     for name in _MASKED_LOGGER_PREFIXES:
         loggers.append(logging.getLogger(name))
     for each in loggers:
-        if _MASK not in each.filters:
-            each.addFilter(_MASK)
+        install_log_masking(each)
 
 
 class _TokenTransport(httpx.AsyncBaseTransport):
@@ -889,7 +850,7 @@ def _seconds(value: Any) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    return _MASK.mask(f"{type(exc).__name__}: {exc}")[:300]
+    return mask_text(f"{type(exc).__name__}: {exc}")[:300]
 
 
 # == the notifier ================================================================================
@@ -974,7 +935,7 @@ class Notifier:
         if retry_backoff_s < 0:
             raise ValueError("retry_backoff_s must not be negative")
         self._token = _Secret(token.strip())
-        _MASK.add(self._token.reveal())
+        register_secret(self._token.reveal())
         self._chat_id: str | int = chat_id.strip() if isinstance(chat_id, str) else chat_id
         self._base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._alerts = {kind: bool(on) for kind, on in (alerts or {}).items()}

@@ -837,7 +837,7 @@ def test_the_mask_filter_scrubs_a_token_logged_by_mistake(
     logging.getLogger("httpx").info("url http://x/bot555%3AAAmistakeSecret/getMe")
     messages = [r.getMessage() for r in caplog.records if "oops" in r.getMessage()
                 or "url http" in r.getMessage()]
-    assert messages == ["oops ***", "url http://x/bot***/getMe"]
+    assert messages == ["oops 55***", "url http://x/bot55***/getMe"]  # two characters at most
 
 
 # -- the fake server itself -----------------------------------------------------------------------
