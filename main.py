@@ -463,9 +463,11 @@ def _wire_live(
     from api.kis_broker import KISBroker
     from api.paper import PaperBroker
     from core.control import Controls
+    from core.engine import paper_account
     from core.live import LiveSession, book_id
     from core.reload import Reloader
     from db.repository import Repository
+    from framework.events import CircuitBreakerChanged
     from utils.fees import FeeModel
     from utils.market_calendar import krx_calendar
 
@@ -481,8 +483,11 @@ def _wire_live(
     lease = _take_lease(settings, repository, run_id, mode, kis.env, clock, stop_on_lost)
     closers.append(lease.release)
     paper: PaperBroker | None = None
+    funds = None
     if dry_run:
-        paper = PaperBroker(settings.live.dry_run_cash_krw, fees, clock=clock)
+        funds, paper = paper_account(
+            settings.live.dry_run_cash_krw, fees, strategies, clock=clock
+        )
         _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw, clock())
     notifier = None
     token, chat = os.environ.get("TELEGRAM_BOT_TOKEN"), os.environ.get("TELEGRAM_CHAT_ID")
@@ -505,10 +510,8 @@ def _wire_live(
             else None
         ),
         expire_day_orders=paper.expire_session if paper else None,
+        funds=funds,
     )
-    if paper is not None:
-        trader = session.trader
-        paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     stop_on_lost.append(session.request_stop)
     controls = Controls(session, Reloader(session, *config_paths))
     parts = LiveParts(session=session, closers=closers, controls=controls)
@@ -535,11 +538,14 @@ def _wire_live(
         session.alerts = notifier
         closers.insert(0, notifier.stop)
     market.breaker.add_listener(
-        lambda event: session.trader.event(
-            "circuit_breaker",
-            f"KIS circuit breaker {event.old_state} -> {event.new_state}",
-            level="warning",
-            data={"old_state": str(event.old_state), "new_state": str(event.new_state)},
+        lambda event: session.trader.publish(
+            CircuitBreakerChanged(
+                at=clock(),
+                message=f"KIS circuit breaker {event.old_state} -> {event.new_state}",
+                level="warning",
+                old_state=str(event.old_state),
+                new_state=str(event.new_state),
+            )
         )
     )
     return parts

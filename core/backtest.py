@@ -37,12 +37,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from api.paper import PaperBroker
 from core.data_collector import HistoricalDataProvider
-from core.fund_manager import FundManager
+from core.engine import build_engine, paper_account
 from core.journal import MemoryJournal, position_fields
-from core.order_manager import OrderManager, OrderPolicy
-from core.portfolio import Portfolio
+from core.order_manager import OrderPolicy
 from core.results import (
     FILL_COLUMNS,
     ORDER_COLUMNS,
@@ -52,9 +50,10 @@ from core.results import (
 )
 from core.risk import RiskLimits, RiskManager
 from core.session import TradingSession
-from core.trader import StrategySlot, Trader
+from core.trader import StrategySlot
 from framework.bars import Bars
 from framework.errors import DataError
+from framework.events import DataMissing
 from framework.types import Order, OrderSide
 from strategies.base import BaseStrategy
 from utils.clock import KST
@@ -160,26 +159,26 @@ class Backtest:
         s = self.settings
         self.fees = FeeModel(s.commission_rate, s.sell_tax_rate)
         self.journal = MemoryJournal()
-        self.broker = PaperBroker(s.cash_krw, self.fees, s.slippage_ticks, clock=self.now)
-        self.funds = FundManager(s.cash_krw, {st.name: st.config.allocation for st in strategies})
-        self.trader = Trader(
+        funds, self.broker = paper_account(
+            s.cash_krw, self.fees, strategies, clock=self.now, slippage_ticks=s.slippage_ticks
+        )
+        risk = RiskManager(s.risk_limits)
+        self.trader = build_engine(
             strategies,
             broker=self.broker,
             executor=self.broker,
             data_provider=HistoricalDataProvider(self.bars, self.now),
-            funds=self.funds,
-            orders=OrderManager(self.broker, self.journal, self.now, f"bt{self.run_id[:8]}"),
-            risk=RiskManager(s.risk_limits),
-            portfolio=Portfolio(),
             journal=self.journal,
             fees=self.fees,
             clock=self.now,
+            order_prefix=f"bt{self.run_id[:8]}",
+            funds=funds,
+            risk=risk,
             order_policy=s.order_policy,
         )
-        self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
         self.session = TradingSession(
             self.trader,
-            self.trader.risk,
+            risk,
             expire_day_orders=self.broker.expire_session,
             fill_exit=self._fill_exit,
         )
@@ -217,11 +216,14 @@ class Backtest:
             wanted = slot.strategy.universe
             missing = [c for c in wanted if c not in states]
             if missing:
-                self.trader.event(
-                    "data_missing",
-                    f"{slot.name}: no bars for {', '.join(missing)} "
-                    "in the range; those codes are skipped",
-                    level="warning",
+                self.trader.publish(
+                    DataMissing(
+                        at=self.now(),
+                        message=f"{slot.name}: no bars for {', '.join(missing)} "
+                        "in the range; those codes are skipped",
+                        level="warning",
+                        strategy=slot.name,
+                    )
                 )
             for code in wanted:
                 if code in states:
@@ -401,7 +403,7 @@ class Backtest:
                     "reasons": "; ".join(t.reasons),
                     "exit_reasons": "; ".join(t.exit_reasons),
                 }
-                for t in self.trader.portfolio.round_trips
+                for t in self.trader.round_trips()
             ],
             columns=list(TRADE_COLUMNS),
         )

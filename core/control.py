@@ -11,7 +11,7 @@ control                     effect
 ``request_stop()``          the runner stops after the current job (``stop_requested``)
 ``switch(name, on)``        the strategy's on/off switch (:mod:`core.switches`), at once
 ``sell(code, strategy)``    sell at market every strategy's holding of ``code`` (or only
-                            ``strategy``'s); open orders of those positions are cancelled first
+                            ``strategy``'s), also while paused; their open orders go first
 ``reload()``                :class:`core.reload.Reloader` (config.yaml and settings.yaml)
 ==========================  ==================================================================
 """
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.operator_events import StopRequested
 from core.reload import Reloader, ReloadResult
-from core.risk import ExitTrigger, TradingState
+from core.risk import TradingState
 from framework.errors import KisTraderError
+from framework.events import Event, StrategyDisabled, StrategyEnabled
 
 if TYPE_CHECKING:
     from core.live import LiveSession
@@ -49,7 +51,7 @@ class Controls:
         with s.lock:
             positions = s.positions()
             realized: dict[str, int] = {}
-            for trip in s.trader.portfolio.round_trips:
+            for trip in s.trader.round_trips():
                 realized[trip.strategy] = realized.get(trip.strategy, 0) + trip.pnl_krw
             rows = []
             for slot in s.trader.slots.values():
@@ -82,7 +84,7 @@ class Controls:
     def balance(self) -> dict[str, int]:
         """``cash_krw``, ``holdings_krw`` (marked to the last quotes), ``equity_krw``."""
         with self.session.lock:
-            cash, equity = self.session.trader.funds.cash_krw, self.session.trader.equity_krw()
+            cash, equity = self.session.trader.cash_krw, self.session.trader.equity_krw()
         return {"cash_krw": cash, "holdings_krw": equity - cash, "equity_krw": equity}
 
     # --- writes -------------------------------------------------------------------------
@@ -98,8 +100,9 @@ class Controls:
         return f"trading state {value.value}"
 
     def request_stop(self, by: str) -> str:
-        self.session.trader.event("stop_requested", f"stop requested ({by})", level="warning",
-                                  data={"by": by})
+        self.session.trader.publish(StopRequested(
+            at=self.session.clock(), message=f"stop requested ({by})", level="warning", by=by
+        ))
         self.session.request_stop(f"stop requested ({by})")
         return "stopping after the current job"
 
@@ -114,10 +117,15 @@ class Controls:
             slot.enabled = on
             s.repository.upsert_strategy(name, on, slot.strategy.config.model_dump(mode="json"))
             word = "on" if on else "off"
-            s.trader.event(
-                "strategy_switched", f"{name} switched {word} ({by})", level="warning",
-                data={"strategy": name, "enabled": on, "by": by},
+            message = f"{name} switched {word} ({by})"
+            event: Event = (
+                StrategyEnabled(at=s.clock(), message=message, level="warning", strategy=name,
+                                by=by)
+                if on else
+                StrategyDisabled(at=s.clock(), message=message, level="warning", strategy=name,
+                                 reason=f"switched off ({by})")
             )
+            s.trader.publish(event)
         return f"{name} switched {word}"
 
     def holdings_of(self, code: str, strategy: str | None = None) -> list[dict[str, Any]]:
@@ -139,18 +147,10 @@ class Controls:
             if not targets:
                 whose = f" by {strategy}" if strategy else ""
                 raise ControlError(f"{code} is not held{whose}")
-            if s.risk.state is TradingState.HALTED:
-                raise ControlError("trading is halted (paused): resume or set reduce-only first")
             sent: list[str] = []
             waiting: list[str] = []
             for pos in targets:
-                price = s.trader.prices.get(code, pos.avg_price)
-                s.trader.event(
-                    "manual_sell", f"{pos.strategy} {code}: sell {pos.qty} shares now ({by})",
-                    level="warning",
-                    data={"strategy": pos.strategy, "code": code, "qty": pos.qty, "by": by},
-                )
-                order = s.trader.exit_position(pos, ExitTrigger("manual", price, price))
+                order = s.trader.sell_position(pos.strategy, code, reason="manual")
                 (sent if order is not None else waiting).append(pos.strategy)
         parts = []
         if sent:

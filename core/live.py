@@ -52,18 +52,33 @@ from typing import Any, Protocol
 import pandas as pd
 
 from config.settings import Settings
+from core.engine import build_engine
 from core.fund_manager import FundManager
 from core.journal import DatabaseJournal, StorageError
-from core.order_manager import OrderManager, OrderPolicy
-from core.portfolio import Portfolio
+from core.operator_events import SwitchDropped
+from core.order_manager import OrderPolicy
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
 from core.session import TradingSession
 from core.switches import StrategySwitches
-from core.trader import StrategySlot, Trader
+from core.trader import StrategySlot
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import BrokerError, DataError, KisTraderError, TransientBrokerError
+from framework.events import (
+    AccountMismatch,
+    BadQuote,
+    BrokerRecovered,
+    BrokerUnreachable,
+    CashSynced,
+    DailyReport,
+    DataMissing,
+    Event,
+    JobFailed,
+    Level,
+    SessionStarted,
+    SessionStopped,
+)
 from framework.executor import OrderExecutor
 from framework.types import Quote
 from strategies.base import BaseStrategy
@@ -85,7 +100,7 @@ class QuoteSource(Protocol):
 class Alerts(Protocol):
     """What the session needs of a notifier (``core.telegram_integration.Notifier``)."""
 
-    def on_event(self, kind: str, message: str, data: Any) -> None: ...
+    def on_event(self, event: Event) -> None: ...
 
     def stop(self, timeout_s: float = 5.0) -> None: ...
 
@@ -173,6 +188,9 @@ class LiveSession:
         :class:`~utils.market_calendar.KRXCalendar`.
     alerts:
         Optional notifier; receives every engine event.
+    funds:
+        The engine's cash pool; a dry run passes the one of its paper account
+        (:func:`core.engine.paper_account`). Default: an empty pool reconciliation fills.
     """
 
     def __init__(
@@ -194,6 +212,7 @@ class LiveSession:
         quote_source: QuoteSource | None = None,
         on_quote: Callable[[Quote], object] | None = None,
         expire_day_orders: Callable[[date], object] | None = None,
+        funds: FundManager | None = None,
     ):
         self.settings = settings
         self.repository = repository
@@ -223,19 +242,18 @@ class LiveSession:
         self.fees = fees or FeeModel()
         self.risk = RiskManager(risk_limits(settings))
         un = live.unmanaged
-        self.trader = Trader(
+        self.trader = build_engine(
             strategies,
             broker=broker,
             executor=executor,
             data_provider=market,
-            funds=FundManager(0, {s.name: s.config.allocation for s in strategies}),
-            orders=OrderManager(executor, self.journal, clock, f"{mode[0]}{uuid.uuid4().hex[:8]}"),
-            risk=self.risk,
-            portfolio=Portfolio(),
             journal=self.journal,
             fees=self.fees,
             clock=clock,
-            on_event=self._on_event,
+            order_prefix=f"{mode[0]}{uuid.uuid4().hex[:8]}",
+            funds=funds,
+            risk=self.risk,
+            subscribers=[self._on_event],
             order_policy=OrderPolicy(
                 live.orders.buy_timeout_s, live.orders.sell_timeout_s, live.orders.max_replacements
             ),
@@ -256,7 +274,7 @@ class LiveSession:
         codes: set[str] = set()
         for slot in self.trader.slots.values():
             codes.update(slot.strategy.universe)
-        codes.update(p.stock_code for p in self.trader.portfolio.positions())
+        codes.update(p.stock_code for p in self.trader.positions())
         return sorted(codes)
 
     # --- start / stop ------------------------------------------------------------------
@@ -278,11 +296,15 @@ class LiveSession:
             report = reconcile(self.trader, self.repository, self.run_id, names=self.names)
             self.trader.start()
             self.started = True
-        self.trader.event(
-            "session_started",
-            f"{self.mode} session started ({self.env}) with "
-            f"{', '.join(self.trader.slots) or 'no strategies'}",
-            data={"mode": self.mode, "env": self.env, "strategies": list(self.trader.slots)},
+        self.trader.publish(
+            SessionStarted(
+                at=self.clock(),
+                message=f"{self.mode} session started ({self.env}) with "
+                f"{', '.join(self.trader.slots) or 'no strategies'}",
+                mode=self.mode,
+                env=self.env,
+                strategies=tuple(self.trader.slots),
+            )
         )
         return report
 
@@ -292,12 +314,12 @@ class LiveSession:
         file_enabled = slot.strategy.config.enabled
         slot.enabled, _switch, dropped = self.switches.effective(slot.name, file_enabled)
         if dropped:
-            self.trader.event(
-                "strategy_switch_dropped",
-                f"{slot.name}: enabled is now {str(file_enabled).lower()} in config.yaml; "
-                "the switch set before is dropped",
-                data={"strategy": slot.name, "enabled": file_enabled},
-            )
+            self.trader.publish(SwitchDropped(
+                at=self.clock(),
+                message=f"{slot.name}: enabled is now {str(file_enabled).lower()} in "
+                "config.yaml; the switch set before is dropped",
+                strategy=slot.name, enabled=file_enabled,
+            ))
 
     def reconcile_only(self) -> ReconcileReport:
         """Record the run and reconcile the book with the account; no strategy is called
@@ -313,7 +335,9 @@ class LiveSession:
         if not self.started:
             return
         self.started = False
-        self.trader.event("session_stopped", f"session stopped: {reason}", data={"reason": reason})
+        self.trader.publish(
+            SessionStopped(at=self.clock(), message=f"session stopped: {reason}", reason=reason)
+        )
         if self.alerts is not None:
             self.alerts.stop()
 
@@ -364,7 +388,7 @@ class LiveSession:
             try:
                 getattr(self, f"job_{name}")()
             except StorageError as exc:
-                self.trader._storage_failed(exc)
+                self.trader.storage_failed(exc)
             except TransientBrokerError as exc:
                 self._unreachable(name, exc, now)
             except KisTraderError as exc:
@@ -375,21 +399,23 @@ class LiveSession:
                 self._job_failed(name, exc, "error")
             else:
                 if self._failures:
-                    self.trader.event(
-                        "broker_recovered",
-                        f"KIS answers again (after {self._failures} failed jobs)",
-                        data={"failures": self._failures},
+                    self.trader.publish(
+                        BrokerRecovered(
+                            at=self.clock(),
+                            message=f"KIS answers again (after {self._failures} failed jobs)",
+                            failures=self._failures,
+                        )
                     )
                 self._failures, self._retry_at = 0, None
 
 
-    def _job_failed(self, name: str, exc: Exception, level: str) -> None:
+    def _job_failed(self, name: str, exc: Exception, level: Level) -> None:
+        error = f"{type(exc).__name__}: {exc}"
         try:
-            self.trader.event(
-                "job_failed",
-                f"{name}: {type(exc).__name__}: {exc}",
-                level=level,
-                data={"level": level, "job": name} if level == "error" else None,
+            self.trader.publish(
+                JobFailed(
+                    at=self.clock(), message=f"{name}: {error}", level=level, job=name, error=error
+                )
             )
         except Exception:  # an alert handler or the journal: logged, the scheduler goes on
             logger.exception("job %s: the failure could not be reported", name)
@@ -400,11 +426,14 @@ class LiveSession:
         self._retry_at = now + timedelta(seconds=delay_s)
         if self._failures == 1:
             logger.warning("job %s failed: %s; retrying with back-off", name, exc)
-            self.trader.event(
-                "broker_unreachable",
-                f"KIS out of reach ({name}: {exc}); retrying with back-off",
-                level="error",
-                data={"job": name},
+            self.trader.publish(
+                BrokerUnreachable(
+                    at=now,
+                    message=f"KIS out of reach ({name}: {exc}); retrying with back-off",
+                    level="error",
+                    job=name,
+                    error=str(exc),
+                )
             )
         else:
             logger.debug("job %s failed again (%d): %s", name, self._failures, exc)
@@ -445,7 +474,14 @@ class LiveSession:
             try:
                 frame = self.market.get_daily_bars(code, start, today - timedelta(days=1))
             except (BrokerError, DataError) as exc:
-                self.trader.event("data_missing", f"daily bars of {code}: {exc}", level="warning")
+                self.trader.publish(
+                    DataMissing(
+                        at=self.clock(),
+                        message=f"daily bars of {code}: {exc}",
+                        level="warning",
+                        code=code,
+                    )
+                )
                 continue
             self.history[code] = clean_bars(frame).tail(days)
         self.today_bars.clear()
@@ -453,7 +489,7 @@ class LiveSession:
     def job_quotes(self) -> None:
         codes = self.universe
         size = self.settings.live.schedule.quote_batch_size
-        held = {p.stock_code for p in self.trader.portfolio.positions()}
+        held = {p.stock_code for p in self.trader.positions()}
         if len(codes) > size:
             start = (self._batch * size) % len(codes)
             batch = (codes + codes)[start : start + size]
@@ -468,7 +504,14 @@ class LiveSession:
         for code, quote in self._read_quotes(codes).items():
             price = quote.price
             if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
-                self.trader.event("bad_quote", f"{code}: price {price!r} ignored", level="warning")
+                self.trader.publish(
+                    BadQuote(
+                        at=self.clock(),
+                        message=f"{code}: price {price!r} ignored",
+                        level="warning",
+                        code=code,
+                    )
+                )
                 continue
             if quote.name:
                 self.names.setdefault(code, quote.name)
@@ -492,8 +535,8 @@ class LiveSession:
             try:
                 quotes.update(self.quote_source.get_quotes([code]))
             except DataError as exc:
-                self.trader.event(
-                    "bad_quote", f"{code}: {exc}", level="warning", data={"code": code}
+                self.trader.publish(
+                    BadQuote(at=self.clock(), message=f"{code}: {exc}", level="warning", code=code)
                 )
         return quotes
 
@@ -543,7 +586,15 @@ class LiveSession:
                 try:
                     frame = self.frame_for(code, slot.strategy.timeframe)
                 except (BrokerError, DataError) as exc:
-                    self.trader.event("data_missing", f"{code}: {exc}", level="warning")
+                    self.trader.publish(
+                        DataMissing(
+                            at=now,
+                            message=f"{code}: {exc}",
+                            level="warning",
+                            strategy=slot.name,
+                            code=code,
+                        )
+                    )
                     continue
                 if frame is None or frame.empty:
                     continue
@@ -559,12 +610,12 @@ class LiveSession:
     def job_account(self) -> None:
         """Poll fills, then compare the account's holdings and cash with the book."""
         self.trader.poll_orders()
-        holdings = {h.stock_code: h.qty for h in self.trader.broker.get_holdings()}
-        balance = self.trader.broker.get_balance()
+        holdings = {h.stock_code: h.qty for h in self.trader.account_holdings()}
+        balance = self.trader.account_balance()
         book: dict[str, int] = {}
-        for p in self.trader.portfolio.positions():
+        for p in self.trader.positions():
             book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
-        busy = {o.stock_code for o in self.trader.orders.open_orders()}
+        busy = {o.stock_code for o in self.trader.open_orders()}
         differ = [
             c for c in sorted(set(holdings) | set(book))
             if c not in busy and holdings.get(c, 0) != book.get(c, 0)
@@ -572,26 +623,34 @@ class LiveSession:
         if differ:  # a fill the book missed (a late fill of a cancelled order): read again
             self.trader.reread_fills(self.clock().date(), differ)
             book = {}
-            for p in self.trader.portfolio.positions():
+            for p in self.trader.positions():
                 book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
         for code in differ:
             if holdings.get(code, 0) != book.get(code, 0):
-                self.trader.event(
-                    "account_mismatch",
-                    f"{code}: book {book.get(code, 0)} shares, account {holdings.get(code, 0)}",
-                    level="warning",
-                    data={"code": code},
+                self.trader.publish(
+                    AccountMismatch(
+                        at=self.clock(),
+                        message=f"{code}: book {book.get(code, 0)} shares, "
+                        f"account {holdings.get(code, 0)}",
+                        level="warning",
+                        code=code,
+                        book_qty=book.get(code, 0),
+                        account_qty=holdings.get(code, 0),
+                    )
                 )
-        drift = balance.cash_krw - self.trader.funds.cash_krw
-        if drift and not self.trader.orders.open_orders():
-            self.trader.event(
-                "cash_synced",
-                f"cash {self.trader.funds.cash_krw:,} KRW set to the account's "
-                f"{balance.cash_krw:,} ({drift:+,})",
-                level="info" if abs(drift) <= 10 else "warning",
-                data={"drift_krw": drift},
+        drift = balance.cash_krw - self.trader.cash_krw
+        if drift and not self.trader.open_orders():
+            self.trader.publish(
+                CashSynced(
+                    at=self.clock(),
+                    message=f"cash {self.trader.cash_krw:,} KRW set to the account's "
+                    f"{balance.cash_krw:,} ({drift:+,})",
+                    level="info" if abs(drift) <= 10 else "warning",
+                    account_cash_krw=balance.cash_krw,
+                    drift_krw=drift,
+                )
             )
-            self.trader.funds.sync_cash(balance.cash_krw)
+            self.trader.sync_cash(balance.cash_krw)
             self.repository.record_cash(
                 self.run_id, drift, kind="sync", reason="cash set to the account's figure",
                 at=self.clock(),
@@ -603,11 +662,24 @@ class LiveSession:
         self.trading.close_day(now.astimezone(KST).date())
         self.job_account()
         report = self.daily_report(now)
-        self.trader.event("daily_report", f"daily report {report['date']}", data=report)
+        self.trader.publish(
+            DailyReport(
+                at=now,
+                message=f"daily report {report['date']}",
+                date=now.astimezone(KST).date(),
+                equity_krw=report["equity_krw"],
+                cash_krw=report["cash_krw"],
+                pnl_krw=report["pnl_krw"],
+                pnl_pct=report["pnl_pct"],
+                trades=report["trades"],
+                fills=report["fills"],
+                positions=tuple(report["positions"]),
+            )
+        )
 
     # --- figures -----------------------------------------------------------------------
     def snapshot(self, when: datetime) -> None:
-        cash = self.trader.funds.cash_krw
+        cash = self.trader.cash_krw
         equity = self.trader.equity_krw()
         self.repository.save_equity_snapshots(self.run_id, [(when, cash, equity - cash, equity)])
         self.trader.save_engine_state()  # the portfolio stop's high-water mark
@@ -624,7 +696,7 @@ class LiveSession:
         return {
             "date": today.isoformat(),
             "equity_krw": equity,
-            "cash_krw": self.trader.funds.cash_krw,
+            "cash_krw": self.trader.cash_krw,
             "pnl_krw": equity - start,
             "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
             "trades": self.risk.trades_today,
@@ -651,7 +723,7 @@ class LiveSession:
                 "market": "open" if is_open else "closed",
                 "next_event": (session.close if is_open else session.open).isoformat(),
                 "equity_krw": self.trader.equity_krw(),
-                "cash_krw": self.trader.funds.cash_krw,
+                "cash_krw": self.trader.cash_krw,
                 "strategies": [
                     {
                         "name": s.name,
@@ -666,8 +738,8 @@ class LiveSession:
 
     def positions(self) -> list[dict[str, Any]]:
         out = []
-        for p in self.trader.portfolio.positions():
-            price = self.trader.prices.get(p.stock_code, p.avg_price)
+        for p in self.trader.positions():
+            price = self.trader.last_price(p.stock_code, p.avg_price) or p.avg_price
             pnl = round(p.qty * price) - p.cost_basis_krw
             out.append(
                 {
@@ -697,7 +769,7 @@ class LiveSession:
                 "equity_krw": equity,
                 "pnl_krw": equity - start,
                 "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
-                "realized_krw": sum(t.pnl_krw for t in self.trader.portfolio.round_trips),
+                "realized_krw": sum(t.pnl_krw for t in self.trader.round_trips()),
                 "unrealized_krw": unrealized,
                 "trades": self.risk.trades_today,
             }
@@ -717,13 +789,13 @@ class LiveSession:
                     "status": o.status.value,
                     "created_at": o.created_at.isoformat() if o.created_at else None,
                 }
-                for o in self.trader.orders.open_orders()
+                for o in self.trader.open_orders()
             ]
 
     # --- events ------------------------------------------------------------------------
-    def _on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+    def _on_event(self, event: Event) -> None:
         if self.alerts is not None:
-            self.alerts.on_event(kind, message, data)
+            self.alerts.on_event(event)
 
 
 def clean_bars(frame: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings, load_settings
 from core.live import risk_limits
+from core.operator_events import ConfigReloaded, ReloadRefused
 from core.order_manager import OrderPolicy
 from framework.errors import KisTraderError
 from strategies.base import BaseStrategy
@@ -74,19 +75,19 @@ class Reloader:
         with self.session.lock:
             changes = self._apply(settings, fresh)
         message = "configuration reloaded: " + ("; ".join(changes) if changes else "no change")
-        self.session.trader.event(
-            "config_reloaded", message,
-            data={"by": by, "changes": changes, "skipped": skipped},
-        )
+        self.session.trader.publish(ConfigReloaded(
+            at=self.session.clock(), message=message, by=by, changes=tuple(changes),
+            skipped=tuple(skipped),
+        ))
         logger.info("%s", message)
         return ReloadResult(True, message, tuple(changes), tuple(skipped))
 
     def _refuse(self, error: str, by: str) -> ReloadResult:
         message = f"reload refused, the old configuration stays: {error}"
         logger.warning("%s", message)
-        self.session.trader.event(
-            "reload_refused", message, level="warning", data={"by": by, "error": error}
-        )
+        self.session.trader.publish(ReloadRefused(
+            at=self.session.clock(), message=message, level="warning", by=by, error=error
+        ))
         return ReloadResult(False, message)
 
     def _read(self) -> tuple[Settings, dict[str, BaseStrategy], list[str]]:

@@ -85,7 +85,7 @@ class DashboardData:
             s = self.controls.session
             pnl = s.pnl()
             out.update(
-                state=s.risk.state.value, cash_krw=s.trader.funds.cash_krw,
+                state=s.risk.state.value, cash_krw=s.trader.cash_krw,
                 equity_krw=pnl["equity_krw"], pnl_today_krw=pnl["pnl_krw"],
                 pnl_today_pct=round(pnl["pnl_pct"], 3),
                 broker=("unreachable" if s._failures else "ok"),

@@ -31,7 +31,7 @@ def test_a_switched_off_strategy_sends_no_order_and_stays_off_after_a_restart(
         assert live.controls.switch("day_trader", False, by="test") == "day_trader switched off"
         live.run_day()
         assert live.orders_of("day_trader") == []
-        assert _events(live, "strategy_switched") == ["day_trader switched off (test)"]
+        assert _events(live, "strategy_disabled") == ["day_trader switched off (test)"]
         fake = live.fake
     with live_session(tmp_path, monkeypatch, fake=fake) as again:
         slot = again.session.trader.slots["day_trader"]

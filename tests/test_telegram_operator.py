@@ -66,7 +66,7 @@ def test_operator_commands_switch_sell_report_and_reload(
 
             daily = _ask(tg, "/daily")
             assert daily.startswith("📊 일일 보고 2025-06-16")
-            cash = live.session.trader.funds.cash_krw
+            cash = live.session.trader.cash_krw
             assert f"현금: {cash:,}원" in _ask(tg, "/balance")
 
             old = live.session.trader.slots["day_trader"].strategy
