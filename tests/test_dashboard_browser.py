@@ -18,19 +18,11 @@ from dashboard.app import PAGES, create_app
 from dashboard.server import DashboardServer
 from tests.e2e.day import STRATEGIES
 from tests.operate import live_session
+from tests.test_report_browser import _chromium
 
 TOKEN = "browser-test-token-5678"
 NEXT_DAY = date(2025, 6, 17)
 WAIT_MS = 120_000  # generous: a busy machine
-
-
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI installs chromium (.ci/run); it is missing")
-        pytest.skip("chromium is not installed")
-    return exe
 
 
 def test_the_dashboard_in_chromium_shows_the_book_and_switches_a_strategy_off(
