@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from core.risk import stop_level, target_level, trail_level
 from utils.market_calendar import KST
 
 if TYPE_CHECKING:
@@ -118,9 +119,20 @@ class DashboardData:
     def positions(self) -> list[dict[str, Any]]:
         """Open positions: ``strategy, code, name, qty, avg_price, price, value_krw, pnl_krw,
         pnl_pct, stop_loss, target_price`` (``price``: the last quote in the bot's process,
-        else the average price)."""
+        else the average price; in the bot's process ``stop_loss`` is the higher of the stop
+        and the trailing stop the exits apply, ``target_price`` the take-profit level)."""
         if self.controls is not None:
             rows = self.controls.session.positions()
+            trader = self.controls.session.trader
+            for r in rows:  # the levels the exits apply (a Signal's, else risk_management's)
+                pos = trader.position(r["strategy"], r["code"])
+                if pos is None:
+                    continue
+                policy = trader.exit_policy(r["strategy"])
+                stops = [v for v in (stop_level(pos, policy), trail_level(pos, policy))
+                         if v is not None]
+                r["stop_loss"] = max(stops) if stops else None
+                r["target_price"] = target_level(pos, policy)
         else:
             rows = []
             for p in self.repository.get_positions(self.run_id, status="holding"):

@@ -80,6 +80,9 @@ def _reads_and_writes(live, client: httpx.Client) -> None:
     }
     assert {(p["strategy"], p["code"]): p["qty"] for p in positions} == db
     assert db
+    for p in positions:  # day_trader: stop_loss_pct 0.05, take_profit_pct 0.5
+        assert p["stop_loss"] == pytest.approx(p["avg_price"] * 0.95)
+        assert p["target_price"] == pytest.approx(p["avg_price"] * 1.5)
     orders = client.get("/api/orders", headers=auth, params={"side": "sell"}).json()
     assert orders
     assert all(o["side"] == "sell" for o in orders)
