@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     _backtest_options(run)
     live = sub.add_parser("live", help="trade the enabled strategies through KIS")
     _live_options(live)
+    dash = sub.add_parser("dashboard", help="the web dashboard, read-only on the database")
+    dash.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
+    _dashboard_options(dash, prefix="")
+    dash.add_argument("--book", help="the book (run id) to show (default: the newest live one)")
     rec = sub.add_parser("reconcile", help="compare the database's book with the account")
     rec.add_argument("--dry-run", action="store_true", help="the dry-run book (simulated orders)")
     rec.add_argument("--db", help="database URL (default DATABASE_URL or sqlite:///kis_trader.db)")
@@ -164,7 +168,16 @@ def _optimize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
+def _dashboard_options(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument(f"--{prefix}host", default="127.0.0.1",
+                   help="address to bind (not loopback: needs DASHBOARD_TOKEN)")
+    p.add_argument(f"--{prefix}port", type=int, default=8080, help="port (default 8080)")
+
+
 def _live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the web dashboard with its controls from this process")
+    _dashboard_options(p, prefix="dashboard-")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -272,12 +285,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     result = backtest.run()
     result.started_at = started_at
     metrics = compute_metrics(result)
+    out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
     if not args.no_db:
         from db.repository import Repository
 
         repo = Repository(args.db or database_url(settings))
-        backtest.save(repo, result, started_at, summary=metrics)
-    out = args.out or settings.resolve_path(defaults.out_dir) / started_at.strftime("%Y%m%d-%H%M%S")
+        # the report folder goes with the run: the dashboard opens its report.html
+        summary = {**metrics, "report_dir": str(Path(out).resolve())}
+        backtest.save(repo, result, started_at, summary=summary)
     benchmark = None
     if args.benchmark:
         from core.data_collector import find_csv, load_bars_csv
@@ -445,6 +460,8 @@ class LiveParts:
 
     session: LiveSession
     closers: list[Callable[[], object]] = field(default_factory=list)
+    controls: Any = None
+    """The operator's controls (:class:`core.control.Controls`): dashboard, Telegram, SIGHUP."""
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -468,6 +485,7 @@ def build_live_session(
     broker_options: dict[str, Any] | None = None,
     ws: bool | None = None,
     ws_options: dict[str, Any] | None = None,
+    settings_path: Path | None = None,
 ) -> LiveParts:
     """Wire a :class:`core.live.LiveSession` from settings and the environment (``.env``).
 
@@ -493,9 +511,12 @@ def build_live_session(
     closers: list[Callable[[], object]] = []
     try:
         parts = _wire_live(
-            settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {}, closers
+            settings, kis, strategies, dry_run, db_url, alerts, clock, broker_options or {},
+            closers, config_paths=(strategies_dir, settings_path),
         )
         _wire_realtime(parts, settings, kis, ws, dry_run, clock, ws_options or {})
+        if strategy is None:
+            _require_enabled(parts.session, strategies_dir)
         return parts
     except BaseException:
         LiveParts(session=None, closers=closers).close()  # type: ignore[arg-type]
@@ -512,14 +533,20 @@ def _wire_live(
     clock: Callable[[], datetime],
     broker_options: dict[str, Any],
     closers: list[Callable[[], object]],
+    *,
+    config_paths: tuple[Path, Path | None],
 ) -> LiveParts:
     """The wiring of :func:`build_live_session`; whatever it opens goes to ``closers``."""
     import os
 
     from api.kis_broker import KISBroker
     from api.paper import PaperBroker
+    from core.control import Controls
+    from core.engine import paper_account
     from core.live import LiveSession, book_id
+    from core.reload import Reloader
     from db.repository import Repository
+    from framework.events import CircuitBreakerChanged
     from utils.fees import FeeModel
     from utils.market_calendar import krx_calendar
 
@@ -536,10 +563,12 @@ def _wire_live(
     lease = _take_lease(settings, repository, run_id, mode, kis.env, clock, stop_on_lost)
     closers.append(lease.release)
     paper: PaperBroker | None = None
+    funds = None
     if dry_run:
         # ids unique to this process: an earlier process's ids are already in the fill journal
-        paper = PaperBroker(
-            settings.live.dry_run_cash_krw, fees, clock=clock, id_prefix=_process_id_prefix()
+        funds, paper = paper_account(
+            settings.live.dry_run_cash_krw, fees, strategies, clock=clock,
+            id_prefix=_process_id_prefix(),
         )
         _seed_paper(paper, repository, run_id, settings.live.dry_run_cash_krw, clock())
     notifier = None
@@ -563,13 +592,13 @@ def _wire_live(
             else None
         ),
         expire_day_orders=paper.expire_session if paper else None,
+        funds=funds,
     )
-    if paper is not None:
-        trader = session.trader
-        paper.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     stop_on_lost.append(session.request_stop)
-    parts = LiveParts(session=session, closers=closers)
+    controls = Controls(session, Reloader(session, *config_paths))
+    parts = LiveParts(session=session, closers=closers, controls=controls)
     if alerts and settings.telegram.enabled and token and chat:
+        from core.telegram_commands import OperatorCommands
         from core.telegram_integration import Notifier, parse_user_ids
 
         try:
@@ -582,6 +611,7 @@ def _wire_live(
             base_url=os.environ.get("TELEGRAM_API_URL") or None,
             alerts={str(k): v for k, v in settings.telegram.alerts.items()},
             controller=session if settings.telegram.commands else None,
+            operator=OperatorCommands(controls),
             commands=settings.telegram.commands,
             allowed_user_ids=allowed,
             names=session.names.get,
@@ -590,11 +620,14 @@ def _wire_live(
         session.alerts = notifier
         closers.insert(0, notifier.stop)
     market.breaker.add_listener(
-        lambda event: session.trader.event(
-            "circuit_breaker",
-            f"KIS circuit breaker {event.old_state} -> {event.new_state}",
-            level="warning",
-            data={"old_state": str(event.old_state), "new_state": str(event.new_state)},
+        lambda event: session.trader.publish(
+            CircuitBreakerChanged(
+                at=clock(),
+                message=f"KIS circuit breaker {event.old_state} -> {event.new_state}",
+                level="warning",
+                old_state=str(event.old_state),
+                new_state=str(event.new_state),
+            )
         )
     )
     return parts
@@ -711,24 +744,32 @@ def _load_live_strategies(root: Path, only: str | None) -> list[BaseStrategy]:
         for item in found:
             if not item.ok:
                 print(f"warning: strategy {item.name} not loaded: {item.error}", file=sys.stderr)
-        items = [item for item in found if item.ok and item.enabled]
+        # disabled ones too: a stored switch (core.switches) may turn one on
+        items = [item for item in found if item.ok]
     if not items:
         raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
     return [item.create() for item in items]
 
 
 def _process_id_prefix() -> str:
-    """A short token unique to this process start (wall-clock nanoseconds and pid, base 36)."""
+    """A short token unique to this process start (wall-clock nanoseconds and pid, hex)."""
     import os
     import time
 
-    value = (time.time_ns() << 22) | (os.getpid() & 0x3FFFFF)
-    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    out = ""
-    while value:
-        value, rest = divmod(value, 36)
-        out = digits[rest] + out
-    return out + "-"
+    return f"{time.time_ns():X}{os.getpid():X}-"
+
+
+def _require_enabled(session: LiveSession, root: Path) -> None:
+    """At least one strategy is enabled in its config.yaml or has a switch in force (all
+    switched off, the bot still starts: the exits of the book apply and a switch turns them
+    back on)."""
+    for slot in session.trader.slots.values():
+        enabled, switch, _dropped = session.switches.effective(
+            slot.name, slot.strategy.config.enabled, drop=False
+        )
+        if enabled or switch is not None:
+            return
+    raise ConfigError(f"no enabled strategy in {root}: set enabled: true in a config.yaml")
 
 
 def _seed_paper(paper: Any, repository: Any, run_id: str, default_cash: int, now: datetime) -> None:
@@ -816,11 +857,77 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
+def _dashboard_token() -> str | None:
+    import os
+
+    return os.environ.get("DASHBOARD_TOKEN") or None
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    """The dashboard alone, read-only on the database; blocks until Ctrl+C."""
+    from dashboard.app import create_app
+    from dashboard.security import check_bind
+    from dashboard.server import DashboardServer
+    from db.repository import Repository
+
+    token = _dashboard_token()
+    check_bind(args.host, token)
+    repository = Repository(args.db or database_url(settings))
+    try:
+        server = DashboardServer(create_app(repository, run_id=args.book, token=token),
+                                 args.host, args.port, token)
+        server.start()
+        print(f"dashboard (read-only) on {server.url}; Ctrl+C stops.", flush=True)
+        try:
+            while server.thread.is_alive():
+                server.thread.join(1.0)
+        except KeyboardInterrupt:
+            pass
+        server.stop()
+    finally:
+        repository.close()
+    return 0
+
+
+def _start_live_dashboard(args: argparse.Namespace, built: LiveParts, controls: Any) -> None:
+    from dashboard.app import create_app
+    from dashboard.server import DashboardServer
+
+    token = _dashboard_token()
+    server = DashboardServer(
+        create_app(built.session.repository, controls=controls, token=token),
+        args.dashboard_host, args.dashboard_port, token,
+    )
+    server.start()
+    built.closers.insert(0, server.stop)
+    print(f"dashboard on {server.url}", flush=True)
+
+
+def _reload_on_sighup(controls: Any) -> None:
+    """SIGHUP re-reads the configuration (on a thread of its own: it waits for the job that
+    holds the session's lock)."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGHUP"):
+        return
+
+    def handle(_signum: int, _frame: object) -> None:
+        threading.Thread(target=lambda: print(controls.reload("signal").message, flush=True),
+                         name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handle)
+
+
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from core.live import ScheduledRunner
 
     signals = _StopSignals()
     built: LiveParts | None = None
+    if args.dashboard:
+        from dashboard.security import check_bind
+
+        check_bind(args.dashboard_host, _dashboard_token())
     try:
         logger.info("start-up: wiring the session")
         built = build_live_session(
@@ -831,12 +938,16 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
             db_url=args.db or database_url(settings),
             confirm=lambda: _confirm_real(args),
             ws=getattr(args, "ws", None),
+            settings_path=args.settings,
         )
         session = built.session
         if args.dry_run:
             _check_data_source(session)
         logger.info("start-up: reconciling the book with the account")
         report = session.start()
+        _reload_on_sighup(built.controls)
+        if args.dashboard:
+            _start_live_dashboard(args, built, built.controls)
         signals.trading(session)  # from here a signal is a clean stop of the runner
         print(report.format())
         mode = "dry run (simulated orders)" if args.dry_run else f"{session.env} account"
@@ -939,6 +1050,7 @@ COMMANDS = {
     "run": cmd_run,
     "live": cmd_live,
     "reconcile": cmd_reconcile,
+    "dashboard": cmd_dashboard,
     "backtest": cmd_backtest,
     "strategies": cmd_strategies,
     "new-strategy": cmd_new_strategy,

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pybreaker
 
@@ -34,9 +33,9 @@ from framework.errors import (
     TransientBrokerError,
     UnknownOrderOutcomeError,
 )
+from utils.clock import KST
 
 log = logging.getLogger(__name__)
-KST = ZoneInfo("Asia/Seoul")
 
 
 @dataclass(frozen=True, slots=True)

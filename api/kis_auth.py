@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -46,8 +45,13 @@ from api.kis_errors import (
 from api.kis_schemas import HashkeyResponse, TokenResponse
 from api.kis_settings import KISSettings
 from framework.errors import AuthError
+from utils.clock import KST
+from utils.log_masking import SecretMaskingFilter as SecretMaskingFilter
+from utils.log_masking import install_log_masking as install_log_masking
+from utils.log_masking import mask as mask
+from utils.log_masking import mask_text as mask_text
+from utils.log_masking import register_secret as register_secret
 
-KST = ZoneInfo("Asia/Seoul")
 TOKEN_PATH = "/oauth2/tokenP"  # noqa: S105 (a URL path)
 HASHKEY_PATH = "/uapi/hashkey"
 MIN_TOKEN_REQUEST_INTERVAL_S = 60
@@ -62,53 +66,7 @@ def kst_now() -> datetime:
     return datetime.now(tz=KST)
 
 
-# --- masking ------------------------------------------------------------------------
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-
-
-def mask(value: str) -> str:
-    """``"PSabcdef…"`` -> ``"PS***"``; values of 4 characters or fewer -> ``"***"``."""
-    return f"{value[:2]}***" if len(value) > 4 else "***"
-
-
-def register_secret(*values: str) -> None:
-    """Add values (of 4+ characters) that must never appear in a log line."""
-    with _SECRETS_LOCK:
-        _SECRETS.update(v for v in values if v and len(v) >= 4)
-
-
-def mask_text(text: str) -> str:
-    """``text`` with every registered secret replaced by :func:`mask` of it."""
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, mask(secret))
-    return text
-
-
-class SecretMaskingFilter(logging.Filter):
-    """Logging filter that masks registered secrets in the formatted message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_text(message)
-        if masked != message:
-            record.msg = masked
-            record.args = None
-        return True
-
-
-_FILTER = SecretMaskingFilter()
-
-
-def install_log_masking(target: logging.Logger | logging.Handler) -> None:
-    """Attach the masking filter to a logger or handler (idempotent)."""
-    if _FILTER not in target.filters:
-        target.addFilter(_FILTER)
-
-
+# --- masking (utils.log_masking) ---------------------------------------------------
 def get_logger(name: str) -> logging.Logger:
     """``logging.getLogger(name)`` with the masking filter attached."""
     logger = logging.getLogger(name)

@@ -37,7 +37,7 @@ from tenacity import (
 )
 
 from api.circuit_breaker import KISCircuitBreaker
-from api.kis_auth import Clock, TokenManager, get_logger, kst_now, make_http_client, mask_text
+from api.kis_auth import Clock, TokenManager, get_logger, kst_now, make_http_client
 from api.kis_errors import (
     TOKEN_MSG_CODES,
     RequestKind,
@@ -46,6 +46,7 @@ from api.kis_errors import (
 )
 from api.kis_settings import KISSettings
 from framework.errors import AuthError, ConfigError, RateLimitError, TransientBrokerError
+from utils.log_masking import mask_text
 from utils.state import state_dir
 
 log = get_logger(__name__)

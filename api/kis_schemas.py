@@ -11,13 +11,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from framework.types import Holding, OrderSide, OrderStatus, Quote
-
-KST = ZoneInfo("Asia/Seoul")
+from utils.clock import KST
 
 
 def to_int(value: str | None) -> int:

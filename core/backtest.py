@@ -45,13 +45,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from api.paper import PaperBroker
 from core.data_collector import HistoricalDataProvider, is_intraday
-from core.fund_manager import FundManager
+from core.engine import build_engine, paper_account
 from core.journal import MemoryJournal, position_fields
 from core.lookahead import require_causal
-from core.order_manager import OrderManager, OrderPolicy
-from core.portfolio import Portfolio
+from core.order_manager import OrderPolicy
 from core.results import (
     FILL_COLUMNS,
     MAX_EQUITY_KRW,
@@ -63,9 +61,10 @@ from core.results import (
 )
 from core.risk import RiskLimits, RiskManager
 from core.session import TradingSession
-from core.trader import StrategySlot, Trader
+from core.trader import StrategySlot
 from framework.bars import Bars
 from framework.errors import DataError
+from framework.events import DataMissing
 from framework.types import Order, OrderSide
 from strategies.base import BaseStrategy
 from utils.clock import KST
@@ -179,27 +178,28 @@ class Backtest:
         s = self.settings
         self.fees = FeeModel(s.commission_rate, s.sell_tax_rate)
         self.journal = MemoryJournal()
-        self.broker = PaperBroker(s.cash_krw, self.fees, s.slippage_ticks, clock=self.now)
-        self.funds = FundManager(s.cash_krw, {st.name: st.config.allocation for st in strategies})
-        self.trader = Trader(
+        self._data = HistoricalDataProvider(self.bars, self.now)
+        self._funds, self.broker = paper_account(
+            s.cash_krw, self.fees, strategies, clock=self.now, slippage_ticks=s.slippage_ticks
+        )
+        risk = RiskManager(s.risk_limits)
+        self.trader = build_engine(
             strategies,
             broker=self.broker,
             executor=self.broker,
-            data_provider=HistoricalDataProvider(self.bars, self.now),
-            funds=self.funds,
-            orders=OrderManager(self.broker, self.journal, self.now, f"bt{self.run_id[:8]}"),
-            risk=RiskManager(s.risk_limits),
-            portfolio=Portfolio(),
+            data_provider=self._data,
             journal=self.journal,
             fees=self.fees,
             clock=self.now,
+            order_prefix=f"bt{self.run_id[:8]}",
+            funds=self._funds,
+            risk=risk,
             order_policy=s.order_policy,
             stop_on_strategy_failure=s.stop_on_strategy_failure,
         )
-        self.broker.buying_power = lambda req: self.trader.buying_power_for(req.client_order_id)
         self.session = TradingSession(
             self.trader,
-            self.trader.risk,
+            risk,
             expire_day_orders=self.broker.expire_session,
             fill_exit=self._fill_exit,
         )
@@ -207,8 +207,9 @@ class Backtest:
 
         self.screens = UniverseScreens(
             self.trader.slots,
-            lambda name: [p.stock_code for p in self.trader.portfolio.positions(name)],
-            lambda kind, message, level: self.trader.event(kind, message, level=level),
+            lambda name: [p.stock_code for p in self.trader.positions(name)],
+            self.trader.publish,
+            self.trader.clock,
         )
         """Screened universes (``universe:`` as a screen), run before each day's first bar."""
 
@@ -256,11 +257,14 @@ class Backtest:
             wanted = slot.strategy.universe
             missing = [c for c in wanted if c not in states]
             if missing:
-                self.trader.event(
-                    "data_missing",
-                    f"{slot.name}: no bars for {', '.join(missing)} "
-                    "in the range; those codes are skipped",
-                    level="warning",
+                self.trader.publish(
+                    DataMissing(
+                        at=self.now(),
+                        message=f"{slot.name}: no bars for {', '.join(missing)} "
+                        "in the range; those codes are skipped",
+                        level="warning",
+                        strategy=slot.name,
+                    )
                 )
             frames = slot.strategy.config.timeframes  # () = one timeframe, as before
             for code in wanted:
@@ -327,7 +331,7 @@ class Backtest:
         last_price = broker._last_price
         held = broker._holdings
         on_year_end = self.on_year_end
-        funds = self.funds
+        funds = self._funds
         limits = self.settings.risk_limits
         watch_equity = (
             limits.daily_loss_limit_pct is not None or limits.portfolio_stop_pct is not None
@@ -515,7 +519,7 @@ class Backtest:
             if not (last_of_day if at is None else now.time() >= at):
                 continue
             self._daily_done[key] = day
-            frame = self.trader.data_provider.get_daily_bars(st.code)
+            frame = self._data.get_daily_bars(st.code)
             if frame.empty:
                 continue
             window = self.trader.build_window(slot, st.code, frame)
@@ -590,7 +594,7 @@ class Backtest:
                     "reasons": "; ".join(t.reasons),
                     "exit_reasons": "; ".join(t.exit_reasons),
                 }
-                for t in self.trader.portfolio.round_trips
+                for t in self.trader.round_trips()
             ],
             columns=list(TRADE_COLUMNS),
         )

@@ -47,6 +47,8 @@ class Reservation:
     stock_code: str
     amount_krw: int
     spent_krw: int = 0
+    client_order_id: str | None = None
+    """The order the reservation pays for, once it is created (:meth:`FundManager.assign`)."""
 
     @property
     def remaining_krw(self) -> int:
@@ -70,6 +72,7 @@ class FundManager:
         self._cash = int(cash_krw)
         self._allocations = dict(allocations or {})
         self._reservations: dict[int, Reservation] = {}
+        self._by_order: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -156,6 +159,30 @@ class FundManager:
             self._reservations[res.reservation_id] = res
             return Reservation(**vars(res))
 
+    def assign(self, reservation_id: int, client_order_id: str) -> None:
+        """Tie a reservation to the order it pays for (after the order is created)."""
+        with self._lock:
+            res = self._reservations.get(reservation_id)
+            if res is None:
+                raise FundsError(f"no reservation {reservation_id} to assign")
+            res.client_order_id = client_order_id
+            self._by_order[client_order_id] = reservation_id
+
+    def reservation_of(self, client_order_id: str) -> int | None:
+        """Id of the reservation of an order (``None``: none, or released)."""
+        return self._by_order.get(client_order_id)
+
+    def buying_power_krw(self, client_order_id: str) -> int:
+        """KRW a buy order may spend when it fills: its reservation's rest plus free cash
+        (what a broker simulation asks before filling a buy)."""
+        return self.spendable_krw(self._by_order.get(client_order_id))
+
+    def release_order(self, client_order_id: str) -> int:
+        """Drop the reservation of an order that reached a final state; returns the KRW
+        that became free again (0 when it had none)."""
+        with self._lock:
+            return self.release(self._by_order.pop(client_order_id, None))
+
     def spendable_krw(self, reservation_id: int | None) -> int:
         """Cash a buy may spend at its fill: its reservation's rest plus free cash."""
         with self._lock:
@@ -196,6 +223,8 @@ class FundManager:
             return 0
         with self._lock:
             res = self._reservations.pop(reservation_id, None)
+            if res is not None and res.client_order_id is not None:
+                self._by_order.pop(res.client_order_id, None)
             return res.remaining_krw if res else 0
 
     def sync_cash(self, cash_krw: int) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from framework.errors import KisTraderError
+from framework.events import Event
 from framework.types import Fill, Order
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,11 @@ class Journal(Protocol):
         """The dict stored under ``name``; empty if none."""
         ...
 
-    def event(
-        self,
-        kind: str,
-        message: str,
-        *,
-        at: datetime,
-        level: str = "info",
-        data: dict[str, Any] | None = None,
-    ) -> None: ...
+    def event(self, event: Event) -> None:
+        """Write one engine event (the engine passes only events whose type is
+        ``journaled``): stored under ``event.kind`` with its time, level, message and
+        :meth:`~framework.events.Event.data`."""
+        ...
 
 
 @dataclass
@@ -149,17 +146,15 @@ class MemoryJournal:
     def load_state(self, name: str) -> dict[str, Any]:
         return dict(self.states.get(name, {}))
 
-    def event(
-        self,
-        kind: str,
-        message: str,
-        *,
-        at: datetime,
-        level: str = "info",
-        data: dict[str, Any] | None = None,
-    ) -> None:
+    def event(self, event: Event) -> None:
         self.events.append(
-            {"kind": kind, "message": message, "at": at, "level": level, "data": data or {}}
+            {
+                "kind": event.kind,
+                "message": event.message,
+                "at": event.at,
+                "level": event.level,
+                "data": event.data(),
+            }
         )
 
 
@@ -264,22 +259,14 @@ class DatabaseJournal:
     def load_state(self, name: str) -> dict[str, Any]:
         return dict(self._guard("state", self.repository.load_state, self.run_id, name))
 
-    def event(
-        self,
-        kind: str,
-        message: str,
-        *,
-        at: datetime,
-        level: str = "info",
-        data: dict[str, Any] | None = None,
-    ) -> None:
+    def event(self, event: Event) -> None:
         self._guard(
             "event",
             self.repository.log_event,
-            kind,
-            message,
+            event.kind,
+            event.message,
             run_id=self.run_id,
-            level=level,
-            data=data,
-            at=at,
+            level=event.level,
+            data=event.data(),
+            at=event.at,
         )

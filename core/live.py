@@ -53,14 +53,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from config.settings import Settings
+from core.engine import build_engine
 from core.fund_manager import FundManager
 from core.journal import DatabaseJournal, StorageError
-from core.order_manager import OrderManager, OrderPolicy
-from core.portfolio import Portfolio
+from core.operator_events import SwitchDropped
+from core.order_manager import OrderPolicy
 from core.reconcile import ReconcileReport, reconcile
 from core.risk import ExitPolicy, RiskLimits, RiskManager, TradingState
 from core.session import TradingSession
-from core.trader import StrategySlot, Trader
+from core.switches import StrategySwitches
+from core.trader import StrategySlot
 from framework.broker import Broker
 from framework.data import DataProvider
 from framework.errors import (
@@ -69,6 +71,21 @@ from framework.errors import (
     DataError,
     KisTraderError,
     TransientBrokerError,
+)
+from framework.events import (
+    AccountMismatch,
+    BadQuote,
+    BrokerRecovered,
+    BrokerUnreachable,
+    CashSynced,
+    DailyReport,
+    DataMissing,
+    Event,
+    JobFailed,
+    Level,
+    SessionStarted,
+    SessionStopped,
+    UniverseNote,
 )
 from framework.executor import OrderExecutor
 from framework.types import Quote
@@ -94,9 +111,23 @@ class QuoteSource(Protocol):
 class Alerts(Protocol):
     """What the session needs of a notifier (``core.telegram_integration.Notifier``)."""
 
-    def on_event(self, kind: str, message: str, data: Any) -> None: ...
+    def on_event(self, event: Event) -> None: ...
 
     def stop(self, timeout_s: float = 5.0) -> None: ...
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    """The global risk limits of ``settings.risk``."""
+    risk = settings.risk
+    return RiskLimits(
+        max_order_amount_krw=risk.max_order_amount_krw,
+        max_order_qty=risk.max_order_qty,
+        max_trades_per_day=risk.max_trades_per_day,
+        cooldown_s=risk.cooldown_s,
+        daily_loss_limit_pct=risk.daily_loss_limit_pct,
+        portfolio_stop_pct=risk.portfolio_stop_pct,
+        max_positions=risk.max_positions,
+    )
 
 
 def book_id(mode: str, env: str, account_no: str) -> str:
@@ -168,6 +199,9 @@ class LiveSession:
         :class:`~utils.market_calendar.KRXCalendar`.
     alerts:
         Optional notifier; receives every engine event.
+    funds:
+        The engine's cash pool; a dry run passes the one of its paper account
+        (:func:`core.engine.paper_account`). Default: an empty pool reconciliation fills.
     """
 
     def __init__(
@@ -189,6 +223,7 @@ class LiveSession:
         quote_source: QuoteSource | None = None,
         on_quote: Callable[[Quote], object] | None = None,
         expire_day_orders: Callable[[date], object] | None = None,
+        funds: FundManager | None = None,
     ):
         self.settings = settings
         self.repository = repository
@@ -215,33 +250,23 @@ class LiveSession:
         self._failures = 0
         self._retry_at: datetime | None = None
         self.journal = DatabaseJournal(repository, run_id)
-        live, risk = settings.live, settings.risk
+        self.switches = StrategySwitches(self.journal)
+        live = settings.live
         self.fees = fees or FeeModel()
-        self.risk = RiskManager(
-            RiskLimits(
-                max_order_amount_krw=risk.max_order_amount_krw,
-                max_order_qty=risk.max_order_qty,
-                max_trades_per_day=risk.max_trades_per_day,
-                cooldown_s=risk.cooldown_s,
-                daily_loss_limit_pct=risk.daily_loss_limit_pct,
-                portfolio_stop_pct=risk.portfolio_stop_pct,
-                max_positions=risk.max_positions,
-            )
-        )
+        self.risk = RiskManager(risk_limits(settings))
         un = live.unmanaged
-        self.trader = Trader(
+        self.trader = build_engine(
             strategies,
             broker=broker,
             executor=executor,
             data_provider=market,
-            funds=FundManager(0, {s.name: s.config.allocation for s in strategies}),
-            orders=OrderManager(executor, self.journal, clock, f"{mode[0]}{uuid.uuid4().hex[:8]}"),
-            risk=self.risk,
-            portfolio=Portfolio(),
             journal=self.journal,
             fees=self.fees,
             clock=clock,
-            on_event=self._on_event,
+            order_prefix=f"{mode[0]}{uuid.uuid4().hex[:8]}",
+            funds=funds,
+            risk=self.risk,
+            subscribers=[self._on_event],
             order_policy=OrderPolicy(
                 live.orders.buy_timeout_s, live.orders.sell_timeout_s, live.orders.max_replacements
             ),
@@ -258,8 +283,9 @@ class LiveSession:
 
         self.screens = UniverseScreens(
             self.trader.slots,
-            lambda name: [p.stock_code for p in self.trader.portfolio.positions(name)],
-            lambda kind, message, level: self.trader.event(kind, message, level=level),
+            lambda name: [p.stock_code for p in self.trader.positions(name)],
+            self.trader.publish,
+            self.trader.clock,
             live_screen=self._kis_screen,
         )
         """Screened universes, run in the ``open`` job after the pool's history is loaded."""
@@ -271,7 +297,7 @@ class LiveSession:
         codes: set[str] = set()
         for slot in self.trader.slots.values():
             codes.update(slot.strategy.universe)
-        codes.update(p.stock_code for p in self.trader.portfolio.positions())
+        codes.update(p.stock_code for p in self.trader.positions())
         return sorted(codes)
 
     # --- start / stop ------------------------------------------------------------------
@@ -286,21 +312,39 @@ class LiveSession:
                 self.mode, {"mode": self.mode, "env": self.env}, now, self.run_id
             )
             for slot in self.trader.slots.values():
+                self.apply_switch(slot)
                 self.repository.upsert_strategy(
-                    slot.name, True, slot.strategy.config.model_dump(mode="json")
+                    slot.name, slot.enabled, slot.strategy.config.model_dump(mode="json")
                 )
             report = reconcile(self.trader, self.repository, self.run_id, names=self.names)
             self.trader.start()
             self.started = True
-        self.trader.event(
-            "session_started",
-            f"{self.mode} session started ({self.env}) with "
-            f"{', '.join(self.trader.slots) or 'no strategies'}",
-            data={"mode": self.mode, "env": self.env, "strategies": list(self.trader.slots)},
+        self.trader.publish(
+            SessionStarted(
+                at=self.clock(),
+                message=f"{self.mode} session started ({self.env}) with "
+                f"{', '.join(self.trader.slots) or 'no strategies'}",
+                mode=self.mode,
+                env=self.env,
+                strategies=tuple(self.trader.slots),
+            )
         )
         if self.realtime is not None:
             self.realtime.start()
         return report
+
+    def apply_switch(self, slot: StrategySlot) -> None:
+        """Set ``slot.enabled`` from its config's ``enabled`` and its stored switch
+        (:mod:`core.switches`); a switch the file has overtaken is dropped and journaled."""
+        file_enabled = slot.strategy.config.enabled
+        slot.enabled, _switch, dropped = self.switches.effective(slot.name, file_enabled)
+        if dropped:
+            self.trader.publish(SwitchDropped(
+                at=self.clock(),
+                message=f"{slot.name}: enabled is now {str(file_enabled).lower()} in "
+                "config.yaml; the switch set before is dropped",
+                strategy=slot.name, enabled=file_enabled,
+            ))
 
     def reconcile_only(self) -> ReconcileReport:
         """Record the run and reconcile the book with the account; no strategy is called
@@ -323,7 +367,9 @@ class LiveSession:
         if not self.started:
             return
         self.started = False
-        self.trader.event("session_stopped", f"session stopped: {reason}", data={"reason": reason})
+        self.trader.publish(
+            SessionStopped(at=self.clock(), message=f"session stopped: {reason}", reason=reason)
+        )
         if self.alerts is not None:
             self.alerts.stop()
 
@@ -374,7 +420,7 @@ class LiveSession:
             try:
                 getattr(self, f"job_{name}")()
             except StorageError as exc:
-                self.trader._storage_failed(exc)
+                self.trader.storage_failed(exc)
             except TransientBrokerError as exc:
                 self._unreachable(name, exc, now)
             except KisTraderError as exc:
@@ -385,21 +431,23 @@ class LiveSession:
                 self._job_failed(name, exc, "error")
             else:
                 if self._failures:
-                    self.trader.event(
-                        "broker_recovered",
-                        f"KIS answers again (after {self._failures} failed jobs)",
-                        data={"failures": self._failures},
+                    self.trader.publish(
+                        BrokerRecovered(
+                            at=self.clock(),
+                            message=f"KIS answers again (after {self._failures} failed jobs)",
+                            failures=self._failures,
+                        )
                     )
                 self._failures, self._retry_at = 0, None
 
 
-    def _job_failed(self, name: str, exc: Exception, level: str) -> None:
+    def _job_failed(self, name: str, exc: Exception, level: Level) -> None:
+        error = f"{type(exc).__name__}: {exc}"
         try:
-            self.trader.event(
-                "job_failed",
-                f"{name}: {type(exc).__name__}: {exc}",
-                level=level,
-                data={"level": level, "job": name} if level == "error" else None,
+            self.trader.publish(
+                JobFailed(
+                    at=self.clock(), message=f"{name}: {error}", level=level, job=name, error=error
+                )
             )
         except Exception:  # an alert handler or the journal: logged, the scheduler goes on
             logger.exception("job %s: the failure could not be reported", name)
@@ -410,11 +458,14 @@ class LiveSession:
         self._retry_at = now + timedelta(seconds=delay_s)
         if self._failures == 1:
             logger.warning("job %s failed: %s; retrying with back-off", name, exc)
-            self.trader.event(
-                "broker_unreachable",
-                f"KIS out of reach ({name}: {exc}); retrying with back-off",
-                level="error",
-                data={"job": name},
+            self.trader.publish(
+                BrokerUnreachable(
+                    at=now,
+                    message=f"KIS out of reach ({name}: {exc}); retrying with back-off",
+                    level="error",
+                    job=name,
+                    error=str(exc),
+                )
             )
         else:
             logger.debug("job %s failed again (%d): %s", name, self._failures, exc)
@@ -450,10 +501,11 @@ class LiveSession:
         if client is None or not client.settings.is_real:
             what = "volume ranking (FHPST01710000)" if kind == "volume_rank" else (
                 "HTS condition search (HHKST03900400)")
-            self.trader.event("universe", f"the {what} is a real-account KIS service; on "
-                              f"the {self.env} account the screen uses its candidates"
-                              + (" ranked by the previous day's volume"
-                                 if kind == "volume_rank" else ""), level="warning")
+            ranked = " ranked by the previous day's volume" if kind == "volume_rank" else ""
+            self.trader.publish(UniverseNote(
+                at=self.clock(), level="warning",
+                message=f"the {what} is a real-account KIS service; on the {self.env} "
+                        f"account the screen uses its candidates{ranked}"))
             pool = list(screen.candidates)
             return rank_by_volume(self.history, pool) if kind == "volume_rank" else pool
         if kind == "volume_rank":
@@ -484,7 +536,14 @@ class LiveSession:
             try:
                 frame = self.market.get_daily_bars(code, start, today - timedelta(days=1))
             except (BrokerError, DataError) as exc:
-                self.trader.event("data_missing", f"daily bars of {code}: {exc}", level="warning")
+                self.trader.publish(
+                    DataMissing(
+                        at=self.clock(),
+                        message=f"daily bars of {code}: {exc}",
+                        level="warning",
+                        code=code,
+                    )
+                )
                 continue
             self.history[code] = clean_bars(frame).tail(days)
         self.today_bars.clear()
@@ -492,7 +551,7 @@ class LiveSession:
     def job_quotes(self) -> None:
         codes = self.universe
         size = self.settings.live.schedule.quote_batch_size
-        held = {p.stock_code for p in self.trader.portfolio.positions()}
+        held = {p.stock_code for p in self.trader.positions()}
         if len(codes) > size:
             start = (self._batch * size) % len(codes)
             batch = (codes + codes)[start : start + size]
@@ -513,7 +572,14 @@ class LiveSession:
         for code, quote in self._read_quotes(codes).items():
             price = quote.price
             if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
-                self.trader.event("bad_quote", f"{code}: price {price!r} ignored", level="warning")
+                self.trader.publish(
+                    BadQuote(
+                        at=self.clock(),
+                        message=f"{code}: price {price!r} ignored",
+                        level="warning",
+                        code=code,
+                    )
+                )
                 continue
             if quote.name:
                 self.names.setdefault(code, quote.name)
@@ -537,8 +603,8 @@ class LiveSession:
             try:
                 quotes.update(self.quote_source.get_quotes([code]))
             except DataError as exc:
-                self.trader.event(
-                    "bad_quote", f"{code}: {exc}", level="warning", data={"code": code}
+                self.trader.publish(
+                    BadQuote(at=self.clock(), message=f"{code}: {exc}", level="warning", code=code)
                 )
         return quotes
 
@@ -582,13 +648,13 @@ class LiveSession:
 
     def job_signals(self) -> None:
         now = self.clock()
-        for slot in self.trader.slots.values():
-            if not slot.active or not self.trading.decides_now(slot, now):
+        for slot in list(self.trader.slots.values()):
+            if not (slot.active and slot.enabled) or not self.trading.decides_now(slot, now):
                 continue
             for timeframe in slot.strategy.timeframes:
-                self._signals_of(slot, timeframe)
+                self._signals_of(slot, timeframe, now)
 
-    def _signals_of(self, slot: StrategySlot, timeframe: str) -> None:
+    def _signals_of(self, slot: StrategySlot, timeframe: str, now: datetime) -> None:
         feed = self.realtime
         for code in slot.strategy.universe:
             if not slot.active:
@@ -598,7 +664,15 @@ class LiveSession:
             try:
                 frame = self.frame_for(code, timeframe)
             except (BrokerError, DataError) as exc:
-                self.trader.event("data_missing", f"{code}: {exc}", level="warning")
+                self.trader.publish(
+                    DataMissing(
+                        at=now,
+                        message=f"{code}: {exc}",
+                        level="warning",
+                        strategy=slot.name,
+                        code=code,
+                    )
+                )
                 continue
             if frame is None or frame.empty:
                 continue
@@ -619,12 +693,12 @@ class LiveSession:
     def job_account(self) -> None:
         """Poll fills, then compare the account's holdings and cash with the book."""
         self.trader.poll_orders()
-        holdings = {h.stock_code: h.qty for h in self.trader.broker.get_holdings()}
-        balance = self.trader.broker.get_balance()
+        holdings = {h.stock_code: h.qty for h in self.trader.account_holdings()}
+        balance = self.trader.account_balance()
         book: dict[str, int] = {}
-        for p in self.trader.portfolio.positions():
+        for p in self.trader.positions():
             book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
-        busy = {o.stock_code for o in self.trader.orders.open_orders()}
+        busy = {o.stock_code for o in self.trader.open_orders()}
         differ = [
             c for c in sorted(set(holdings) | set(book))
             if c not in busy and holdings.get(c, 0) != book.get(c, 0)
@@ -632,26 +706,34 @@ class LiveSession:
         if differ:  # a fill the book missed (a late fill of a cancelled order): read again
             self.trader.reread_fills(self.clock().date(), differ)
             book = {}
-            for p in self.trader.portfolio.positions():
+            for p in self.trader.positions():
                 book[p.stock_code] = book.get(p.stock_code, 0) + p.qty
         for code in differ:
             if holdings.get(code, 0) != book.get(code, 0):
-                self.trader.event(
-                    "account_mismatch",
-                    f"{code}: book {book.get(code, 0)} shares, account {holdings.get(code, 0)}",
-                    level="warning",
-                    data={"code": code},
+                self.trader.publish(
+                    AccountMismatch(
+                        at=self.clock(),
+                        message=f"{code}: book {book.get(code, 0)} shares, "
+                        f"account {holdings.get(code, 0)}",
+                        level="warning",
+                        code=code,
+                        book_qty=book.get(code, 0),
+                        account_qty=holdings.get(code, 0),
+                    )
                 )
-        drift = balance.cash_krw - self.trader.funds.cash_krw
-        if drift and not self.trader.orders.open_orders():
-            self.trader.event(
-                "cash_synced",
-                f"cash {self.trader.funds.cash_krw:,} KRW set to the account's "
-                f"{balance.cash_krw:,} ({drift:+,})",
-                level="info" if abs(drift) <= 10 else "warning",
-                data={"drift_krw": drift},
+        drift = balance.cash_krw - self.trader.cash_krw
+        if drift and not self.trader.open_orders():
+            self.trader.publish(
+                CashSynced(
+                    at=self.clock(),
+                    message=f"cash {self.trader.cash_krw:,} KRW set to the account's "
+                    f"{balance.cash_krw:,} ({drift:+,})",
+                    level="info" if abs(drift) <= 10 else "warning",
+                    account_cash_krw=balance.cash_krw,
+                    drift_krw=drift,
+                )
             )
-            self.trader.funds.sync_cash(balance.cash_krw)
+            self.trader.sync_cash(balance.cash_krw)
             self.repository.record_cash(
                 self.run_id, drift, kind="sync", reason="cash set to the account's figure",
                 at=self.clock(),
@@ -663,11 +745,24 @@ class LiveSession:
         self.trading.close_day(now.astimezone(KST).date())
         self.job_account()
         report = self.daily_report(now)
-        self.trader.event("daily_report", f"daily report {report['date']}", data=report)
+        self.trader.publish(
+            DailyReport(
+                at=now,
+                message=f"daily report {report['date']}",
+                date=now.astimezone(KST).date(),
+                equity_krw=report["equity_krw"],
+                cash_krw=report["cash_krw"],
+                pnl_krw=report["pnl_krw"],
+                pnl_pct=report["pnl_pct"],
+                trades=report["trades"],
+                fills=report["fills"],
+                positions=tuple(report["positions"]),
+            )
+        )
 
     # --- figures -----------------------------------------------------------------------
     def snapshot(self, when: datetime) -> None:
-        cash = self.trader.funds.cash_krw
+        cash = self.trader.cash_krw
         equity = self.trader.equity_krw()
         self.repository.save_equity_snapshots(self.run_id, [(when, cash, equity - cash, equity)])
         self.trader.save_engine_state()  # the portfolio stop's high-water mark
@@ -684,7 +779,7 @@ class LiveSession:
         return {
             "date": today.isoformat(),
             "equity_krw": equity,
-            "cash_krw": self.trader.funds.cash_krw,
+            "cash_krw": self.trader.cash_krw,
             "pnl_krw": equity - start,
             "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
             "trades": self.risk.trades_today,
@@ -711,11 +806,12 @@ class LiveSession:
                 "market": "open" if is_open else "closed",
                 "next_event": (session.close if is_open else session.open).isoformat(),
                 "equity_krw": self.trader.equity_krw(),
-                "cash_krw": self.trader.funds.cash_krw,
+                "cash_krw": self.trader.cash_krw,
                 "strategies": [
                     {
                         "name": s.name,
                         "active": s.active,
+                        "enabled": s.enabled,
                         "trades_today": s.trades_today,
                         "errors": s.errors,
                     }
@@ -726,8 +822,8 @@ class LiveSession:
 
     def positions(self) -> list[dict[str, Any]]:
         out = []
-        for p in self.trader.portfolio.positions():
-            price = self.trader.prices.get(p.stock_code, p.avg_price)
+        for p in self.trader.positions():
+            price = self.trader.last_price(p.stock_code, p.avg_price) or p.avg_price
             pnl = round(p.qty * price) - p.cost_basis_krw
             out.append(
                 {
@@ -757,7 +853,7 @@ class LiveSession:
                 "equity_krw": equity,
                 "pnl_krw": equity - start,
                 "pnl_pct": (equity - start) / start * 100.0 if start else 0.0,
-                "realized_krw": sum(t.pnl_krw for t in self.trader.portfolio.round_trips),
+                "realized_krw": sum(t.pnl_krw for t in self.trader.round_trips()),
                 "unrealized_krw": unrealized,
                 "trades": self.risk.trades_today,
             }
@@ -777,13 +873,13 @@ class LiveSession:
                     "status": o.status.value,
                     "created_at": o.created_at.isoformat() if o.created_at else None,
                 }
-                for o in self.trader.orders.open_orders()
+                for o in self.trader.open_orders()
             ]
 
     # --- events ------------------------------------------------------------------------
-    def _on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+    def _on_event(self, event: Event) -> None:
         if self.alerts is not None:
-            self.alerts.on_event(kind, message, data)
+            self.alerts.on_event(event)
 
 
 def clean_bars(frame: pd.DataFrame) -> pd.DataFrame:
@@ -915,4 +1011,5 @@ __all__ = [
     "book_id",
     "clean_bars",
     "plan_day",
+    "risk_limits",
 ]

@@ -40,6 +40,7 @@ from framework.errors import (
     OrderRejectedError,
     UnknownOrderOutcomeError,
 )
+from framework.events import OverfillRefused
 from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Signal
 
@@ -75,8 +76,26 @@ class OrderPolicy:
         return self.buy_timeout_s if side is OrderSide.BUY else self.sell_timeout_s
 
 
+@dataclass
+class OrderContext:
+    """What the engine keeps about one order besides the order itself.
+
+    ``signal``: the strategy's signal that placed it (for the re-placement);
+    ``cancel_requested_at``: when the engine sent its cancel for resting too long (it is
+    re-placed once the cancel is confirmed); ``exit_cancel``: cancelled to make way for a
+    protective exit (never re-placed); ``awaiting_price``: cancelled after a timeout and
+    re-placed once its stock has a price (right after a restart).
+    """
+
+    signal: Signal | None = None
+    cancel_requested_at: datetime | None = None
+    exit_cancel: bool = False
+    awaiting_price: bool = False
+
+
 class OrderManager:
-    """Tracks orders by client id. Not thread-safe by itself: the Trader serialises calls."""
+    """Tracks orders by client id, each with its :class:`OrderContext`. Not thread-safe by
+    itself: the Trader serialises calls."""
 
     def __init__(
         self,
@@ -103,6 +122,39 @@ class OrderManager:
         self._open: dict[str, Order] = {}
         self._seen_fills: set[str] = set()
         self._seq = itertools.count(1)
+        self._context: dict[str, OrderContext] = {}
+
+    # --- per-order context ---------------------------------------------------------------
+    def context(self, client_order_id: str) -> OrderContext:
+        """The engine's context of an order (created empty on first use)."""
+        ctx = self._context.get(client_order_id)
+        if ctx is None:
+            ctx = self._context[client_order_id] = OrderContext()
+        return ctx
+
+    def peek_context(self, client_order_id: str) -> OrderContext | None:
+        """The context of an order if it has one (never creates it)."""
+        return self._context.get(client_order_id)
+
+    def drop_context(self, client_order_id: str) -> OrderContext:
+        """Remove and return an order's context (an empty one if it had none)."""
+        return self._context.pop(client_order_id, None) or OrderContext()
+
+    def cancels_requested(self) -> dict[str, datetime]:
+        """Client order id → when its timeout cancel was sent, for orders awaiting it."""
+        return {
+            cid: ctx.cancel_requested_at
+            for cid, ctx in self._context.items()
+            if ctx.cancel_requested_at is not None
+        }
+
+    def awaiting_price(self) -> list[Order]:
+        """Timed-out, cancelled orders whose re-placement waits for a price."""
+        return [
+            self.orders[cid]
+            for cid, ctx in self._context.items()
+            if ctx.awaiting_price and cid in self.orders
+        ]
 
     # --- queries -----------------------------------------------------------------------
     def open_orders(self, stock_code: str | None = None) -> list[Order]:
@@ -384,11 +436,18 @@ class OrderManager:
                     order.remaining_qty,
                 )
                 self.journal.event(
-                    "overfill_refused",
-                    f"fill {fill.fill_id} of {fill.qty} for {order.client_order_id} "
-                    f"with {order.remaining_qty} remaining",
-                    at=fill.time,
-                    level="error",
+                    OverfillRefused(
+                        at=fill.time,
+                        message=f"fill {fill.fill_id} of {fill.qty} for {order.client_order_id} "
+                        f"with {order.remaining_qty} remaining",
+                        level="error",
+                        strategy=order.strategy,
+                        code=order.stock_code,
+                        client_order_id=order.client_order_id,
+                        fill_id=fill.fill_id,
+                        fill_qty=fill.qty,
+                        remaining_qty=order.remaining_qty,
+                    )
                 )
                 continue
             if self.fill_handler is not None:

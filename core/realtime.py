@@ -46,6 +46,7 @@ import pandas as pd
 from core.minute_bars import MinuteBar, MinuteBook
 from framework.bars import Bars
 from framework.errors import BrokerError, DataError, KisTraderError
+from framework.events import RealtimeChanged
 from framework.executor import ExecutionNotice
 from framework.realtime import Tick
 from framework.types import Quote
@@ -190,8 +191,8 @@ class RealtimeFeed:
         the universe); returns the symbols left to REST polling."""
         s = self.session
         with s.lock:
-            held = [p.stock_code for p in s.trader.portfolio.positions()]
-            busy = [o.stock_code for o in s.trader.orders.open_orders()]
+            held = [p.stock_code for p in s.trader.positions()]
+            busy = [o.stock_code for o in s.trader.open_orders()]
             universe: list[str] = []
             for slot in s.trader.slots.values():
                 universe.extend(slot.strategy.universe)
@@ -259,7 +260,7 @@ class RealtimeFeed:
             if s.on_quote is not None:
                 s.on_quote(quote)
             done = self.minutes.add_trade(code, tick.time, price, tick.qty)
-            if any(p.stock_code == code for p in s.trader.portfolio.positions()) and \
+            if any(p.stock_code == code for p in s.trader.positions()) and \
                     s.trading.quote(code, price):
                 self.exits += 1
             if done:
@@ -286,21 +287,22 @@ class RealtimeFeed:
                     except KisTraderError as exc:
                         logger.warning("poll after the WebSocket came back failed: %s", exc)
                     self._last_reconcile = s.clock()
-                    s.trader.event(
-                        "realtime_up",
-                        f"WebSocket live: {len(self.client.symbols)} symbols by ticks, "
-                        f"{len(self.rest_codes)} on REST polling",
-                        data={"ws": len(self.client.symbols), "rest": len(self.rest_codes)},
-                    )
+                    s.trader.publish(RealtimeChanged(
+                        at=s.clock(), live=True,
+                        message=f"WebSocket live: {len(self.client.symbols)} symbols by ticks, "
+                                f"{len(self.rest_codes)} on REST polling",
+                        ws_symbols=len(self.client.symbols), rest_symbols=len(self.rest_codes),
+                    ))
             self.plan()
         else:
             with s.lock:
                 if s.started:
-                    s.trader.event(
-                        "realtime_down",
-                        "WebSocket down: prices and fills over REST polling until it is back",
-                        level="warning",
-                    )
+                    s.trader.publish(RealtimeChanged(
+                        at=s.clock(), live=False, level="warning",
+                        message="WebSocket down: prices and fills over REST polling until "
+                                "it is back",
+                        rest_symbols=len(self.rest_codes),
+                    ))
 
     def close_minutes(self, now: datetime | None = None) -> None:
         """Close the minute bars whose minute ended (and run the minute strategies)."""

@@ -54,6 +54,7 @@ from core.journal import StorageError
 from core.portfolio import Portfolio, Position
 from core.trader import UNMANAGED, Trader
 from framework.errors import BrokerError, KisTraderError
+from framework.events import Reconciled, ReconcileDifference
 from framework.types import Fill, Holding, Order, OrderSide, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -166,8 +167,8 @@ def reconcile(
     try:
         _restore(trader, repository, run_id, report)
         _resolve_orders(trader, report)
-        holdings = trader.broker.get_holdings()
-        balance = trader.broker.get_balance()
+        holdings = trader.account_holdings()
+        balance = trader.account_balance()
     except (BrokerError, ReconcileError, StorageError) as exc:
         what = "cannot read the account" if isinstance(exc, BrokerError) else "book"
         report.ok, report.error = False, f"{what}: {exc}"
@@ -176,21 +177,39 @@ def reconcile(
         if h.name:
             names.setdefault(h.stock_code, h.name)
     _compare_holdings(trader, holdings, report, names)
-    trader.funds.sync_cash(balance.cash_krw)
+    trader.sync_cash(balance.cash_krw)
     report.cash_krw = balance.cash_krw
     for d in report.changes:
-        trader.journal.event(
-            "reconcile_difference",
-            f"{d.kind} {d.code}" + (f" [{d.strategy}]" if d.strategy else "") + f": {d.detail}",
-            at=now,
-            level="warning",
-            data=asdict(d),
+        trader.publish(
+            ReconcileDifference(
+                at=now,
+                message=f"{d.kind} {d.code}"
+                + (f" [{d.strategy}]" if d.strategy else "")
+                + f": {d.detail}",
+                level="warning",
+                strategy=d.strategy,
+                code=d.code,
+                change=d.kind,
+                db_qty=d.db_qty,
+                account_qty=d.account_qty,
+                detail=d.detail,
+                name=d.name,
+            )
         )
-    trader.event(
-        "reconcile",
-        f"reconciled: {len(report.changes)} difference(s), "
-        f"{report.positions_restored} position(s), {report.orders_restored} open order(s)",
-        data=report.as_data(),
+    data = report.as_data()
+    trader.publish(
+        Reconciled(
+            at=now,
+            message=f"reconciled: {len(report.changes)} difference(s), "
+            f"{report.positions_restored} position(s), {report.orders_restored} open order(s)",
+            ok=report.ok,
+            error=report.error,
+            positions_restored=report.positions_restored,
+            orders_restored=report.orders_restored,
+            fills_applied=report.fills_applied,
+            cash_krw=report.cash_krw,
+            differences=tuple(data["differences"]),
+        )
     )
     return report
 
@@ -216,7 +235,7 @@ def _restore(trader: Trader, repository: Any, run_id: str, report: ReconcileRepo
         if not order.status.is_final:
             _match_recorded(order, totals.get(order.client_order_id, (0, 0, 0, 0)))
             report.orders_restored += 1
-        trader.orders.restore(order, fill_ids)
+        trader.restore_order(order, fill_ids)
     trader.load_engine_state()
 
 
@@ -269,15 +288,15 @@ def rebuild_positions(
             pos.metadata = dict(row["metadata"]) or pos.metadata
             pos.peak_price = row.get("peak_price") or pos.peak_price
             pos.opened_at = row["opened_at"] or pos.opened_at
-        trader.portfolio.restore(pos)
+        trader.restore_position(pos)
         if row is None or int(row["qty"]) != pos.qty:
-            trader.journal.position(pos)
+            trader.record_position(pos)
         count += 1
     for (strategy, code), row in rows.items():
         if projection.get(strategy, code) is None and int(row["qty"]) > 0:
             gone = _position_from_row(row)
             gone.qty, gone.cost_basis_krw = 0, 0
-            trader.journal.position(gone, closed_at=now)
+            trader.record_position(gone, closed_at=now)
     return count
 
 
@@ -338,7 +357,7 @@ def _settle_labels(
         row = rows.get((strategy, code)) or next(r for (s, c), r in rows.items() if c == code)
         price = float(row["avg_price"] or 0.0)
         reason = "the positions table held shares the fill journal did not explain"
-        trader.journal.adjustment(strategy, code, diff, price, reason, now)
+        trader.record_adjustment(strategy, code, diff, price, reason, now)
         _replay(
             projection,
             {
@@ -358,9 +377,8 @@ def _settle_labels(
 
 
 def _resolve_orders(trader: Trader, report: ReconcileReport) -> None:
-    orders = trader.orders
-    claimed = {o.broker_order_id for o in orders.orders.values() if o.broker_order_id}
-    for order in list(orders.open_orders()):
+    claimed = {o.broker_order_id for o in trader.known_orders() if o.broker_order_id}
+    for order in trader.open_orders():
         if order.broker_order_id is None:
             _match_unsent(trader, order, claimed, report)
     fills = trader.poll_orders(book_cash=False)  # every open order now has a broker id
@@ -371,9 +389,9 @@ def _resolve_orders(trader: Trader, report: ReconcileReport) -> None:
 
 def _match_unsent(trader: Trader, order: Order, claimed: set[str], report: ReconcileReport) -> None:
     sent_at = order.created_at or trader.clock()
-    state = trader.executor.match_order(order.to_request(), sent_at, claimed)
+    state = trader.match_at_broker(order, sent_at, claimed)
     if state is None:
-        trader.orders.give_up(order, "never reached the broker (restart)")
+        trader.give_up_order(order, "never reached the broker (restart)")
         report.differences.append(
             Difference(
                 "order_resolved",
@@ -385,7 +403,7 @@ def _match_unsent(trader: Trader, order: Order, claimed: set[str], report: Recon
         return
     claimed.add(state.broker_order_id)
     with trader.cash_from_account():  # the fills found are booked by the trader
-        fills = trader.orders.adopt(order, state, f"found at broker as {state.broker_order_id}")
+        fills = trader.adopt_order(order, state, f"found at broker as {state.broker_order_id}")
     report.fills_applied += len(fills)
     if order.status.is_final:
         trader.finalise(order)
@@ -405,7 +423,7 @@ def _compare_holdings(
 ) -> None:
     account = {h.stock_code: h for h in holdings if h.qty > 0}
     book: dict[str, list[Position]] = {}
-    for pos in trader.portfolio.positions():
+    for pos in trader.positions():
         book.setdefault(pos.stock_code, []).append(pos)
     now = trader.clock()
     for code in sorted(set(account) | set(book)):
@@ -434,7 +452,7 @@ def _compare_holdings(
                     name,
                 )
             )
-            trader.journal.position(pos)
+            trader.record_position(pos)
             continue
         if acct_qty == 0:
             for p in positions:
@@ -458,11 +476,11 @@ def _compare_holdings(
         )
         if acct_qty > db_qty:
             avg = held.avg_price if held else 0.0
-            existing = trader.portfolio.get(UNMANAGED, code)
+            existing = trader.position(UNMANAGED, code)
             if existing is not None:
                 _set_qty(trader, existing, existing.qty + acct_qty - db_qty, now, avg)
             else:
-                trader.journal.position(_unmanaged(trader, code, acct_qty - db_qty, avg, now))
+                trader.record_position(_unmanaged(trader, code, acct_qty - db_qty, avg, now))
             continue
         shortfall = db_qty - acct_qty
         ordered = sorted(
@@ -491,8 +509,8 @@ def _unmanaged(trader: Trader, code: str, qty: int, avg_price: float, now: datet
         bought_qty=qty,
         buy_amount_krw=round(qty * avg_price),
     )
-    trader.portfolio.restore(pos)
-    trader.journal.adjustment(
+    trader.restore_position(pos)
+    trader.record_adjustment(
         UNMANAGED, code, qty, avg_price, "held in the account, no fill explains it", now
     )
     return pos
@@ -505,7 +523,7 @@ def _set_qty(
     change is journaled as an adjustment."""
     avg = pos.avg_price if avg_price is None or pos.qty else avg_price
     if qty != pos.qty:
-        trader.journal.adjustment(
+        trader.record_adjustment(
             pos.strategy, pos.stock_code, qty - pos.qty, avg,
             "the account holds a different quantity (restart)", now,
         )
@@ -514,4 +532,4 @@ def _set_qty(
     else:
         pos.cost_basis_krw = round(avg * qty)
     pos.qty = qty
-    trader.journal.position(pos, closed_at=now if qty == 0 else None)
+    trader.record_position(pos, closed_at=now if qty == 0 else None)

@@ -104,6 +104,8 @@ class ExitTrigger:
     def reason(self) -> str:
         if self.rule == "time_cut":
             return f"time_cut: held {self.level:.0f} sessions"
+        if self.rule == "manual":
+            return f"sold by hand at about {self.price:,.0f}"
         if self.rule == "exit_at_close":
             return f"exit_at_close: price {self.price:,.0f} at the session's close"
         return f"{self.rule}: price {self.price:,.0f} crossed {self.level:,.0f}"

@@ -39,6 +39,7 @@ from datetime import date, datetime, time
 from core.portfolio import Position
 from core.risk import RiskManager, TradingState
 from core.trader import StrategySlot, Trader
+from framework.events import RiskLimitHit, RiskStateChanged
 from framework.types import Order
 from utils.clock import KST
 
@@ -156,7 +157,7 @@ class TradingSession:
         if self.fill_exit is None:
             raise RuntimeError("bar exits need a venue that fills inside the bar (fill_exit)")
         exits = self.trader.check_bar_exits(stock_code, open_, high, low)
-        if not exits and self.trader.orders.open_orders(stock_code):
+        if not exits and self.trader.open_orders(stock_code):
             # an exit that had to cancel the position's open orders first goes out now
             self.trader.poll_orders(stock_code)
             exits = self.trader.check_bar_exits(stock_code, open_, high, low)
@@ -174,29 +175,39 @@ class TradingSession:
         trader, risk = self.trader, self.risk
         equity = trader.equity_krw()
         if risk.update_equity(equity):
-            trader.event(
-                "risk_exit",
-                f"daily loss lock: equity {equity:,} KRW; no new buys today",
-                level="warning",
-                data={"rule": "daily_loss_lock", "equity_krw": equity},
+            trader.publish(
+                RiskLimitHit(
+                    at=trader.clock(),
+                    message=f"daily loss lock: equity {equity:,} KRW; no new buys today",
+                    level="warning",
+                    rule="daily_loss_lock",
+                    equity_krw=equity,
+                )
             )
         if risk.state is not TradingState.HALTED and risk.portfolio_stop_hit(equity):
-            trader.event(
-                "risk_exit",
-                f"portfolio stop: equity {equity:,} KRW; selling everything and halting",
-                level="error",
-                data={"rule": "portfolio_stop", "equity_krw": equity},
+            trader.publish(
+                RiskLimitHit(
+                    at=trader.clock(),
+                    message=f"portfolio stop: equity {equity:,} KRW; "
+                    "selling everything and halting",
+                    level="error",
+                    rule="portfolio_stop",
+                    equity_krw=equity,
+                )
             )
             trader.exit_all("portfolio_stop")
             self.set_trading_state(TradingState.HALTED, by="portfolio stop")
 
     def set_trading_state(self, state: TradingState, by: str) -> None:
         self.risk.set_state(state)
-        self.trader.event(
-            "state_changed",
-            f"trading state {state.value} ({by})",
-            level="warning",
-            data={"state": state.value, "by": by},
+        self.trader.publish(
+            RiskStateChanged(
+                at=self.trader.clock(),
+                message=f"trading state {state.value} ({by})",
+                level="warning",
+                state=state.value,
+                by=by,
+            )
         )
 
     # --- orders -------------------------------------------------------------------------
@@ -233,7 +244,7 @@ class TradingSession:
                 return None
             if not self.trader.exit_policy(pos.strategy).exit_at_close:
                 return None
-            return self.trader.prices.get(pos.stock_code, pos.avg_price)
+            return self.trader.last_price(pos.stock_code, pos.avg_price)
 
         return self.trader.exit_positions("exit_at_close", wanted)
 

@@ -71,6 +71,10 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from core.telegram_commands import OPERATOR_COMMANDS, OperatorCommands
+from framework.events import Event, OrderCancelled, OrderFilled
+from utils.log_masking import install_log_masking, mask_text, register_secret
+
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -82,6 +86,7 @@ __all__ = [
     "HELP_TEXT",
     "Controller",
     "Notifier",
+    "event_data",
     "format_cancel",
     "format_circuit_breaker",
     "format_daily_report",
@@ -125,6 +130,7 @@ EVENT_ALERT_KINDS: Final[Mapping[str, str]] = {
     "reconcile": "reconcile",
     "daily_report": "daily_report",
     "risk_exit": "risk",
+    "risk_limit": "risk",
     "state_changed": "risk",
 }
 """Engine event kind -> alert kind; other events are ignored unless ``data["level"] == "error"``."""
@@ -245,6 +251,7 @@ COMMANDS: Final[Mapping[str, str]] = {
     "resume": "거래 재개 (ACTIVE)",
     "reduce_only": "청산 주문만 허용 (REDUCE_ONLY)",
     "stop": "자동매매 종료",
+    **OPERATOR_COMMANDS,
     "help": "도움말",
 }
 """Commands the bot answers, with their Korean descriptions."""
@@ -658,6 +665,18 @@ def _named(data: Mapping[str, Any], names: Callable[[str], str | None] | None) -
     return out
 
 
+def event_data(event: Event) -> dict[str, Any]:
+    """The fields of ``event`` as the formatters read them: ``level`` added; for a fill
+    ``qty``/``price`` are the fill's, for a cancel ``qty`` is the unfilled rest."""
+    data = event.data()
+    data["level"] = event.level
+    if isinstance(event, OrderFilled):
+        data["qty"], data["price"] = event.fill_qty, event.fill_price
+    elif isinstance(event, OrderCancelled):
+        data["qty"] = event.unfilled_qty
+    return data
+
+
 def format_event(
     kind: str,
     message: str,
@@ -672,7 +691,7 @@ def format_event(
     data = _named(data if isinstance(data, Mapping) else {}, names)
     alert = EVENT_ALERT_KINDS.get(kind)
     if alert is None:
-        if str(data.get("level") or "").lower() != "error":
+        if str(data.get("level") or "").lower() not in ("error", "critical"):
             return None
         return "error", format_error(message, data)
     formatter: Callable[[Mapping[str, Any]], str] | None = {
@@ -686,6 +705,7 @@ def format_event(
         "reconcile": format_reconcile,
         "daily_report": format_daily_report,
         "risk_exit": format_risk_exit,
+        "risk_limit": format_risk_exit,
         "state_changed": format_state_changed,
     }.get(kind)
     if formatter is not None:
@@ -771,50 +791,11 @@ class _Secret:
         return "_Secret('***')"
 
 
-class _SecretMaskFilter(logging.Filter):
-    """Replaces every registered secret (and its URL-quoted form) in a record by ``***``."""
-
-    def __init__(self) -> None:
-        super().__init__("kis-trader-secret-mask")
-        self._secrets: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str) -> None:
-        with self._lock:
-            self._secrets = self._secrets | {secret, quote(secret, safe="")}
-
-    def mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _has_secret(self, text: str) -> bool:
-        return any(secret in text for secret in self._secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the handler's problem, not ours
-            return True
-        if self._has_secret(message):
-            record.msg, record.args = self.mask(message), None
-        if record.exc_info:
-            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            if self._has_secret(text):
-                record.exc_info, record.exc_text = None, self.mask(text)
-        if record.stack_info and self._has_secret(record.stack_info):
-            record.stack_info = self.mask(record.stack_info)
-        return True
-
-
-_MASK = _SecretMaskFilter()
 _MASKED_LOGGER_PREFIXES: Final = ("httpx", "httpcore", "telegram")
 
 
 def _install_mask_filter() -> None:
-    """Attach :data:`_MASK` to this module's logger and to every existing httpx, httpcore and
+    """Attach the masking filter to this module's logger and to every existing httpx, httpcore and
     telegram logger (a logger's filters only see records created on that very logger)."""
     loggers: list[logging.Logger] = [logger]
     for name, item in list(logging.Logger.manager.loggerDict.items()):
@@ -823,8 +804,7 @@ def _install_mask_filter() -> None:
     for name in _MASKED_LOGGER_PREFIXES:
         loggers.append(logging.getLogger(name))
     for each in loggers:
-        if _MASK not in each.filters:
-            each.addFilter(_MASK)
+        install_log_masking(each)
 
 
 class _TokenTransport(httpx.AsyncBaseTransport):
@@ -882,7 +862,7 @@ def _seconds(value: Any) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    return _MASK.mask(f"{type(exc).__name__}: {exc}")[:300]
+    return mask_text(f"{type(exc).__name__}: {exc}")[:300]
 
 
 # == the notifier ================================================================================
@@ -945,6 +925,7 @@ class Notifier:
         base_url: str | None = None,
         alerts: Mapping[str, bool] | None = None,
         controller: Controller | None = None,
+        operator: OperatorCommands | None = None,
         commands: bool = True,
         allowed_user_ids: Iterable[int] | None = None,
         names: Callable[[str], str | None] | None = None,
@@ -967,11 +948,12 @@ class Notifier:
         if retry_backoff_s < 0:
             raise ValueError("retry_backoff_s must not be negative")
         self._token = _Secret(token.strip())
-        _MASK.add(self._token.reveal())
+        register_secret(self._token.reveal())
         self._chat_id: str | int = chat_id.strip() if isinstance(chat_id, str) else chat_id
         self._base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._alerts = {kind: bool(on) for kind, on in (alerts or {}).items()}
         self._controller = controller
+        self._operator = operator
         self._allowed_users = frozenset(int(u) for u in (allowed_user_ids or ()))
         self._commands_wanted = bool(commands) and controller is not None
         self._commands = self._commands_wanted and bool(self._allowed_users)
@@ -1115,10 +1097,13 @@ class Notifier:
             logger.exception("telegram send failed before queueing")
             return False
 
-    def on_event(self, kind: str, message: str, data: Mapping[str, Any]) -> None:
-        """Engine event hook (``Trader(on_event=notifier.on_event)``): maps the event to an alert
-        kind and Korean text (see :func:`format_event`) and queues it. Never raises."""
+    def on_event(self, event: Event) -> None:
+        """Engine event subscriber (``Trader(subscribers=[notifier.on_event])``): maps the
+        typed event to an alert kind and Korean text (see :func:`format_event`) and queues it.
+        Never blocks, never raises."""
+        kind = event.kind
         try:
+            message, data = event.message, event_data(event)
             try:
                 formatted = format_event(kind, message, data, self._names)
             except Exception:
@@ -1406,12 +1391,19 @@ class Notifier:
                 self._enqueue(KO["not_allowed"], from_loop=True)
             return
         name = command[1:].lower() if command.startswith("/") else ""
-        await self._run_command(name)
+        await self._run_command(name, text.split()[1:])
 
-    async def _run_command(self, name: str) -> None:
+    async def _run_command(self, name: str, args: list[str] | None = None) -> None:
         controller = self._controller
-        if name not in COMMANDS or name == "help" or controller is None:
+        if name not in COMMANDS or name == "help" or controller is None or (
+            name in OPERATOR_COMMANDS and self._operator is None
+        ):
             self._enqueue(HELP_TEXT, from_loop=True)
+            return
+        if name in OPERATOR_COMMANDS:
+            operator = self._operator
+            assert operator is not None  # noqa: S101 - checked above
+            await self._answer(name, lambda: operator.run(name, list(args or ())))
             return
         if name == "stop":  # acknowledge first: the session may stop this notifier right away
             self._enqueue(KO["stop_ack"], from_loop=True)
@@ -1439,9 +1431,13 @@ class Notifier:
             "reduce_only": lambda: set_state("reduce_only", KO["reduce_only"]),
             "stop": request_stop,
         }
+        await self._answer(name, actions[name])
+
+    async def _answer(self, name: str, action: Callable[[], str]) -> None:
+        """Run ``action`` on the worker thread; its answer (or the failure) is sent."""
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(self._executor, actions[name])
+            answer = await loop.run_in_executor(self._executor, action)
         except Exception as exc:
             logger.exception("telegram command /%s failed", name)
             answer = KO["command_failed"].format(command=f"/{name}", error=_describe(exc))

@@ -35,9 +35,9 @@ import pandas as pd
 
 from core.fencing import HookFailures, StrategyDisabledError, indicator_column
 from core.fund_manager import FundManager
-from core.journal import Journal, StorageError
+from core.journal import Journal, PositionRecord, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
-from core.portfolio import OverfillError, Portfolio, Position
+from core.portfolio import OverfillError, Portfolio, Position, RoundTrip
 from core.risk import (
     ExitPolicy,
     ExitTrigger,
@@ -52,9 +52,32 @@ from framework.bars import Bars
 from framework.broker import Broker
 from framework.data import OHLCV_COLUMNS, DataProvider
 from framework.errors import BrokerError, FundsError
-from framework.executor import ExecutionNotice, OrderExecutor
+from framework.events import (
+    Event,
+    EventBus,
+    OrderCancelled,
+    OrderEvent,
+    OrderFilled,
+    OrderNotReplaced,
+    OrderPollFailed,
+    OrderRejected,
+    OrderSubmitted,
+    OrderTimedOut,
+    ProtectiveExit,
+    RiskRejected,
+    StorageFailed,
+    StorageRecovered,
+    StrategyDisabled,
+    StrategyEnabled,
+    StrategyError,
+    StrategyIsolated,
+    Subscriber,
+)
+from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import (
+    Balance,
     Fill,
+    Holding,
     Order,
     OrderSide,
     OrderStatus,
@@ -63,6 +86,7 @@ from framework.types import (
     Signal,
     SignalType,
 )
+from framework.views import AccountView, MarketDataView, OrdersView
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.ticks import Direction, round_to_tick, upper_limit_price
@@ -83,6 +107,9 @@ class StrategySlot:
 
     strategy: BaseStrategy
     active: bool = True
+    enabled: bool = True
+    """The on/off switch (:mod:`core.switches`): off, the strategy is asked for no signal;
+    the exits of its positions still apply. ``active`` is the engine's own verdict."""
     trades_today: int = 0
     errors: int = 0
     signals: Counter[str] = field(default_factory=Counter)
@@ -138,7 +165,7 @@ class Trader:
         fees: FeeModel,
         clock: Callable[[], datetime],
         max_consecutive_errors: int | None = None,
-        on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+        subscribers: Iterable[Subscriber] = (),
         journal_debug: bool = False,
         order_policy: OrderPolicy | None = None,
         default_exits: ExitPolicy | None = None,
@@ -150,19 +177,19 @@ class Trader:
             if strategy.name in self.slots:
                 raise ValueError(f"two strategies are named {strategy.name!r}")
             self.slots[strategy.name] = StrategySlot(strategy)
-        self.broker = broker
-        self.executor = executor
-        self.data_provider = data_provider
-        self.funds = funds
-        self.orders = orders
-        self.risk = risk
-        self.portfolio = portfolio
-        self.journal = journal
+        self._broker = broker
+        self._executor = executor
+        self._data_provider = data_provider
+        self._funds = funds
+        self._orders = orders
+        self._risk = risk
+        self._portfolio = portfolio
+        self._journal = journal
         self.fees = fees
         self.clock = clock
         self.max_consecutive_errors = max_consecutive_errors  # None: each strategy's config
         self.stop_on_strategy_failure = stop_on_strategy_failure
-        self.on_event = on_event
+        self._bus = EventBus([self._record, *subscribers])
         self.journal_debug = journal_debug
         self.order_policy = order_policy or OrderPolicy()
         self.default_exits = default_exits or ExitPolicy()
@@ -170,37 +197,58 @@ class Trader:
         self.prices: dict[str, float] = {}
         self.base_prices: dict[str, float] = {}
         """Base price (previous close) of each code today, when a quote gave it (KRW)."""
-        self._reservation_of: dict[str, int] = {}
-        self._signal_of: dict[str, Signal] = {}
         self._last_signal: dict[tuple[str, str], tuple[SignalType, datetime]] = {}
-        self._cancel_requested: dict[str, datetime] = {}
-        self._exit_cancels: set[str] = set()
         self._liquidating: dict[tuple[str, str], ExitTrigger] = {}
         self._exit_policies: dict[str, ExitPolicy] = {}
         self._book_cash = True
-        self._deferred: dict[str, Order] = {}
         self.storage_error: str | None = None
         """Why the database cannot be written, while it cannot (``None`` when it can)."""
-        self.orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
+        self._orders.fill_handler = self.apply_fill  # every fill found anywhere is booked here
         for slot in self.slots.values():
             self._bind_state(slot)
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Bind position views and call ``on_init``; a strategy answering False is disabled."""
+        account = AccountView(self._broker)
+        market = MarketDataView(self._data_provider)
         for slot in self.slots.values():
             self._bind(slot)
             ok = self._call(
                 slot,
                 "on_init",
                 slot.strategy.on_init,
-                self.broker,
-                self.data_provider,
-                self.executor,
+                account,
+                market,
+                self._orders_view(slot.name),
             )
             if ok is False:
                 slot.active = False
-                self.event("strategy_disabled", f"{slot.name}: on_init returned False")
+                self.publish(
+                    StrategyDisabled(
+                        at=self.clock(),
+                        message=f"{slot.name}: on_init returned False",
+                        strategy=slot.name,
+                        reason="on_init returned False",
+                    )
+                )
+
+    def install(self, strategy: BaseStrategy, *, enabled: bool = True) -> StrategySlot:
+        """Put ``strategy`` in its slot at run time (a reload: new parameters, or a new
+        strategy): bound to its positions and state, ``on_init`` called when the engine has
+        started. The slot's counters and the strategy's open positions are kept."""
+        slot = self.slots.get(strategy.name)
+        if slot is None:
+            slot = self.slots[strategy.name] = StrategySlot(strategy)
+        slot.strategy, slot.enabled = strategy, enabled
+        self._exit_policies.pop(strategy.name, None)
+        self._funds.set_allocation(strategy.name, strategy.config.allocation)
+        self._bind_state(slot)
+        self._bind(slot)
+        ok = self._call(slot, "on_init", strategy.on_init, self._broker, self._data_provider,
+                        self._executor)
+        slot.active = ok is not False
+        return slot
 
     def market_open(self) -> None:
         for slot in self.slots.values():
@@ -213,15 +261,20 @@ class Trader:
             if slot.active:
                 self._call(slot, "on_market_close", slot.strategy.on_market_close)
 
+    def _orders_view(self, strategy: str) -> OrdersView:
+        return OrdersView(
+            lambda: [o for o in self._orders.orders.values() if o.strategy == strategy]
+        )
+
     def _bind(self, slot: StrategySlot) -> None:
         name = slot.name
 
         def position(code: str) -> PositionView | None:
-            pos = self.portfolio.get(name, code)
+            pos = self._portfolio.get(name, code)
             return pos.view() if pos else None
 
         def positions() -> Mapping[str, PositionView]:
-            return {p.stock_code: p.view() for p in self.portfolio.positions(name)}
+            return {p.stock_code: p.view() for p in self._portfolio.positions(name)}
 
         slot.strategy.bind(position, positions, lambda: slot.trades_today)
 
@@ -230,15 +283,15 @@ class Trader:
 
         def save(state: dict[str, Any]) -> None:
             try:
-                self.journal.save_state(key, state)
+                self._journal.save_state(key, state)
             except StorageError as exc:
-                self._storage_failed(exc)
+                self.storage_failed(exc)
 
         def load() -> dict[str, Any]:
             try:
-                return self.journal.load_state(key)
+                return self._journal.load_state(key)
             except StorageError as exc:
-                self._storage_failed(exc)
+                self.storage_failed(exc)
                 return {}
 
         slot.strategy.bind_state(save, load)
@@ -247,37 +300,152 @@ class Trader:
         """Keep what must survive a restart: the portfolio stop's high-water mark and the
         pending re-placements (timed-out orders whose cancel is awaited)."""
         state = {
-            "peak_equity_krw": self.risk.peak_equity_krw,
+            "peak_equity_krw": self._risk.peak_equity_krw,
             "cancel_requested": {
-                cid: when.isoformat() for cid, when in self._cancel_requested.items()
+                cid: when.isoformat() for cid, when in self._orders.cancels_requested().items()
             },
-            "deferred": sorted(self._deferred),
+            "deferred": sorted(o.client_order_id for o in self._orders.awaiting_price()),
         }
         try:
-            self.journal.save_state("engine", state)
+            self._journal.save_state("engine", state)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
 
     def load_engine_state(self) -> None:
         """Bring back what :meth:`save_engine_state` kept (after a restart)."""
         try:
-            state = self.journal.load_state("engine")
+            state = self._journal.load_state("engine")
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return
         peak = state.get("peak_equity_krw")
         if isinstance(peak, int) and (
-            self.risk.peak_equity_krw is None or peak > self.risk.peak_equity_krw
+            self._risk.peak_equity_krw is None or peak > self._risk.peak_equity_krw
         ):
-            self.risk.peak_equity_krw = peak
+            self._risk.peak_equity_krw = peak
         for cid, when in dict(state.get("cancel_requested") or {}).items():
-            order = self.orders.orders.get(cid)
+            order = self._orders.orders.get(cid)
             if order is not None and not order.status.is_final:
-                self._cancel_requested[cid] = datetime.fromisoformat(when)
+                self._orders.context(cid).cancel_requested_at = datetime.fromisoformat(when)
         for cid in state.get("deferred") or ():
-            order = self.orders.orders.get(cid)
+            order = self._orders.orders.get(cid)
             if order is not None and order.status is OrderStatus.CANCELLED:
-                self._deferred[cid] = order
+                self._orders.context(cid).awaiting_price = True
+
+
+    # --- the front door: what drivers, reconciliation and adapters may ask -------------
+    @property
+    def cash_krw(self) -> int:
+        """The engine's cash (KRW), as the account holds it after fills and syncs."""
+        return self._funds.cash_krw
+
+    @property
+    def trading_state(self) -> TradingState:
+        """``ACTIVE``, ``REDUCE_ONLY`` or ``HALTED``."""
+        return self._risk.state
+
+    def positions(self, strategy: str | None = None) -> list[Position]:
+        """Open positions (of one strategy), each with qty (shares), cost basis (KRW),
+        exit levels and the fills' reasons."""
+        return self._portfolio.positions(strategy)
+
+    def position(self, strategy: str, stock_code: str) -> Position | None:
+        """The open position of ``strategy`` in ``stock_code``, if any."""
+        return self._portfolio.get(strategy, stock_code)
+
+    def round_trips(self) -> list[RoundTrip]:
+        """Every closed trade so far (entry, exit, P&L in KRW), in closing order."""
+        return list(self._portfolio.round_trips)
+
+    def open_orders(self, stock_code: str | None = None) -> list[Order]:
+        """Orders not final yet (of one stock)."""
+        return self._orders.open_orders(stock_code)
+
+    def known_orders(self) -> list[Order]:
+        """Every order of the book (open and final), in creation order."""
+        return list(self._orders.orders.values())
+
+    def last_price(self, stock_code: str, default: float | None = None) -> float | None:
+        """The last known price of ``stock_code`` (KRW), else ``default``."""
+        return self.prices.get(stock_code, default)
+
+    def account_holdings(self) -> list[Holding]:
+        """The account's holdings as the broker reports them. Raises ``BrokerError``."""
+        return self._broker.get_holdings()
+
+    def account_balance(self) -> Balance:
+        """The account's cash figures as the broker reports them. Raises ``BrokerError``."""
+        return self._broker.get_balance()
+
+    def sync_cash(self, cash_krw: int) -> None:
+        """Take the account's cash figure (KRW) as the engine's (after an account sync)."""
+        self._funds.sync_cash(cash_krw)
+
+    def restore_order(self, order: Order, fill_ids: Iterable[str] = ()) -> None:
+        """Track an order read back from the database (restart); ``fill_ids`` are the
+        fills already booked, so none is booked twice."""
+        self._orders.restore(order, fill_ids)
+
+    def restore_position(self, position: Position) -> None:
+        """Put a position rebuilt from the fill journal (restart) into the book."""
+        self._portfolio.restore(position)
+
+    def record_position(self, position: PositionRecord, closed_at: datetime | None = None) -> None:
+        """Write a position's current figures (closed at ``closed_at``) to the journal.
+        Raises ``StorageError``."""
+        self._journal.position(position, closed_at)
+
+    def record_adjustment(
+        self, strategy: str, stock_code: str, qty: int, price: float, reason: str, at: datetime
+    ) -> None:
+        """Journal shares that appeared (``qty`` > 0) or vanished (< 0) in the account
+        without a fill, at ``price`` KRW. Raises ``StorageError``."""
+        self._journal.adjustment(strategy, stock_code, qty, price, reason, at)
+
+    def match_at_broker(
+        self, order: Order, sent_at: datetime, claimed: set[str]
+    ) -> OrderState | None:
+        """Find an order whose submit outcome is unknown among the broker's orders of the
+        day (ids in ``claimed`` excluded); ``None`` when the broker never got it."""
+        return self._executor.match_order(order.to_request(), sent_at, claimed)
+
+    def adopt_order(self, order: Order, state: OrderState, note: str) -> list[Fill]:
+        """Give an order the broker's identity and state found for it; returns the fills
+        booked."""
+        return self._orders.adopt(order, state, note)
+
+    def give_up_order(self, order: Order, reason: str) -> None:
+        """Mark an order that never reached the broker as rejected."""
+        self._orders.give_up(order, reason)
+
+    def set_strategy_active(self, name: str, active: bool, by: str = "operator") -> None:
+        """Switch a strategy on or off (its positions stay, protected by their exits).
+        Raises ``KeyError`` for an unknown strategy."""
+        slot = self.slots[name]
+        if slot.active == active:
+            return
+        slot.active = active
+        if active:
+            slot.failures = HookFailures()  # a fresh start: the old failure runs are over
+            slot.disabled = None
+            event: Event = StrategyEnabled(
+                at=self.clock(), message=f"{name} switched on ({by})", strategy=name, by=by
+            )
+        else:
+            event = StrategyDisabled(
+                at=self.clock(), message=f"{name} switched off ({by})", strategy=name, reason=by
+            )
+        self.publish(event)
+
+    def sell_position(self, strategy: str, stock_code: str, reason: str = "manual") -> Order | None:
+        """Sell the whole position of ``strategy`` in ``stock_code`` at market (an
+        operator's request; also while ``HALTED``). ``None`` when there is none or an exit
+        of it is already working."""
+        pos = self._portfolio.get(strategy, stock_code)
+        if pos is None:
+            return None
+        price = self.prices.get(stock_code, pos.avg_price)
+        return self.exit_position(pos, ExitTrigger(reason, price, price))
 
     # --- data --------------------------------------------------------------------------
     def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
@@ -306,12 +474,20 @@ class Trader:
                 arr = indicator_column(values)
                 if arr is None or arr.shape != (len(frame),):
                     shape = "not numbers" if arr is None else f"shape {arr.shape}"
-                    self.event(
-                        "strategy_error",
-                        f"{slot.name}: indicator {name!r} of {stock_code} is {shape}; "
-                        f"expected {len(frame)} numbers",
-                        level="error",
-                        data={"strategy": slot.name, "hook": "indicators"},
+                    error = (
+                        f"indicator {name!r} of {stock_code} is {shape}; "
+                        f"expected {len(frame)} numbers"
+                    )
+                    self.publish(
+                        StrategyError(
+                            at=self.clock(),
+                            message=f"{slot.name}: {error}",
+                            level="error",
+                            strategy=slot.name,
+                            code=stock_code,
+                            hook="indicators",
+                            error=error,
+                        )
                     )
                     continue
                 cols[str(name)] = arr
@@ -329,11 +505,19 @@ class Trader:
             return None
         arr = np.asarray(mask)
         if arr.shape != (len(window),) or arr.dtype != np.bool_:
-            self.event(
-                "strategy_error",
-                f"{slot.name}: signal_bars gave {arr.dtype} of shape {arr.shape}, "
-                f"expected bool of shape ({len(window)},); asking on every bar",
-                level="error",
+            error = (
+                f"signal_bars gave {arr.dtype} of shape {arr.shape}, "
+                f"expected bool of shape ({len(window)},); asking on every bar"
+            )
+            self.publish(
+                StrategyError(
+                    at=self.clock(),
+                    message=f"{slot.name}: {error}",
+                    level="error",
+                    strategy=slot.name,
+                    hook="signal_bars",
+                    error=error,
+                )
             )
             return None
         return arr.tolist()
@@ -350,9 +534,9 @@ class Trader:
     def equity_krw(self) -> int:
         """Cash plus every strategy's holdings at the last known prices (KRW)."""
         value = 0.0
-        for pos in self.portfolio.positions():
+        for pos in self._portfolio.positions():
             value += pos.qty * self.prices.get(pos.stock_code, pos.avg_price)
-        return self.funds.cash_krw + int(value)
+        return self._funds.cash_krw + int(value)
 
     # --- signals -----------------------------------------------------------------------
     def evaluate(
@@ -364,7 +548,7 @@ class Trader:
         ``bars`` is the window from :meth:`build_window`, resized to the current bar; the
         strategy gets its DataFrame view, or the window itself with ``numpy_bars``.
         """
-        if not slot.active:
+        if not slot.active or not slot.enabled:
             return None
         if isinstance(bars, FrameWindow):
             data: Any = bars.frame()
@@ -406,13 +590,13 @@ class Trader:
         if price is None:
             self._reject(slot, signal, "no price known")
             return None
-        held = self.portfolio.qty(slot.name, code)
+        held = self._portfolio.qty(slot.name, code)
         mine, everyone = self._position_counts(slot.name) if signal.signal_type.is_buy else (0, 0)
-        reason = self.risk.check_signal(
+        reason = self._risk.check_signal(
             signal,
             slot.strategy.risk,
             trades_today=slot.trades_today,
-            has_open_order=self.orders.has_open(slot.name, code),
+            has_open_order=self._orders.has_open(slot.name, code),
             position_qty=held,
             strategy=slot.name,
             now=self.clock(),
@@ -429,9 +613,11 @@ class Trader:
     def _position_counts(self, strategy: str) -> tuple[int, int]:
         """Stocks held or being bought by ``strategy`` and by every strategy (for
         ``max_positions``): (strategy, code) pairs with shares or an open buy."""
-        pairs = {(p.strategy, p.stock_code) for p in self.portfolio.positions()}
+        pairs = {(p.strategy, p.stock_code) for p in self._portfolio.positions()}
         pairs.update(
-            (o.strategy, o.stock_code) for o in self.orders.open_orders() if o.side is OrderSide.BUY
+            (o.strategy, o.stock_code)
+            for o in self._orders.open_orders()
+            if o.side is OrderSide.BUY
         )
         return sum(1 for s, _ in pairs if s == strategy), len(pairs)
 
@@ -461,12 +647,12 @@ class Trader:
             upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
-        invested = self.portfolio.invested_krw(slot.name)
-        free = self.funds.strategy_free_krw(slot.name, equity, invested)
+        invested = self._portfolio.invested_krw(slot.name)
+        free = self._funds.strategy_free_krw(slot.name, equity, invested)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
             qty = min(signal.qty, self.fees.max_affordable_qty(free, int(held_at)))
         else:
-            qty = self.funds.size_buy(
+            qty = self._funds.size_buy(
                 strategy=slot.name,
                 price_krw=ref_price,
                 equity_krw=equity,
@@ -474,13 +660,13 @@ class Trader:
                 commission_rate=self.fees.commission_rate_f,
                 confidence=signal.confidence,
                 strong=signal.signal_type is SignalType.STRONG_BUY,
-                held_value_krw=int(self.portfolio.qty(slot.name, code) * price),
+                held_value_krw=int(self._portfolio.qty(slot.name, code) * price),
                 strategy_invested_krw=invested,
             )
             if held_at > ref_price:
                 qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
         reason = (
-            self.risk.check_order(OrderSide.BUY, qty, ref_price)
+            self._risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0
             else ("size is 0 shares (budget below one share)")
         )
@@ -489,9 +675,9 @@ class Trader:
             return None
         amount = qty * held_at
         # cost estimate rounded up; never more than is free (qty was sized within it)
-        reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self.funds.free_krw)
+        reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self._funds.free_krw)
         try:
-            reservation = self.funds.reserve(slot.name, code, reserve)
+            reservation = self._funds.reserve(slot.name, code, reserve)
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
@@ -505,9 +691,9 @@ class Trader:
             signal=signal,
         )
         if order is None:
-            self.funds.release(reservation.reservation_id)
+            self._funds.release(reservation.reservation_id)
             return None
-        self._reservation_of[order.client_order_id] = reservation.reservation_id
+        self._funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
@@ -527,68 +713,80 @@ class Trader:
     def _create(self, **kwargs: Any) -> Order | None:
         """``OrderManager.create``; ``None`` (nothing sent) when it cannot be journaled."""
         try:
-            order = self.orders.create(**kwargs)
+            order = self._orders.create(**kwargs)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return None
         self._storage_ok()
         return order
 
     def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
         if signal is not None:
-            self._signal_of[order.client_order_id] = signal
+            self._orders.context(order.client_order_id).signal = signal
         if slot is not None and order.attempt == 0:
             slot.trades_today += 1
         if order.attempt == 0:
-            self.risk.record_trade()
-        self.orders.submit(order)
+            self._risk.record_trade()
+        self._orders.submit(order)
         if order.status is OrderStatus.REJECTED:
-            self.notify("order_rejected", order, reason=order.message)
+            self.publish(
+                OrderRejected(
+                    at=self.clock(),
+                    message=self._order_line("rejected", order),
+                    level="warning",
+                    reason=order.message,
+                    **self._order_fields(order),
+                )
+            )
+            if slot is not None and slot.active:
+                self._call(slot, "on_order_rejected", slot.strategy.on_order_rejected, order.copy())
         elif order.status is not OrderStatus.PENDING_NEW:
-            self.notify("order_sent", order)
+            self.publish(
+                OrderSubmitted(
+                    at=self.clock(),
+                    message=self._order_line("sent", order),
+                    **self._order_fields(order),
+                )
+            )
         if order.status.is_final:
             self.finalise(order)
         return order
 
-    def notify(self, kind: str, order: Order, **extra: Any) -> None:
-        """Hand an order event (``order_sent``, ``order_filled``, ``order_cancelled``,
-        ``order_rejected``) to ``on_event`` (alerts); the journal has the order itself."""
-        if self.on_event is None:
-            return
-        data: dict[str, Any] = {
-            "strategy": order.strategy,
-            "code": order.stock_code,
-            "name": self.names(order.stock_code) if self.names else None,
-            "side": order.side.value,
-            "qty": order.qty,
-            "price": order.price,
-            "order_type": order.order_type.value,
-            "reasons": list(order.reasons),
-            "attempt": order.attempt,
-            "client_order_id": order.client_order_id,
-        }
-        data.update(extra)
-        message = (
-            f"{kind} {order.strategy} {order.side.value} {order.stock_code} "
-            f"{data['qty']} @ {data['price'] or 'market'}"
+    def _order_fields(self, order: Order) -> dict[str, Any]:
+        return OrderEvent.fields_of(order, self.names(order.stock_code) if self.names else None)
+
+    @staticmethod
+    def _order_line(what: str, order: Order, qty: int | None = None, price: Any = None) -> str:
+        qty = order.qty if qty is None else qty
+        price = order.price if price is None else price
+        return (
+            f"order {what}: {order.strategy} {order.side.value} {order.stock_code} "
+            f"{qty} @ {price or 'market'}"
         )
-        self._emit(kind, message, data)
 
     def _reject(self, slot: StrategySlot, signal: Signal, reason: str) -> None:
         slot.rejections[reason.split(":")[0]] += 1
         logger.debug(
             "%s %s %s refused: %s", slot.name, signal.signal_type.value, signal.stock_code, reason
         )
-        self.event(
-            "risk_rejected",
-            f"{slot.name} {signal.signal_type.value} {signal.stock_code}: {reason}",
-            level="debug",
+        if not self.journal_debug:
+            return
+        self.publish(
+            RiskRejected(
+                at=self.clock(),
+                message=f"{slot.name} {signal.signal_type.value} {signal.stock_code}: {reason}",
+                level="debug",
+                strategy=slot.name,
+                code=signal.stock_code,
+                signal_type=signal.signal_type.value,
+                reason=reason,
+            )
         )
 
     # --- orders and fills --------------------------------------------------------------
     def buying_power_for(self, client_order_id: str) -> int:
         """KRW a buy may spend when it fills: its reservation plus free cash."""
-        return self.funds.spendable_krw(self._reservation_of.get(client_order_id))
+        return self._funds.buying_power_krw(client_order_id)
 
     def poll_orders(self, stock_code: str | None = None, *, book_cash: bool = True) -> list[Fill]:
         """Read the broker's state of every open order (of one stock), and of cancelled
@@ -601,8 +799,8 @@ class Trader:
         ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
         the cash from the account afterwards, which already includes these fills."""
         applied: list[Fill] = []
-        orders = self.orders.open_orders(stock_code)
-        watched = [o for o in self.orders.settling_orders() if o not in orders]
+        orders = self._orders.open_orders(stock_code)
+        watched = [o for o in self._orders.settling_orders() if o not in orders]
         orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
         with self.cash_from_account(not book_cash):
             for order in orders:
@@ -624,23 +822,29 @@ class Trader:
         was_final = order.status.is_final
         try:
             if order.status is OrderStatus.UNKNOWN:
-                fills = self.orders.resolve_unknown(order)
+                fills = self._orders.resolve_unknown(order)
             elif order.broker_order_id is None:
                 return []
             else:
-                fills = self.orders.apply_state(
-                    order, self.executor.get_order(order.broker_order_id)
+                fills = self._orders.apply_state(
+                    order, self._executor.get_order(order.broker_order_id)
                 )
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return []
         except (BrokerError, OverfillError, ValueError) as exc:
             logger.warning("poll of %s failed: %s", order.client_order_id, exc)
-            self.event(
-                "order_poll_failed",
-                f"{order.client_order_id} {order.stock_code}: {type(exc).__name__}: {exc}",
-                level="warning",
-                data={"client_order_id": order.client_order_id},
+            error = f"{type(exc).__name__}: {exc}"
+            self.publish(
+                OrderPollFailed(
+                    at=self.clock(),
+                    message=f"{order.client_order_id} {order.stock_code}: {error}",
+                    level="warning",
+                    strategy=order.strategy,
+                    code=order.stock_code,
+                    client_order_id=order.client_order_id,
+                    error=error,
+                )
             )
             return []
         if order.status.is_final and not was_final:
@@ -651,16 +855,20 @@ class Trader:
         """Apply a real-time execution notice (booked like a polled fill); ``None`` when
         the execution is already recorded or the order is not one of this book's."""
         order = next(
-            (o for o in self.orders.orders.values() if o.broker_order_id == notice.broker_order_id),
+            (
+                o
+                for o in self._orders.orders.values()
+                if o.broker_order_id == notice.broker_order_id
+            ),
             None,
         )
         if order is None:
             return None
         was_final = order.status.is_final
         try:
-            fill = self.orders.apply_notice(order, notice)
+            fill = self._orders.apply_notice(order, notice)
         except StorageError as exc:
-            self._storage_failed(exc)
+            self.storage_failed(exc)
             return None
         if order.status.is_final and not was_final:
             self.finalise(order)
@@ -672,11 +880,13 @@ class Trader:
         order); returns the fills applied. Does nothing for an executor that cannot list
         orders. Raises ``BrokerError`` when the list cannot be read."""
         try:
-            states = self.executor.list_orders(day)
+            states = self._executor.list_orders(day)
         except NotImplementedError:
             return []
         wanted = set(codes) if codes is not None else None
-        by_broker = {o.broker_order_id: o for o in self.orders.orders.values() if o.broker_order_id}
+        by_broker = {
+            o.broker_order_id: o for o in self._orders.orders.values() if o.broker_order_id
+        }
         applied: list[Fill] = []
         for state in states:
             order = by_broker.get(state.broker_order_id)
@@ -686,9 +896,9 @@ class Trader:
                 continue
             was_final = order.status.is_final
             try:
-                applied.extend(self.orders.apply_state(order, state))
+                applied.extend(self._orders.apply_state(order, state))
             except StorageError as exc:
-                self._storage_failed(exc)
+                self.storage_failed(exc)
                 continue
             except (OverfillError, ValueError) as exc:
                 logger.warning("fills of %s not applied: %s", order.client_order_id, exc)
@@ -708,10 +918,10 @@ class Trader:
         book_cash = self._book_cash if book_cash is None else book_cash
         late = order.status.is_final
         before = order.copy()
-        mark = self.portfolio.checkpoint(order.strategy, fill.stock_code)
-        note = self.orders.book_fill(order, fill)
+        mark = self._portfolio.checkpoint(order.strategy, fill.stock_code)
+        note = self._orders.book_fill(order, fill)
         try:
-            pos, trip = self.portfolio.apply_fill(
+            pos, trip = self._portfolio.apply_fill(
                 order.strategy,
                 fill,
                 reasons=tuple(order.reasons),
@@ -727,33 +937,36 @@ class Trader:
                 pos.peak_price is None or fill.price > pos.peak_price
             ):
                 pos.peak_price = float(fill.price)
-            stored = self.journal.fill_applied(
+            stored = self._journal.fill_applied(
                 order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
             )
         except (StorageError, OverfillError) as exc:
-            self.orders.unbook(order, before)
-            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            self._orders.unbook(order, before)
+            self._portfolio.rollback(order.strategy, fill.stock_code, mark)
             if isinstance(exc, StorageError):
-                self._storage_failed(exc)
+                self.storage_failed(exc)
             raise
         self._storage_ok()
         if not stored:  # already in the database (applied before): nothing more to do
-            self.orders.unbook(order, before)
-            self.portfolio.rollback(order.strategy, fill.stock_code, mark)
+            self._orders.unbook(order, before)
+            self._portfolio.rollback(order.strategy, fill.stock_code, mark)
             return
         slot = self.slots.get(order.strategy)
         self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
-            self.risk.record_sell(order.strategy, fill.stock_code, fill.time)
-        self.notify(
-            "order_filled",
-            order,
-            qty=fill.qty,
-            price=fill.price,
-            amount_krw=fill.amount_krw,
-            commission_krw=fill.commission_krw,
-            tax_krw=fill.tax_krw,
-            realized_pnl_krw=trip.pnl_krw if trip else None,
+            self._risk.record_sell(order.strategy, fill.stock_code, fill.time)
+        self.publish(
+            OrderFilled(
+                at=fill.time,
+                message=self._order_line("filled", order, fill.qty, fill.price),
+                fill_qty=fill.qty,
+                fill_price=fill.price,
+                amount_krw=fill.amount_krw,
+                commission_krw=fill.commission_krw,
+                tax_krw=fill.tax_krw,
+                realized_pnl_krw=trip.pnl_krw if trip else None,
+                **self._order_fields(order),
+            )
         )
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
@@ -769,51 +982,66 @@ class Trader:
         if not book_cash:
             return
         if fill.side is OrderSide.SELL:
-            self.funds.credit(fill.cash_delta_krw)
+            self._funds.credit(fill.cash_delta_krw)
             return
         cost = fill.amount_krw + fill.commission_krw
-        reservation = None if late else self._reservation_of.get(order.client_order_id)
+        reservation = None if late else self._funds.reservation_of(order.client_order_id)
         try:
-            self.funds.commit_buy(reservation, cost)
+            self._funds.commit_buy(reservation, cost)
         except FundsError:  # the broker spent it (a late fill): the cash follows the account
-            self.funds.sync_cash(self.funds.cash_krw - cost)
+            self._funds.sync_cash(self._funds.cash_krw - cost)
 
-    def _storage_failed(self, exc: Exception) -> None:
+    def storage_failed(self, exc: Exception) -> None:
         """The database cannot be written: alert once (until it can again)."""
         logger.error("database not writable: %s", exc)
         if self.storage_error is not None:
             return
         self.storage_error = str(exc)
-        self._emit(
-            "storage_error",
-            f"the database cannot be written: no new orders until it can ({exc})",
-            {"level": "critical", "error": str(exc)},
+        self.publish(
+            StorageFailed(
+                at=self.clock(),
+                message=f"the database cannot be written: no new orders until it can ({exc})",
+                level="critical",
+                error=str(exc),
+            )
         )
 
     def _storage_ok(self) -> None:
         if self.storage_error is None:
             return
         self.storage_error = None
-        self.event("storage_recovered", "the database can be written again", level="warning")
+        self.publish(
+            StorageRecovered(
+                at=self.clock(), message="the database can be written again", level="warning"
+            )
+        )
 
     def finalise(self, order: Order) -> None:
-        self.funds.release(self._reservation_of.pop(order.client_order_id, None))
-        signal = self._signal_of.pop(order.client_order_id, None)
-        timed_out = self._cancel_requested.pop(order.client_order_id, None) is not None
-        self._exit_cancels.discard(order.client_order_id)
+        self._funds.release_order(order.client_order_id)
+        ctx = self._orders.drop_context(order.client_order_id)
+        signal = ctx.signal
+        timed_out = ctx.cancel_requested_at is not None
         if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            self.notify(
-                "order_cancelled",
-                order,
-                qty=order.remaining_qty,
-                filled_qty=order.filled_qty,
-                reason="timeout" if timed_out else order.message,
+            self.publish(
+                OrderCancelled(
+                    at=self.clock(),
+                    message=self._order_line("cancelled", order, order.remaining_qty),
+                    unfilled_qty=order.remaining_qty,
+                    filled_qty=order.filled_qty,
+                    reason="timeout" if timed_out else order.message,
+                    **self._order_fields(order),
+                )
             )
+            slot = self.slots.get(order.strategy)
+            if slot is not None and slot.active and order.remaining_qty > 0:
+                self._call(
+                    slot, "on_order_cancelled", slot.strategy.on_order_cancelled, order.copy()
+                )
         if timed_out and order.status is OrderStatus.CANCELLED and order.remaining_qty > 0:
             if order.stock_code in self.prices:
                 self._replace(order, signal)
             else:  # right after a restart: re-placed once a price is known
-                self._deferred[order.client_order_id] = order
+                self._orders.context(order.client_order_id).awaiting_price = True
         if timed_out:  # the re-placement (if any) is journaled: no longer pending
             self.save_engine_state()
 
@@ -824,16 +1052,19 @@ class Trader:
         (:meth:`poll_orders` sees the order ``CANCELLED``)."""
         now = self.clock()
         sent = 0
-        for cid, old in list(self._deferred.items()):  # re-placements awaiting a price
+        for old in self._orders.awaiting_price():  # re-placements awaiting a price
             if old.stock_code in self.prices:
-                del self._deferred[cid]
+                self._orders.drop_context(old.client_order_id)
                 self._replace(old, None)
                 self.save_engine_state()
-        for order in self.orders.open_orders():
+        for order in self._orders.open_orders():
             cid = order.client_order_id
-            if cid in self._cancel_requested or order.broker_order_id is None:
+            ctx = self._orders.peek_context(cid)
+            if order.broker_order_id is None or (
+                ctx is not None and ctx.cancel_requested_at is not None
+            ):
                 continue
-            if cid in self._exit_cancels:  # being cancelled for an exit: never re-placed
+            if ctx is not None and ctx.exit_cancel:  # cancelled for an exit: never re-placed
                 continue
             if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
                 continue
@@ -842,15 +1073,22 @@ class Trader:
                 continue
             if (now - order.created_at).total_seconds() < timeout:
                 continue
-            if self.orders.cancel(order):
-                self._cancel_requested[cid] = now
+            if self._orders.cancel(order):
+                self._orders.context(cid).cancel_requested_at = now
                 self.save_engine_state()  # the re-placement must survive a restart
                 sent += 1
-                self.event(
-                    "order_timeout",
-                    f"{cid} {order.stock_code} unfilled {order.remaining_qty} of {order.qty} "
-                    f"after {timeout:.0f} s: cancel sent",
-                    data={"client_order_id": cid, "attempt": order.attempt},
+                self.publish(
+                    OrderTimedOut(
+                        at=now,
+                        message=f"{cid} {order.stock_code} unfilled {order.remaining_qty} of "
+                        f"{order.qty} after {timeout:.0f} s: cancel sent",
+                        strategy=order.strategy,
+                        code=order.stock_code,
+                        client_order_id=cid,
+                        attempt=order.attempt,
+                        unfilled_qty=order.remaining_qty,
+                        timeout_s=float(timeout),
+                    )
                 )
         return sent
 
@@ -871,15 +1109,15 @@ class Trader:
         code = old.stock_code
         slot = self.slots.get(old.strategy)
         if old.attempt >= policy.max_replacements:
-            self.event("order_not_replaced", f"{old.client_order_id}: replacements used up")
+            self._not_replaced(old, "replacements used up")
             return None
         if not self.signal_holds(old):
-            self.event("order_not_replaced", f"{old.client_order_id}: the signal no longer holds")
+            self._not_replaced(old, "the signal no longer holds")
             return None
-        if self.risk.state is TradingState.HALTED or (
-            old.side is OrderSide.BUY and self.risk.state is TradingState.REDUCE_ONLY
+        if self._risk.state is TradingState.HALTED or (
+            old.side is OrderSide.BUY and self._risk.state is TradingState.REDUCE_ONLY
         ):
-            self.event("order_not_replaced", f"{old.client_order_id}: {self.risk.state.value}")
+            self._not_replaced(old, self._risk.state.value)
             return None
         price = self.prices.get(code)
         if price is None:
@@ -893,19 +1131,19 @@ class Trader:
         reservation = None
         if old.side is OrderSide.BUY:
             ref = float(limit if limit is not None else price)
-            qty = min(qty, self.fees.max_affordable_qty(self.funds.free_krw, int(ref)))
-            if qty <= 0 or self.risk.check_order(OrderSide.BUY, qty, ref):
-                self.event("order_not_replaced", f"{old.client_order_id}: no cash or limit")
+            qty = min(qty, self.fees.max_affordable_qty(self._funds.free_krw, int(ref)))
+            if qty <= 0 or self._risk.check_order(OrderSide.BUY, qty, ref):
+                self._not_replaced(old, "no cash or limit")
                 return None
             cost = math.ceil(qty * ref * (1.0 + self.fees.commission_rate_f))
-            need = min(cost, self.funds.free_krw)
+            need = min(cost, self._funds.free_krw)
             try:
-                reservation = self.funds.reserve(old.strategy, code, need)
+                reservation = self._funds.reserve(old.strategy, code, need)
             except FundsError as exc:
-                self.event("order_not_replaced", f"{old.client_order_id}: {exc}")
+                self._not_replaced(old, str(exc))
                 return None
         else:
-            qty = min(qty, self.portfolio.qty(old.strategy, code))
+            qty = min(qty, self._portfolio.qty(old.strategy, code))
             if qty <= 0:
                 return None
         order = self._create(
@@ -920,11 +1158,23 @@ class Trader:
         )
         if order is None:
             if reservation is not None:
-                self.funds.release(reservation.reservation_id)
+                self._funds.release(reservation.reservation_id)
             return None
         if reservation is not None:
-            self._reservation_of[order.client_order_id] = reservation.reservation_id
+            self._funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
+
+    def _not_replaced(self, old: Order, reason: str) -> None:
+        self.publish(
+            OrderNotReplaced(
+                at=self.clock(),
+                message=f"{old.client_order_id}: {reason}",
+                strategy=old.strategy,
+                code=old.stock_code,
+                client_order_id=old.client_order_id,
+                reason=reason,
+            )
+        )
 
     def exit_policy(self, strategy: str) -> ExitPolicy:
         """The exit rules of ``strategy`` (``default_exits`` for ``unmanaged``)."""
@@ -945,9 +1195,9 @@ class Trader:
         sent: list[Order] = []
         if price is None:
             return sent
-        for key in [k for k in self._liquidating if self.portfolio.get(*k) is None]:
+        for key in [k for k in self._liquidating if self._portfolio.get(*k) is None]:
             del self._liquidating[key]  # closed meanwhile: nothing left to liquidate
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             if pos.stock_code != stock_code:
                 continue
             if pos.peak_price is None or price > pos.peak_price:
@@ -957,7 +1207,7 @@ class Trader:
                 pos, price, self.exit_policy(pos.strategy)
             )
             if trigger is None or (
-                self.risk.state is TradingState.HALTED and key not in self._liquidating
+                self._risk.state is TradingState.HALTED and key not in self._liquidating
             ):
                 continue
             order = self.exit_position(pos, trigger)
@@ -974,7 +1224,7 @@ class Trader:
         within the bar (the caller fills it there). Blocked only by ``HALTED``, as
         :meth:`check_exits`. Afterwards each remaining position's peak takes the bar's high."""
         sent: list[tuple[Order, float]] = []
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             if pos.stock_code != stock_code:
                 continue
             key = (pos.strategy, pos.stock_code)
@@ -991,7 +1241,7 @@ class Trader:
                     **self._tick_rules(stock_code),
                 )
             if trigger is not None and (
-                self.risk.state is not TradingState.HALTED or key in self._liquidating
+                self._risk.state is not TradingState.HALTED or key in self._liquidating
             ):
                 order = self.exit_position(pos, trigger)
                 if order is not None:
@@ -1009,10 +1259,10 @@ class Trader:
         without one :meth:`raise_peaks` does all the bar changes. A backtest passes such bars
         by. ``None`` when every bar must be checked: an open order of the stock, a
         liquidation waiting, a position without a peak yet."""
-        if self.orders.open_orders(stock_code):
+        if self._orders.open_orders(stock_code):
             return None
         stop, target, peak, trailing = -math.inf, math.inf, math.inf, False
-        for pos in self.portfolio.positions():
+        for pos in self._portfolio.positions():
             if pos.stock_code != stock_code:
                 continue
             if pos.peak_price is None or (pos.strategy, stock_code) in self._liquidating:
@@ -1026,7 +1276,7 @@ class Trader:
     def raise_peaks(self, stock_code: str, high: float) -> None:
         """Each position in ``stock_code`` takes ``high`` (KRW) as its peak when above it
         (what :meth:`check_bar_exits` does after a bar without exits)."""
-        for pos in self.portfolio.positions():
+        for pos in self._portfolio.positions():
             if pos.stock_code == stock_code:
                 _raise_peak(pos, high)
 
@@ -1037,9 +1287,9 @@ class Trader:
         (the time cut: sessions held; the close exit: the price), naming ``rule``. Not while
         ``HALTED``."""
         sent: list[Order] = []
-        if self.risk.state is TradingState.HALTED:
+        if self._risk.state is TradingState.HALTED:
             return sent
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             level = wanted(pos)
             if level is None:
                 continue
@@ -1054,7 +1304,7 @@ class Trader:
         for the position is open)."""
         open_orders = [
             o
-            for o in self.orders.open_orders(pos.stock_code)
+            for o in self._orders.open_orders(pos.stock_code)
             if o.strategy == pos.strategy
         ]
         if any(o.metadata.get("exit_rule") for o in open_orders):
@@ -1075,26 +1325,27 @@ class Trader:
         if order is None:
             return None
         order.metadata = {"exit_rule": trigger.rule}
-        self.event(
-            "risk_exit",
-            f"{pos.strategy} {pos.stock_code}: {trigger.reason}",
-            data={
-                "strategy": pos.strategy,
-                "code": pos.stock_code,
-                "name": self.names(pos.stock_code) if self.names else None,
-                "rule": trigger.rule,
-                "price": trigger.price,
-                "trigger_price": trigger.level,
-            },
+        self.publish(
+            ProtectiveExit(
+                at=self.clock(),
+                message=f"{pos.strategy} {pos.stock_code}: {trigger.reason}",
+                strategy=pos.strategy,
+                code=pos.stock_code,
+                name=self.names(pos.stock_code) if self.names else None,
+                rule=trigger.rule,
+                price=trigger.price,
+                trigger_price=trigger.level,
+            )
         )
         return self._send(self.slots.get(pos.strategy), order, None)
 
     def _cancel_for_exit(self, order: Order) -> None:
         """Cancel ``order`` to make way for an exit; it is never timed out or re-placed."""
         cid = order.client_order_id
-        self._cancel_requested.pop(cid, None)
-        if cid not in self._exit_cancels and self.orders.cancel(order):
-            self._exit_cancels.add(cid)
+        ctx = self._orders.context(cid)
+        ctx.cancel_requested_at = None
+        if not ctx.exit_cancel and self._orders.cancel(order):
+            ctx.exit_cancel = True
 
     def exit_all(self, reason: str) -> list[Order]:
         """Sell every position at market (the portfolio stop); open buys are cancelled.
@@ -1102,12 +1353,12 @@ class Trader:
         The cancels are polled at once; a position whose open orders are not cancelled yet
         is sold by :meth:`check_exits` once they are (also when trading is ``HALTED``)."""
         sent: list[Order] = []
-        cancelled = [o for o in self.orders.open_orders() if o.side is OrderSide.BUY]
+        cancelled = [o for o in self._orders.open_orders() if o.side is OrderSide.BUY]
         for open_order in cancelled:
             self._cancel_for_exit(open_order)
         if cancelled:
             self.poll_orders()  # apply confirmed cancels so the exits need not wait
-        for pos in list(self.portfolio.positions()):
+        for pos in list(self._portfolio.positions()):
             price = self.prices.get(pos.stock_code, pos.avg_price)
             trigger = ExitTrigger(reason, price, price)
             order = self.exit_position(pos, trigger)
@@ -1115,13 +1366,13 @@ class Trader:
                 sent.append(order)
             elif not any(
                 o.metadata.get("exit_rule") and o.strategy == pos.strategy
-                for o in self.orders.open_orders(pos.stock_code)
+                for o in self._orders.open_orders(pos.stock_code)
             ):
                 self._liquidating[(pos.strategy, pos.stock_code)] = trigger
         return sent
 
     def open_positions(self) -> list[Position]:
-        return self.portfolio.positions()
+        return self._portfolio.positions()
 
     # --- fencing -----------------------------------------------------------------------
     def _call(
@@ -1167,56 +1418,60 @@ class Trader:
         slot.errors += 1
         streak, where = slot.failures.failed(slot.strategy, hook, exc, code)
         on = f" on {code}" if code else ""
-        try:
-            self.journal.event(
-                "strategy_error",
-                f"{slot.name}.{hook}{on}: {type(exc).__name__}: {exc} ({where})",
+        error = f"{type(exc).__name__}: {exc}"
+        # journaled, not alerted: the disable below is the one alert
+        self._record(
+            StrategyError(
                 at=self.clock(),
+                message=f"{slot.name}.{hook}{on}: {error} ({where})",
                 level="error",
-                data={"strategy": slot.name, "hook": hook, "code": code, "where": where},
+                strategy=slot.name,
+                code=code,
+                hook=hook,
+                error=error,
+                where=where,
             )
-        except StorageError as storage:  # the count and the disable still happen
-            self._storage_failed(storage)
+        )
         limit = self.max_consecutive_errors or slot.strategy.config.max_consecutive_errors
         if streak < limit or not slot.active:
             return
         slot.active = False
         slot.disabled = StrategyDisabledError(slot.name, hook, streak, exc, where)
-        self.event(
-            "strategy_isolated",
-            str(slot.disabled),
-            level="error",
-            data={
-                "strategy": slot.name,
-                "hook": hook,
-                "errors": streak,
-                "error": slot.disabled.error_text,
-                "where": where,
-            },
+        self.publish(
+            StrategyIsolated(
+                at=self.clock(),
+                message=str(slot.disabled),
+                level="error",
+                strategy=slot.name,
+                errors=streak,
+                hook=hook,
+                error=slot.disabled.error_text,
+                where=where,
+            )
         )
         if self.stop_on_strategy_failure:
             raise slot.disabled from exc
 
-    def event(
-        self, kind: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
-    ) -> None:
-        """Journal an engine event (``debug`` ones only when ``journal_debug``)."""
-        if level == "debug" and not self.journal_debug:
+    def publish(self, event: Event) -> None:
+        """Journal ``event`` (when its type is journaled) and hand it to every subscriber;
+        ``debug`` events only when ``journal_debug``. Never raises for a subscriber."""
+        if event.level == "debug" and not self.journal_debug:
             return
-        try:
-            self.journal.event(kind, message, at=self.clock(), level=level, data=data)
-        except StorageError as exc:  # the alert still goes out
-            self._storage_failed(exc)
-        self._emit(kind, message, data or {})
+        self._bus.publish(event)
 
-    def _emit(self, kind: str, message: str, data: dict[str, Any]) -> None:
-        """Hand an event to ``on_event``; a failing handler is logged, never raised."""
-        if self.on_event is None:
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add an event subscriber (every published event); returns its unsubscribe."""
+        return self._bus.subscribe(subscriber)
+
+    def _record(self, event: Event) -> None:
+        """The journal's subscription: writes the journaled events; a failed write raises
+        the storage alert (the other subscribers still get the event)."""
+        if not event.journaled:
             return
         try:
-            self.on_event(kind, message, data)
-        except Exception:  # a notifier must never break trading
-            logger.exception("event handler failed for %s", kind)
+            self._journal.event(event)
+        except StorageError as exc:
+            self.storage_failed(exc)
 
 
 def _raise_peak(pos: Position, high: float) -> None:

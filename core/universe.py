@@ -25,18 +25,19 @@ universe per strategy (the backtest writes it to ``universe.csv``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
 
 from framework.errors import KisTraderError
+from framework.events import Event as EngineEvent
+from framework.events import Level, UniverseNote
 from framework.types import validate_code
 
 LiveScreen = Callable[[str, Any], list[str]]
 """``f(kind, screen) -> codes`` asking KIS (``kind`` ``volume_rank`` or ``condition``)."""
-Event = Callable[[str, str, str], object]
-"""``f(kind, message, level)``: the engine's event log."""
+
 
 
 def rank_by_volume(data: Mapping[str, pd.DataFrame], codes: Iterable[str]) -> list[str]:
@@ -59,21 +60,30 @@ class UniverseScreens:
         The trader's slots; only strategies with ``config.universe_screen`` are screened.
     holdings:
         ``f(strategy_name) -> codes`` the strategy holds now.
-    event:
-        The engine's event log.
+    publish:
+        The engine's event publisher: a failed, empty or bad screen is one
+        :class:`~framework.events.UniverseNote`.
+    clock:
+        The engine's clock (tz-aware, Asia/Seoul).
     live_screen:
         KIS screens for live trading; ``None`` in a backtest.
     """
 
     def __init__(self, slots: Mapping[str, Any], holdings: Callable[[str], Iterable[str]],
-                 event: Event, live_screen: LiveScreen | None = None) -> None:
+                 publish: Callable[[EngineEvent], object], clock: Callable[[], datetime],
+                 live_screen: LiveScreen | None = None) -> None:
         self.slots = {n: s for n, s in slots.items()
                       if getattr(s.strategy.config, "universe_screen", None) is not None}
         self.holdings = holdings
-        self.event = event
+        self.publish = publish
+        self.clock = clock
         self.live_screen = live_screen
         self.history: dict[str, dict[date, tuple[str, ...]]] = {n: {} for n in self.slots}
         self.today: dict[str, frozenset[str]] = {}
+
+    def note(self, strategy: str, message: str, level: Level) -> None:
+        self.publish(UniverseNote(at=self.clock(), message=message, level=level,
+                                  strategy=strategy))
 
     def __bool__(self) -> bool:
         return bool(self.slots)
@@ -104,11 +114,11 @@ class UniverseScreens:
             try:
                 picked = self._pick(name, strategy, screen, day, data, pool)
             except KisTraderError as exc:
-                self.event("universe", f"{name}: screen {screen.screen} failed on {day}: "
+                self.note(name, f"{name}: screen {screen.screen} failed on {day}: "
                                        f"{exc}; trading its includes and holdings", "warning")
                 picked = []
             except Exception as exc:  # a strategy's hook: its failure stays its own
-                self.event("universe", f"{name}: select_universe failed on {day}: "
+                self.note(name, f"{name}: select_universe failed on {day}: "
                                        f"{type(exc).__name__}: {exc}", "error")
                 picked = []
             good: list[str] = []
@@ -116,12 +126,12 @@ class UniverseScreens:
                 try:
                     validate_code(str(code))
                 except ValueError:
-                    self.event("universe", f"{name}: screen gave {code!r}, not a KRX code; "
+                    self.note(name, f"{name}: screen gave {code!r}, not a KRX code; "
                                            "skipped", "warning")
                     continue
                 good.append(str(code))
             if not good:
-                self.event("universe", f"{name}: the {screen.screen} screen is empty on "
+                self.note(name, f"{name}: the {screen.screen} screen is empty on "
                                        f"{day}; trading its includes and holdings", "warning")
             held = sorted(self.holdings(name))
             codes = tuple(dict.fromkeys([*good[: screen.cap], *screen.include, *held]))

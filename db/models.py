@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -50,7 +49,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-KST = ZoneInfo("Asia/Seoul")
+from utils.clock import KST
 
 RUN_MODES = ("backtest", "live", "dry_run")
 POSITION_STATUSES = ("holding", "closed")

@@ -56,10 +56,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from framework.bars import Bars
-from framework.broker import Broker
-from framework.data import DataProvider
-from framework.executor import OrderExecutor
 from framework.types import INTERFACE_VERSION, Order, PositionView, Signal
+from framework.views import AccountView, MarketDataView, OrdersView
 
 if TYPE_CHECKING:
     from datetime import date
@@ -140,9 +138,9 @@ class BaseStrategy(abc.ABC):
         self.timeframe: str = config.timeframe
         self.timeframes: tuple[str, ...] = config.frames
         """Every timeframe the strategy decides on (``timeframes:``; else ``(timeframe,)``)."""
-        self.broker: Broker | None = None
-        self.data_provider: DataProvider | None = None
-        self.executor: OrderExecutor | None = None
+        self.broker: AccountView | None = None
+        self.data_provider: MarketDataView | None = None
+        self.orders: OrdersView | None = None
         self.logger = logging.getLogger(f"strategies.{self.name}")
         self._position_lookup: PositionLookup = lambda _code: None
         self._positions_lookup: Callable[[], Mapping[str, PositionView]] = dict
@@ -153,15 +151,19 @@ class BaseStrategy(abc.ABC):
         ) = None
 
     # --- lifecycle ----------------------------------------------------------------------
-    def on_init(self, broker: Broker, data_provider: DataProvider, executor: OrderExecutor) -> bool:
+    def on_init(
+        self, broker: AccountView, data_provider: MarketDataView, orders: OrdersView
+    ) -> bool:
         """Called once before trading. Return ``False`` to disable the strategy.
 
-        The default keeps the three interfaces on ``self``. Place orders by returning
-        signals; ``executor`` is there to look orders up.
+        The three arguments are read-only views: the account (balance, holdings, quotes),
+        market data (bars) and this strategy's own orders (copies). The default keeps them
+        on ``self`` (``self.broker``, ``self.data_provider``, ``self.orders``). A strategy
+        places orders only by returning signals.
         """
         self.broker = broker
         self.data_provider = data_provider
-        self.executor = executor
+        self.orders = orders
         return True
 
     def on_market_open(self) -> None:  # noqa: B027 - optional hook
@@ -226,6 +228,15 @@ class BaseStrategy(abc.ABC):
 
     def on_order_filled(self, order: Order) -> None:  # noqa: B027 - optional hook
         """Called after every fill of one of this strategy's orders (a copy of the order)."""
+
+    def on_order_cancelled(self, order: Order) -> None:  # noqa: B027 - optional hook
+        """Called when one of this strategy's orders ends cancelled or expired with shares
+        unfilled (a copy; ``remaining_qty`` never filled). A timed-out order may be placed
+        again by the engine after this call. Must return quickly."""
+
+    def on_order_rejected(self, order: Order) -> None:  # noqa: B027 - optional hook
+        """Called when the broker refuses one of this strategy's orders (a copy; the
+        broker's reason in ``message``). Must return quickly."""
 
     def on_market_close(self) -> None:  # noqa: B027 - optional hook
         """Called after the close of every trading day."""

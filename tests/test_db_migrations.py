@@ -18,7 +18,6 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -39,8 +38,8 @@ from db.migrate import (
 from db.models import Base
 from db.repository import Repository
 from framework.types import Order, OrderSide, OrderStatus, OrderType
+from utils.clock import KST
 
-KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAD = "0004_account_leases"

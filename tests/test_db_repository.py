@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -27,8 +26,8 @@ from core.portfolio import Position
 from db.engine import database_url, make_engine
 from db.repository import Repository
 from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, SignalType
+from utils.clock import KST
 
-KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
 MAX_KRW = 10**13
 BACKENDS = ("sqlite", "postgresql")

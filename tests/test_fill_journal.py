@@ -70,7 +70,7 @@ def assert_book(kis: Harness, session: LiveSession) -> None:
     finally:
         repo.close()
     assert +owned == Counter(rows), f"positions {rows} are not the fills' {dict(+owned)}"
-    engine = {(p.strategy, p.stock_code): p.qty for p in session.trader.portfolio.positions()}
+    engine = {(p.strategy, p.stock_code): p.qty for p in session.trader.positions()}
     assert engine == rows
     account = kis.fake.account()
     by_code: Counter[str] = Counter()
@@ -81,7 +81,7 @@ def assert_book(kis: Harness, session: LiveSession) -> None:
     assert int(fills["qty"].sum()) == broker_filled, "a fill is missing or doubled"
     assert int(orders["filled_qty"].sum()) == broker_filled
     session.run_job("account")
-    assert session.trader.funds.cash_krw == account.cash_krw
+    assert session.trader.cash_krw == account.cash_krw
 
 
 def events(kis: Harness, kind: str) -> list[dict[str, Any]]:
@@ -98,14 +98,14 @@ def events(kis: Harness, kind: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("fault", ["http_500", "malformed_json", "timeout"])
 def test_an_order_filled_behind_a_lost_answer_is_booked_once(kis: Harness, fault: str) -> None:
     session = started(kis)
-    cash_before = session.trader.funds.cash_krw
+    cash_before = session.trader.cash_krw
     kis.fake.inject(fault, path=ORDER_CASH, after_processing=True, hold_s=0.0)
     buy(session, "005930", 5)  # market: KIS fills it at once, the answer is lost
     assert kis.order_cash_requests() == 1
-    [order] = session.trader.orders.orders.values()
+    [order] = session.trader._orders.orders.values()
     assert (order.status, order.filled_qty) == (OrderStatus.FILLED, 5)
-    assert session.trader.portfolio.qty("probe", "005930") == 5
-    assert session.trader.funds.cash_krw < cash_before  # the cost was booked
+    assert session.trader._portfolio.qty("probe", "005930") == 5
+    assert session.trader.cash_krw < cash_before  # the cost was booked
     session.run_job("signals")  # the strategy is not flat: nothing is bought again
     assert kis.order_cash_requests() == 1
     repo = kis.repo()
@@ -129,7 +129,7 @@ def test_an_ack_without_an_order_number_is_resolved_through_the_order_list(
     buy(session, "035720", 3, limit=other)  # a resting order that must keep being tracked
     kis.fake.inject("no_odno", path=ORDER_CASH, after_processing=True)
     buy(session, "005930", 4)
-    orders = {o.stock_code: o for o in session.trader.orders.orders.values()}
+    orders = {o.stock_code: o for o in session.trader._orders.orders.values()}
     blank = orders["005930"]
     assert blank.broker_order_id, "an order was recorded with a blank broker id"
     assert blank.broker_order_id == kis.fake.account().orders[-1].odno
@@ -137,7 +137,7 @@ def test_an_ack_without_an_order_number_is_resolved_through_the_order_list(
     resting = kis.fake.account().open_orders()[0]
     kis.fake.fill_order(resting.odno, 2)
     session.run_job("fills")  # one bad answer never stops the polling of the others
-    assert session.trader.portfolio.qty("probe", "035720") == 2
+    assert session.trader._portfolio.qty("probe", "035720") == 2
     kis.end(session)
     again = kis.build()
     again.start()  # the next start does not refuse
@@ -150,11 +150,11 @@ def test_one_order_that_cannot_be_read_does_not_stop_the_others(kis: Harness) ->
     session = started(kis)
     buy(session, "035720", 3, limit=resting_limit(kis, "035720"))
     buy(session, "005930", 2, limit=resting_limit(kis, "005930"))
-    first, second = sorted(session.trader.orders.open_orders(), key=lambda o: o.client_order_id)
+    first, second = sorted(session.trader.open_orders(), key=lambda o: o.client_order_id)
     first.broker_order_id = "9999999999"  # KIS does not know it: every read of it fails
     kis.fake.fill_order(kis.fake.account().orders[1].odno)
     session.run_job("fills")
-    assert session.trader.portfolio.qty("probe", second.stock_code) == 2
+    assert session.trader._portfolio.qty("probe", second.stock_code) == 2
     assert events(kis, "order_poll_failed")
 
 
@@ -169,22 +169,22 @@ def test_a_fill_after_the_order_showed_cancelled_is_recorded(kis: Harness, when:
     kis.fake.fill_order(resting.odno, 4)
     kis.fake.end_of_day()  # the rest is cancelled; the order shows cancelled
     session.run_job("fills")
-    [order] = session.trader.orders.orders.values()
+    [order] = session.trader._orders.orders.values()
     assert (order.status, order.filled_qty) == (OrderStatus.CANCELLED, 4)
     if when == "after_the_watch":
-        kis.fake.advance(session.trader.orders.settle_s + 60)
+        kis.fake.advance(session.trader._orders.settle_s + 60)
         session.run_job("fills")  # no longer watched
     kis.fake.late_fill(resting.odno, 3)  # the exchange had filled 3 before the cancel
     session.run_job("fills" if when == "while_watched" else "account")
     assert order.filled_qty == 7
     assert order.status is OrderStatus.CANCELLED
-    assert session.trader.portfolio.qty("probe", "005930") == 7
+    assert session.trader._portfolio.qty("probe", "005930") == 7
     assert events(kis, "account_mismatch") == []
     assert_book(kis, session)
     kis.end(session)
     again = kis.build()
     report = again.start()
-    assert again.trader.portfolio.qty("probe", "005930") == 7
+    assert again.trader._portfolio.qty("probe", "005930") == 7
     assert UNMANAGED not in {d.strategy for d in report.differences}
 
 
@@ -199,7 +199,7 @@ def test_a_late_fill_while_the_bot_was_down_is_applied_at_restart(kis: Harness) 
     again = kis.build()
     report = again.start()
     assert report.fills_applied == 1
-    assert again.trader.portfolio.qty("probe", "005930") == 5
+    assert again.trader._portfolio.qty("probe", "005930") == 5
     assert [d.kind for d in report.differences] == ["matched"]
     assert_book(kis, again)
 
@@ -212,12 +212,7 @@ def test_a_fill_during_a_write_failure_is_applied_on_the_next_poll(
 ) -> None:
     session = started(kis)
     alerts: list[str] = []
-    original_emit = session.trader._emit
-    monkeypatch.setattr(
-        session.trader,
-        "_emit",
-        lambda kind, msg, data: (alerts.append(kind), original_emit(kind, msg, data)),
-    )
+    session.trader.subscribe(lambda event: alerts.append(event.kind))
     buy(session, "005930", 6, limit=resting_limit(kis, "005930"))
     [resting] = kis.fake.account().open_orders()
     kis.fake.fill_order(resting.odno, 6)
@@ -235,13 +230,13 @@ def test_a_fill_during_a_write_failure_is_applied_on_the_next_poll(
     buy(session, "035720", 1)  # no order may be sent while nothing can be written
     assert kis.order_cash_requests() == 1
     assert alerts.count("storage_error") == 1
-    [order] = session.trader.orders.orders.values()
+    [order] = session.trader._orders.orders.values()
     assert order.filled_qty == 0, "the fill was applied in memory without its write"
-    assert session.trader.portfolio.qty("probe", "005930") == 0
+    assert session.trader._portfolio.qty("probe", "005930") == 0
     monkeypatch.undo()
     session.run_job("fills")  # retried from the broker
     assert (order.status, order.filled_qty) == (OrderStatus.FILLED, 6)
-    assert session.trader.portfolio.qty("probe", "005930") == 6
+    assert session.trader._portfolio.qty("probe", "005930") == 6
     assert session.trader.storage_error is None
     assert_book(kis, session)
 
@@ -269,7 +264,7 @@ def test_a_kill_between_any_two_writes_of_a_fill_leaves_all_or_nothing(kis: Harn
             armed.update(left=k, seen=0)
             before = _tables(kis)
             session.run_job("fills")
-            if armed["left"] > 0 or session.trader.portfolio.qty("probe", "005930"):
+            if armed["left"] > 0 or session.trader._portfolio.qty("probe", "005930"):
                 statements = k
                 break
             assert _tables(kis) == before, f"a write survived a kill at statement {k}"
@@ -279,7 +274,7 @@ def test_a_kill_between_any_two_writes_of_a_fill_leaves_all_or_nothing(kis: Harn
         armed["left"] = -1
         event.remove(engine, "before_cursor_execute", die)
     session.run_job("fills")
-    assert session.trader.portfolio.qty("probe", "005930") == 8
+    assert session.trader._portfolio.qty("probe", "005930") == 8
     kis.end(session)
     again = kis.build()
     again.start()
@@ -303,7 +298,7 @@ def test_the_same_fill_twice_writes_nothing(kis: Harness) -> None:
     session = started(kis)
     buy(session, "005930", 2)
     session.run_job("fills")
-    [order] = session.trader.orders.orders.values()
+    [order] = session.trader._orders.orders.values()
     repo = session.repository
     [row] = repo.get_fill_journal(LIVE_BOOK)
     fill = Fill(row["fill_id"], order.client_order_id, "005930", OrderSide.BUY, 2,
@@ -340,17 +335,17 @@ def test_a_notice_and_a_poll_of_the_same_execution_apply_once(kis: Harness) -> N
     assert fill.qty == 4
     assert trader.apply_notice(first) is None  # the same notice again
     session.run_job("fills")  # the poll sees the same execution
-    assert trader.portfolio.qty("probe", "005930") == 4
+    assert trader._portfolio.qty("probe", "005930") == 4
     kis.fake.fill_order(resting.odno, 3, limit)
     session.run_job("fills")  # now the poll comes first
     assert trader.apply_notice(_notice(resting.odno, "005930", 3, limit, "093105")) is None
-    assert trader.portfolio.qty("probe", "005930") == 7
+    assert trader._portfolio.qty("probe", "005930") == 7
     kis.fake.fill_order(resting.odno, 1, limit)
     kis.fake.fill_order(resting.odno, 2, limit)
     session.run_job("fills")  # one poll sees two executions as one change of 3
     for qty, at in ((1, "093201"), (2, "093202")):
         assert trader.apply_notice(_notice(resting.odno, "005930", qty, limit, at)) is None
-    assert trader.portfolio.qty("probe", "005930") == 10
+    assert trader._portfolio.qty("probe", "005930") == 10
     assert_book(kis, session)
 
 
@@ -380,8 +375,8 @@ def test_shares_the_fills_explain_are_never_relabelled_unmanaged(kis: Harness) -
         repo.close()
     again = kis.build()
     again.start()
-    assert again.trader.portfolio.qty("probe", "005930") == 10
-    assert again.trader.portfolio.get(UNMANAGED, "005930") is None
+    assert again.trader._portfolio.qty("probe", "005930") == 10
+    assert again.trader.position(UNMANAGED, "005930") is None
     assert_book(kis, again)
 
 
@@ -389,7 +384,7 @@ def test_an_order_filled_without_its_fill_row_is_completed_at_restart(kis: Harne
     session = started(kis)
     buy(session, "005930", 6, limit=resting_limit(kis, "005930"))
     [resting] = kis.fake.account().open_orders()
-    [order] = session.trader.orders.orders.values()
+    [order] = session.trader._orders.orders.values()
     kis.end(session)
     kis.fake.fill_order(resting.odno, 6)
     broken = order.copy()  # what the old three-commit write left after a kill
@@ -402,7 +397,7 @@ def test_an_order_filled_without_its_fill_row_is_completed_at_restart(kis: Harne
     again = kis.build()
     report = again.start()
     assert report.fills_applied == 1
-    assert again.trader.portfolio.qty("probe", "005930") == 6
+    assert again.trader._portfolio.qty("probe", "005930") == 6
     assert_book(kis, again)
 
 
@@ -412,7 +407,7 @@ def test_an_order_filled_without_its_fill_row_is_completed_at_restart(kis: Harne
 def test_strategy_state_and_the_high_water_mark_survive_a_restart(kis: Harness) -> None:
     session = started(kis)
     probe(session).save_state({"entries": [1, 2], "note": "한글"})
-    session.trader.risk.peak_equity_krw = 10**12
+    session.trader._risk.peak_equity_krw = 10**12
     session.run_job("account")
     with pytest.raises(TypeError):
         probe(session).save_state({"bad": object()})
@@ -421,13 +416,13 @@ def test_strategy_state_and_the_high_water_mark_survive_a_restart(kis: Harness) 
     again.start()
     assert probe(again).load_state() == {"entries": [1, 2], "note": "한글"}
     again.run_job("open")
-    assert again.trader.risk.peak_equity_krw == 10**12
+    assert again.trader._risk.peak_equity_krw == 10**12
 
 
 def test_a_pending_replacement_survives_a_restart(kis: Harness) -> None:
     session = started(kis)
     buy(session, "005930", 5, limit=resting_limit(kis, "005930"))
-    [order] = session.trader.orders.open_orders()
+    [order] = session.trader.open_orders()
     session.trader.order_policy = type(session.trader.order_policy)(60.0, 60.0, 1)
     kis.fake.advance(120)
     session.trader.manage_timeouts()  # the cancel is sent; the re-placement awaits it
@@ -437,7 +432,7 @@ def test_a_pending_replacement_survives_a_restart(kis: Harness) -> None:
     again.start()
     again.run_job("open")  # prices are known: the re-placement follows
     again.run_job("fills")
-    replaced = [o for o in again.trader.orders.orders.values() if o.replaces]
+    replaced = [o for o in again.trader._orders.orders.values() if o.replaces]
     assert [(o.replaces, o.qty) for o in replaced] == [(order.client_order_id, 5)]
     assert kis.order_cash_requests() == 2
 

@@ -264,7 +264,7 @@ def test_dry_run_day_sends_no_order_to_kis_and_books_paper_fills(
             ("035720", 20),
         ]
         assert holding_rows(repo, DRY_BOOK) == {("probe", "005930"): 10, ("probe", "035720"): 20}
-        paper: Any = session.trader.broker
+        paper: Any = session.trader._broker
         last = repo.get_last_equity(DRY_BOOK)
         assert last is not None
         assert last["cash_krw"] == paper.cash_krw
@@ -292,7 +292,7 @@ def test_dry_run_restarted_continues_from_the_book(
     seen: dict[str, Any] = {}
 
     def look(session: LiveSession) -> None:
-        paper: Any = session.trader.broker
+        paper: Any = session.trader._broker
         seen["cash"] = paper.cash_krw
         seen["holdings"] = {x.stock_code: x.qty for x in paper.get_holdings()}
         session.run_job("open")
@@ -306,9 +306,9 @@ def test_dry_run_restarted_continues_from_the_book(
     for kind in ("adopted", "closed_outside", "qty_adjusted"):
         assert kind not in out, out
     [session] = runs
-    assert session.trader.portfolio.qty("probe", "005930") == 10
-    assert session.trader.portfolio.qty("probe", "035720") == 20
-    assert session.trader.funds.cash_krw == last["cash_krw"]
+    assert session.trader._portfolio.qty("probe", "005930") == 10
+    assert session.trader._portfolio.qty("probe", "035720") == 20
+    assert session.trader.cash_krw == last["cash_krw"]
     assert h.order_cash_requests() == 0
     repo = h.repo()
     try:
@@ -328,13 +328,13 @@ def test_dry_run_seeds_the_paper_account_with_every_strategy_holding(quiet_kis: 
     finally:
         repo.close()
     session = h.build(dry_run=True)
-    paper: Any = session.trader.broker
+    paper: Any = session.trader._broker
     assert paper.cash_krw == 1_234_567
     assert paper.holding_qty("005930") == 15
     report = session.start()
     assert report.changes == []
-    assert session.trader.portfolio.qty("probe", "005930") == 10
-    assert session.trader.portfolio.qty("retired", "005930") == 5
+    assert session.trader._portfolio.qty("probe", "005930") == 10
+    assert session.trader._portfolio.qty("retired", "005930") == 5
 
 
 def test_dry_run_restarted_with_a_resting_order_starts(quiet_kis: Harness) -> None:
@@ -345,14 +345,14 @@ def test_dry_run_restarted_with_a_resting_order_starts(quiet_kis: Harness) -> No
     limit = round_to_tick(first.trader.prices["035720"] * 0.9, "down")
     probe(first).plan["035720"] = Signal(SignalType.BUY, "035720", qty=5, limit_price=limit)
     first.run_job("signals")
-    [resting] = first.trader.orders.open_orders()
+    [resting] = first.trader.open_orders()
     first.run_job("account")
     h.end(first)  # stopped with the simulated order resting
 
     second = h.build(dry_run=True)
     second.start()  # the simulated order died with its process: it must not block a restart
     assert second.started
-    assert second.trader.orders.open_orders() == []
+    assert second.trader.open_orders() == []
     repo = h.repo()
     try:
         order = repo.get_order(resting.client_order_id)
@@ -395,7 +395,7 @@ def test_telegram_commands_control_and_report_the_session(kis: Harness) -> None:
     limit = round_to_tick(session.trader.prices["035720"] * 0.9, "down")
     probe(session).plan["035720"] = Signal(SignalType.BUY, "035720", qty=5, limit_price=limit)
     session.run_job("signals")
-    [resting] = session.trader.orders.open_orders()
+    [resting] = session.trader.open_orders()
     assert kis.order_cash_requests() == 1
     # pending updates are dropped at start: talk once the bot polls
     tg = kis.tg
@@ -499,9 +499,9 @@ def test_a_zero_price_is_skipped_and_the_other_codes_trade(kis: Harness) -> None
     session.run_job("signals")
     assert kis.order_cash_requests() == 2  # trading of the other codes goes on
     session.run_job("fills")
-    assert session.trader.portfolio.qty("probe", "035720") == 3
-    assert session.trader.orders.open_orders() == []
-    assert {o.status for o in session.trader.orders.orders.values()} == {OrderStatus.FILLED}
+    assert session.trader._portfolio.qty("probe", "035720") == 3
+    assert session.trader.open_orders() == []
+    assert {o.status for o in session.trader._orders.orders.values()} == {OrderStatus.FILLED}
 
 
 def test_clean_bars_drops_rows_with_missing_or_non_positive_prices() -> None:

@@ -89,13 +89,13 @@ def test_a_market_buy_fits_at_the_upper_limit_price(price: int, base: int | None
     qty = min(most_that_fit(CASH, price), most_that_fit(CASH, upper))
     assert order.qty == qty
     assert cost(order.qty, upper) <= CASH  # KIS would hold this much: it fits
-    assert trader.funds.free_krw >= 0
+    assert trader._funds.free_krw >= 0
     clock.advance(60)
     broker.process_quote(CODE, clock(), price)
     trader.poll_orders(CODE)
     assert broker.get_order(order.broker_order_id or "").status is OrderStatus.FILLED
-    assert trader.funds.cash_krw == broker.cash_krw == CASH - cost(qty, price)
-    assert trader.funds.reserved_krw == 0  # the difference came back
+    assert trader.cash_krw == broker.cash_krw == CASH - cost(qty, price)
+    assert trader._funds.reserved_krw == 0  # the difference came back
 
 
 def test_a_limit_buy_is_sized_at_its_limit():

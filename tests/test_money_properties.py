@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -25,12 +24,11 @@ from core.portfolio import OverfillError, Portfolio
 from framework.errors import FundsError, InsufficientFundsError, OrderRejectedError
 from framework.executor import OrderExecutor, OrderState
 from framework.types import Fill, OrderRequest, OrderSide, OrderStatus, OrderType
-from utils.clock import Clock
+from utils.clock import KST, Clock
 from utils.fees import FeeModel, fee_krw
 from utils.market_calendar import settlement_date
 from utils.ticks import add_ticks, is_valid_tick, round_to_tick, tick_size
 
-KST = ZoneInfo("Asia/Seoul")
 CODES = ("005930", "000660")
 
 # --- independent reference: KRX tick table and fees ------------------------------------

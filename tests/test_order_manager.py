@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,9 +18,8 @@ from framework.errors import (
 )
 from framework.executor import OrderExecutor, OrderState
 from framework.types import Fill, Order, OrderRequest, OrderSide, OrderStatus, OrderType
-from utils.clock import Clock
+from utils.clock import KST, Clock
 
-KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=KST)
 CODE = "005930"
 

@@ -25,6 +25,7 @@ from framework.errors import (
     TransientBrokerError,
     UnknownOrderOutcomeError,
 )
+from framework.events import Event
 from framework.executor import OrderExecutor, OrderState
 from framework.types import (
     Order,
@@ -83,7 +84,7 @@ class Rig:
     broker: PaperBroker
     trader: Trader
     journal: MemoryJournal
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     @property
     def slot(self) -> StrategySlot:
@@ -91,7 +92,7 @@ class Rig:
 
     @property
     def funds(self) -> FundManager:
-        return self.trader.funds
+        return self.trader._funds
 
     def quote(self, price: int, code: str = CODE, after: float = 1.0) -> None:
         self.clock.advance(after)
@@ -118,18 +119,18 @@ class Rig:
     def tick(self, seconds: float) -> tuple[int, list[Order]]:
         """``seconds`` later: poll, send timeout cancels, poll again (the live fills job
         twice). Returns the cancels sent and the orders created meanwhile."""
-        before = set(self.trader.orders.orders)
+        before = set(self.trader._orders.orders)
         self.clock.advance(seconds)
         self.trader.poll_orders()
         sent = self.trader.manage_timeouts()
         self.trader.poll_orders()
-        new = [o for cid, o in self.trader.orders.orders.items() if cid not in before]
+        new = [o for cid, o in self.trader._orders.orders.items() if cid not in before]
         return sent, new
 
     def orders(self, side: OrderSide | None = None, code: str = CODE) -> list[Order]:
         return [
             o
-            for o in self.trader.orders.orders.values()
+            for o in self.trader._orders.orders.values()
             if (side is None or o.side is side) and o.stock_code == code
         ]
 
@@ -138,10 +139,10 @@ class Rig:
         return self.broker.get_order(order.broker_order_id).status
 
     def event_messages(self, kind: str) -> list[str]:
-        return [message for k, message, _ in self.events if k == kind]
+        return [e.message for e in self.events if e.kind == kind]
 
     def event_data(self, kind: str) -> list[dict[str, Any]]:
-        return [data for k, _, data in self.events if k == kind]
+        return [e.data() for e in self.events if e.kind == kind]
 
 
 def make_rig(
@@ -157,7 +158,7 @@ def make_rig(
         universe=(CODE, OTHER),
         risk_management={"max_position_size": 1.0, "max_daily_trades": 10},
     )
-    events: list[tuple[str, str, dict[str, Any]]] = []
+    events: list[Event] = []
     trader = Trader(
         [Scripted(cfg)],
         broker=broker,
@@ -171,7 +172,7 @@ def make_rig(
         fees=FEES,
         clock=clock,
         order_policy=policy,
-        on_event=lambda kind, message, data: events.append((kind, message, data)),
+        subscribers=[events.append],
     )
     broker.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     trader.start()
@@ -246,11 +247,11 @@ def test_timed_out_buy_is_re_placed_at_the_current_price_on_the_tick_grid():
 def test_a_re_placement_does_not_count_as_a_new_trade():
     rig = make_rig()
     resting_buy(rig)
-    assert (rig.slot.trades_today, rig.trader.risk.trades_today) == (1, 1)
+    assert (rig.slot.trades_today, rig.trader._risk.trades_today) == (1, 1)
     rig.tick(60)
     rig.tick(60)
     assert [o.attempt for o in rig.orders(OrderSide.BUY)] == [0, 1, 2]
-    assert (rig.slot.trades_today, rig.trader.risk.trades_today) == (1, 1)
+    assert (rig.slot.trades_today, rig.trader._risk.trades_today) == (1, 1)
 
 
 def test_the_re_placement_after_a_partial_fill_is_for_the_unfilled_rest():
@@ -266,7 +267,7 @@ def test_the_re_placement_after_a_partial_fill_is_for_the_unfilled_rest():
     assert order.filled_qty == 4
     assert new.replaces == order.client_order_id
     assert (new.qty, new.price, new.attempt) == (6, 9_800, 1)
-    assert rig.trader.portfolio.qty("s1", CODE) == 4
+    assert rig.trader._portfolio.qty("s1", CODE) == 4
     [reservation] = rig.funds.reservations()
     assert reservation.amount_krw == cost(6, 9_800)
 
@@ -316,7 +317,7 @@ def test_at_most_max_replacements_re_placements_happen():
     assert [o.attempt for o in (first, second, third)] == [0, 1, 2]
     assert third.replaces == second.client_order_id
     assert all(o.status is OrderStatus.CANCELLED for o in (first, second, third))
-    assert rig.trader.orders.open_orders() == []
+    assert rig.trader.open_orders() == []
     assert rig.funds.reserved_krw == 0
     [message] = rig.event_messages("order_not_replaced")
     assert "replacements used up" in message
@@ -370,7 +371,7 @@ def test_re_placement_when_the_latest_signal_is_still_the_same_side(kind: Signal
 def test_no_re_placement_when_halted():
     rig = make_rig()
     order = resting_buy(rig)
-    rig.trader.risk.set_state(TradingState.HALTED)
+    rig.trader._risk.set_state(TradingState.HALTED)
     sent, new = rig.tick(60)
     assert (sent, new) == (1, [])  # the stale order is still cancelled
     assert order.status is OrderStatus.CANCELLED
@@ -383,7 +384,7 @@ def hold_and_offer(rig: Rig, qty: int = 10) -> Order:
     rig.quote(10_000)
     rig.signal(SignalType.BUY, qty=qty)
     rig.quote(10_000)
-    assert rig.trader.portfolio.qty("s1", CODE) == qty
+    assert rig.trader._portfolio.qty("s1", CODE) == qty
     sell = rig.signal(SignalType.SELL, limit_price=11_000)
     assert (sell.order_type, sell.status) == (OrderType.LIMIT, OrderStatus.SUBMITTED)
     return sell
@@ -395,7 +396,7 @@ def test_reduce_only_re_places_a_sell_but_not_a_buy():
     sell_rig = make_rig()
     sell = hold_and_offer(sell_rig)
     for r in (rig, sell_rig):
-        r.trader.risk.set_state(TradingState.REDUCE_ONLY)
+        r.trader._risk.set_state(TradingState.REDUCE_ONLY)
 
     assert rig.tick(60)[1] == []
     assert buy.status is OrderStatus.CANCELLED
@@ -583,4 +584,4 @@ def test_an_unknown_buy_keeps_its_reservation_until_rejected_then_frees_it():
     rig.tick(60)
     assert order.status is OrderStatus.REJECTED
     assert rig.funds.reserved_krw == 0
-    assert not rig.trader.orders.has_open("s1", CODE)
+    assert not rig.trader._orders.has_open("s1", CODE)

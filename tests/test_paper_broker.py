@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from api.paper import PaperBroker
 from framework.errors import InsufficientFundsError, OrderRejectedError
 from framework.types import OrderRequest, OrderSide, OrderStatus, OrderType
-from utils.clock import Clock
+from utils.clock import KST, Clock
 from utils.fees import FeeModel
 from utils.symbols import Market, Symbol, SymbolTable
 
-KST = ZoneInfo("Asia/Seoul")
 CODE = "005930"
 T0 = datetime(2024, 6, 3, 15, 30, tzinfo=KST)  # a Monday close
 DAY = timedelta(days=1)

@@ -131,7 +131,7 @@ def _diffs(report: ReconcileReport, code: str) -> list[tuple[str, str | None, An
 def test_matched_position_is_restored_with_strategy_exits_and_reasons(restart: Restart) -> None:
     p = restart.prices["005930"]
     assert _diffs(restart.report, "005930") == [("matched", "probe", 10, 10)]
-    pos = restart.session.trader.portfolio.get("probe", "005930")
+    pos = restart.session.trader.position("probe", "005930")
     assert pos is not None
     assert (pos.qty, pos.cost_basis_krw) == (10, 10 * p)
     assert (pos.stop_loss, pos.target_price) == (p - 3000, p + 9000)
@@ -150,7 +150,7 @@ def test_matched_position_is_restored_with_strategy_exits_and_reasons(restart: R
 def test_account_holding_missing_from_the_book_is_adopted_as_unmanaged(restart: Restart) -> None:
     avg = restart.prices["000660"] - 1000
     assert _diffs(restart.report, "000660") == [("adopted", UNMANAGED, 0, 5)]
-    pos = restart.session.trader.portfolio.get(UNMANAGED, "000660")
+    pos = restart.session.trader.position(UNMANAGED, "000660")
     assert pos is not None
     assert pos.qty == 5
     assert pos.avg_price == pytest.approx(avg)
@@ -161,7 +161,7 @@ def test_account_holding_missing_from_the_book_is_adopted_as_unmanaged(restart: 
 
 def test_book_position_missing_from_the_account_is_closed(restart: Restart) -> None:
     assert _diffs(restart.report, "035720") == [("closed_outside", "probe", 25, 0)]
-    assert restart.session.trader.portfolio.get("probe", "035720") is None
+    assert restart.session.trader.position("probe", "035720") is None
     assert ("probe", "035720") not in restart.holding
     [row] = [r for r in restart.closed if r["stock_code"] == "035720"]
     assert row["strategy"] == "probe"
@@ -180,7 +180,7 @@ def test_surplus_is_added_to_an_existing_unmanaged_position(restart: Restart) ->
     assert _diffs(restart.report, "000270") == [("qty_adjusted", None, 6, 9)]
     assert restart.holding[("probe", "000270")] == 4
     assert restart.holding[(UNMANAGED, "000270")] == 5
-    pos = restart.session.trader.portfolio.get(UNMANAGED, "000270")
+    pos = restart.session.trader.position(UNMANAGED, "000270")
     assert pos is not None
     assert pos.cost_basis_krw == 2 * (p - 2000) + 3 * p  # the new shares at the account's avg
 
@@ -192,7 +192,7 @@ def test_shortfall_is_taken_from_unmanaged_first(restart: Restart) -> None:
     [row] = [r for r in restart.closed if r["stock_code"] == "035420"]
     assert row["strategy"] == UNMANAGED
     assert row["qty"] == 0
-    portfolio = restart.session.trader.portfolio
+    portfolio = restart.session.trader._portfolio
     assert portfolio.qty("probe", "035420") == 8
     assert portfolio.get(UNMANAGED, "035420") is None
 
@@ -204,11 +204,11 @@ def test_book_equals_the_account_after_the_restart(restart: Restart) -> None:
     account = {c: h.qty for c, h in restart.h.fake.account().holdings.items() if h.qty > 0}
     assert book == account
     assert restart.report.cash_krw == restart.h.fake.account().cash_krw
-    assert restart.session.trader.funds.cash_krw == restart.h.fake.account().cash_krw
+    assert restart.session.trader.cash_krw == restart.h.fake.account().cash_krw
 
 
 def test_every_difference_is_journaled_and_alerted_in_korean(restart: Restart) -> None:
-    journaled = sorted((e["data"]["kind"], e["data"]["code"]) for e in restart.events)
+    journaled = sorted((e["data"]["change"], e["data"]["code"]) for e in restart.events)
     assert journaled == [
         ("adopted", "000660"),
         ("closed_outside", "035720"),
@@ -250,7 +250,7 @@ def test_adopted_holding_is_sold_by_the_unmanaged_stop_loss(kis: Harness) -> Non
     assert "000660" not in kis.fake.account().holdings or (
         kis.fake.account().holdings["000660"].qty == 0
     )
-    assert session.trader.portfolio.get(UNMANAGED, "000660") is None
+    assert session.trader.position(UNMANAGED, "000660") is None
     repo = kis.repo()
     try:
         orders = repo.get_orders(LIVE_BOOK)
@@ -312,14 +312,14 @@ def test_fills_made_while_the_bot_was_down_are_applied_exactly_once(kis: Harness
     report, session = restart()
     assert report.fills_applied == 1  # one execution, of 4 shares
     assert fills() == [("005930", 4)]
-    assert session.trader.portfolio.qty("probe", "005930") == 4
+    assert session.trader._portfolio.qty("probe", "005930") == 4
     assert [d.kind for d in report.differences] == ["matched"]
 
     report, session = restart()  # nothing new happened: nothing is applied again
     assert report.fills_applied == 0
     assert fills() == [("005930", 4)]
-    assert session.trader.portfolio.qty("probe", "005930") == 4
-    open_orders = [(o.client_order_id, o.filled_qty) for o in session.trader.orders.open_orders()]
+    assert session.trader._portfolio.qty("probe", "005930") == 4
+    open_orders = [(o.client_order_id, o.filled_qty) for o in session.trader.open_orders()]
     assert len(open_orders) == 1
     assert open_orders[0][1] == 4
 
@@ -327,7 +327,7 @@ def test_fills_made_while_the_bot_was_down_are_applied_exactly_once(kis: Harness
     report, session = restart()
     assert report.fills_applied == 1
     assert fills() == [("005930", 4), ("005930", 6)]
-    assert session.trader.portfolio.qty("probe", "005930") == 10
+    assert session.trader._portfolio.qty("probe", "005930") == 10
 
     report, session = restart()
     assert report.fills_applied == 0
@@ -362,7 +362,7 @@ def test_a_fill_applied_after_a_restart_keeps_the_signal_stop_loss(kis: Harness)
     kis.fake.fill_order(resting.odno)  # while down
     session = kis.build()
     session.start()
-    pos = session.trader.portfolio.get("probe", "005930")
+    pos = session.trader.position("probe", "005930")
     assert pos is not None
     assert pos.qty == 10
     assert (pos.stop_loss, pos.target_price) == (limit - 2000, limit + 9000)
@@ -415,9 +415,9 @@ def test_pending_orders_are_adopted_if_they_reached_the_broker_else_rejected(
     assert f"found at the broker as {odno}" in resolved[reached.client_order_id].detail
     assert "rejected" in resolved[lost.client_order_id].detail
     assert report.fills_applied == 1
-    assert session.trader.portfolio.qty("probe", "005930") == 3
+    assert session.trader._portfolio.qty("probe", "005930") == 3
     assert [d.kind for d in report.differences if d.code == "005930"][-1] == "matched"
-    assert session.trader.orders.open_orders() == []
+    assert session.trader.open_orders() == []
     repo = kis.repo()
     try:
         adopted, rejected = (

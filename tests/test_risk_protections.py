@@ -519,7 +519,7 @@ class Rig:
 
     @property
     def risk(self) -> RiskManager:
-        return self.trader.risk
+        return self.trader._risk
 
     def slot(self, name: str = "s1") -> StrategySlot:
         return self.trader.slots[name]
@@ -545,7 +545,7 @@ class Rig:
         order = self.signal(SignalType.BUY, code, name, qty=qty)
         self.quote(price, code)
         assert order.status is OrderStatus.FILLED
-        pos = self.trader.portfolio.get(name, code)
+        pos = self.trader.position(name, code)
         assert pos is not None
         assert pos.qty == qty
         return pos
@@ -553,7 +553,7 @@ class Rig:
     def orders(self, side: OrderSide | None = None, code: str | None = None) -> list[Order]:
         return [
             o
-            for o in self.trader.orders.orders.values()
+            for o in self.trader._orders.orders.values()
             if (side is None or o.side is side) and (code is None or o.stock_code == code)
         ]
 
@@ -594,7 +594,7 @@ def make_rig(
         clock=clock,
         order_policy=policy,
         default_exits=default_exits,
-        on_event=lambda kind, _msg, _data: events.append(kind),
+        subscribers=[lambda event: events.append(event.kind)],
     )
     broker.buying_power = lambda req: trader.buying_power_for(req.client_order_id)
     trader.start()
@@ -621,8 +621,8 @@ def test_stop_loss_sells_the_position_with_one_market_order_naming_the_rule():
     assert "risk_exit" in rig.events
     rig.quote(9_300)
     assert exit_order.status is OrderStatus.FILLED
-    assert rig.trader.portfolio.get("s1", CODE) is None
-    trip = rig.trader.portfolio.round_trips[-1]
+    assert rig.trader.position("s1", CODE) is None
+    trip = rig.trader.round_trips()[-1]
     assert any("stop_loss" in r for r in trip.exit_reasons)
 
 
@@ -653,7 +653,7 @@ def test_halted_blocks_the_protective_exit():
     rig.quote(9_000)
     assert rig.trader.check_exits(CODE) == []
     assert rig.orders(OrderSide.SELL) == []
-    pos = rig.trader.portfolio.get("s1", CODE)
+    pos = rig.trader.position("s1", CODE)
     assert pos is not None
     assert pos.qty == 10
 
@@ -719,8 +719,8 @@ def test_an_open_buy_is_cancelled_first_and_the_exit_follows_once_the_cancel_is_
     assert exit_order.qty == 10
     # the buy cancelled for the exit is never re-placed
     assert len(rig.orders(OrderSide.BUY)) == 2
-    assert rig.trader.orders.open_orders() == [exit_order]
-    assert rig.trader.funds.reserved_krw == 0
+    assert rig.trader.open_orders() == [exit_order]
+    assert rig.trader._funds.reserved_krw == 0
 
 
 class DeferredCancelBroker(PaperBroker):
@@ -817,9 +817,9 @@ def test_exit_all_sells_every_position_and_cancels_open_buys():
     rig.risk.set_state(TradingState.HALTED)  # as the live session does right after
     rig.quote(9_900)
     rig.quote(99_000, OTHER)
-    assert rig.trader.portfolio.positions() == []
+    assert rig.trader.positions() == []
     assert rig.broker.get_holdings() == []
-    assert rig.trader.orders.open_orders() == []
+    assert rig.trader.open_orders() == []
 
 
 def test_exit_all_sells_a_position_whose_open_sell_must_be_cancelled_first_even_when_halted():
@@ -838,7 +838,7 @@ def test_exit_all_sells_a_position_whose_open_sell_must_be_cancelled_first_even_
     assert liquidation.metadata["exit_rule"] == "portfolio_stop"
     assert rig.trader.check_exits(CODE) == []
     rig.quote(9_000)
-    assert rig.trader.portfolio.positions() == []
+    assert rig.trader.positions() == []
 
 
 def test_exit_all_follows_up_once_a_late_cancel_confirmation_arrives_even_when_halted():
@@ -860,7 +860,7 @@ def test_exit_all_follows_up_once_a_late_cancel_confirmation_arrives_even_when_h
     [liquidation] = rig.trader.check_exits(CODE)
     assert liquidation.qty == 10
     rig.quote(9_400)
-    assert rig.trader.portfolio.positions() == []
+    assert rig.trader.positions() == []
     # once done, HALTED blocks ordinary exits again
     rig.risk.set_state(TradingState.ACTIVE)
     rig.hold(3, 9_400)
@@ -875,7 +875,7 @@ def test_an_unmanaged_position_uses_the_default_exits():
         default_exits=ExitPolicy(stop_loss_pct=0.03),
         holdings={CODE: (7, 70_000)},
     )
-    rig.trader.portfolio.restore(
+    rig.trader._portfolio.restore(
         Position(
             UNMANAGED,
             CODE,
@@ -895,8 +895,8 @@ def test_an_unmanaged_position_uses_the_default_exits():
     assert sent[0].metadata["exit_rule"] == "stop_loss"
     assert rig.trader.exit_policy(UNMANAGED) == ExitPolicy(stop_loss_pct=0.03)
     rig.quote(9_650)
-    assert rig.trader.portfolio.get(UNMANAGED, CODE) is None
-    assert rig.trader.portfolio.qty("s1", CODE) == 10
+    assert rig.trader.position(UNMANAGED, CODE) is None
+    assert rig.trader._portfolio.qty("s1", CODE) == 10
 
 
 def test_no_exit_without_a_known_price():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,8 @@ from core.backtest import Backtest
 from strategies.config import StrategyConfig
 from strategies.rules.context import ExecutionContext, PositionState
 from strategies.rules.strategy import RuleStrategy
+from utils.clock import KST
 
-KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
 RULES = [
     {"id": "enter", "priority": 5, "activation": "READY", "trigger": {"type": "always"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ from hypothesis import strategies as st
 
 from strategies.rules import Cooldown, DailyTradeLimit, PartialTakeProfit, ReentryFilter
 from strategies.rules.overtrading import breakout_pct, partial_qty, volume_ratio
+from utils.clock import KST
 
-KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
 
 

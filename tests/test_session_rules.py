@@ -129,7 +129,7 @@ class Outcome:
 
     @property
     def orders(self) -> list[Order]:
-        return sorted(self.trader.orders.orders.values(), key=lambda o: o.client_order_id)
+        return sorted(self.trader._orders.orders.values(), key=lambda o: o.client_order_id)
 
     def rejections(self, strategy: str) -> Counter[str]:
         return self.trader.slots[strategy].rejections
@@ -322,7 +322,7 @@ def test_daily_loss_lock_stops_new_buys_for_the_rest_of_the_day(
     late = strategy("late", (B,), min_price={B: 5_500})
     paths = {A: step(10_000, 7_000, day=1, minute=60), B: step(5_000, 5_500, day=1, minute=90)}
     out = drive(kind, tmp_path, paths, [early, late], 4, {"daily_loss_limit_pct": 0.02})
-    locks = out.event_times("risk_exit", "daily_loss_lock")
+    locks = out.event_times("risk_limit", "daily_loss_lock")
     assert locks, "the crash of A should lock the day"
     lock = locks[0]
     assert lock.date() == out.sessions[1]
@@ -340,13 +340,14 @@ def test_portfolio_stop_sells_everything_and_halts(kind: str, tmp_path: Path) ->
     s = strategy("all", (A, B))
     paths = {A: step(10_000, 6_000, day=1, minute=60), B: flat(5_000)}
     out = drive(kind, tmp_path, paths, [s], 4, {"portfolio_stop_pct": 0.05})
-    stops = out.event_times("risk_exit", "portfolio_stop")  # the stop, then one per exit
-    assert len(stops) == 3
+    stops = out.event_times("risk_limit", "portfolio_stop")  # the stop ...
+    assert len(stops) == 1
+    assert len(out.event_times("risk_exit", "portfolio_stop")) == 2  # ... then one per exit
     after = [o for o in out.orders if o.created_at and o.created_at >= stops[0]]
     assert after
     assert all(o.side is OrderSide.SELL and o.metadata.get("exit_rule") for o in after)
     assert {o.stock_code for o in after} == {A, B}
-    assert out.trader.portfolio.positions() == []
+    assert out.trader.positions() == []
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
@@ -381,7 +382,7 @@ def test_max_positions_per_strategy_and_overall(kind: str, tmp_path: Path) -> No
 def test_time_cut_sells_at_the_open_after_max_holding_days(kind: str, tmp_path: Path) -> None:
     s = strategy("cut", (A,), max_holding_days=2)
     out = drive(kind, tmp_path, {A: flat(10_000)}, [s], 7, {})
-    trips = out.trader.portfolio.round_trips
+    trips = out.trader.round_trips()
     assert len(trips) >= 2, "sold by the time cut, bought again, sold again"
     for trip in trips:
         entry, exit_ = trip.entry_time.date(), trip.exit_time.date()
@@ -435,13 +436,13 @@ def test_exit_at_close_sells_every_position_the_same_day(kind: str, tmp_path: Pa
     s.buy_until = time(15, 0)
     paths = {A: flat(10_000), B: step(5_000, 5_200, day=0, minute=120)}
     out = drive(kind, tmp_path, paths, [s], 3, {}, minutes=10, signal_interval_s=60)
-    trips = out.trader.portfolio.round_trips
+    trips = out.trader.round_trips()
     assert len(trips) == 2 * len(out.sessions)  # both stocks, every day
     for trip in trips:
         assert trip.entry_time.date() == trip.exit_time.date()
         assert trip.exit_time.time() >= time(15, 20)
         assert trip.exit_reasons[0].startswith("exit_at_close")
-    assert out.trader.portfolio.positions() == []
+    assert out.trader.positions() == []
 
 
 def test_intraday_bars_time_out_and_re_place_a_resting_limit_order(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -29,7 +30,27 @@ from core.telegram_integration import (
     format_signed_krw,
     parse_user_ids,
 )
+from framework.events import (
+    CircuitBreakerChanged,
+    DailyReport,
+    Event,
+    JobFailed,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    ProtectiveExit,
+    Reconciled,
+    RiskRejected,
+    RiskStateChanged,
+    SessionStarted,
+    SessionStopped,
+    StrategyError,
+    StrategyIsolated,
+)
+from framework.types import OrderSide, OrderType
 from tests.fakes.telegram_server import BOT_USERNAME, USER_ID, FakeTelegram
+from utils.clock import KST
 
 CHAT = 424242
 OTHER_CHAT = 999_001
@@ -92,6 +113,70 @@ EVENTS: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("state_changed", "state halted", {"state": "halted", "by": "telegram"},
      "risk", "⏸️ 거래 상태: HALTED (신규 주문 중지, 요청: telegram)"),
 ]
+
+
+AT = datetime(2025, 6, 16, 10, 0, tzinfo=KST)
+
+
+def typed(kind: str, message: str, data: dict[str, Any]) -> Event:
+    """The typed engine event that carries ``data`` (the legacy tables above)."""
+    d = dict(data)
+    base: dict[str, Any] = {"at": AT, "message": message}
+    who = {k: d[k] for k in ("strategy", "code") if k in d}
+    if kind in ("order_sent", "order_filled", "order_cancelled", "order_rejected"):
+        side = OrderSide(d["side"])
+        price = d.get("price")
+        order: dict[str, Any] = {
+            **base, **who, "client_order_id": "c1", "side": side,
+            "order_type": OrderType(d.get("order_type") or ("limit" if price else "market")),
+            "qty": d["qty"] + d.get("filled_qty", 0), "price": price,
+            "reasons": tuple(d.get("reasons") or ()), "attempt": d.get("attempt", 0),
+            "name": d.get("name"),
+        }
+        if kind == "order_sent":
+            return OrderSubmitted(**order)
+        if kind == "order_rejected":
+            return OrderRejected(**order, reason=d.get("reason", ""))
+        if kind == "order_cancelled":
+            return OrderCancelled(
+                **order, unfilled_qty=d["qty"], filled_qty=d.get("filled_qty", 0),
+                reason=d.get("reason"),
+            )
+        return OrderFilled(
+            **order, fill_qty=d["qty"], fill_price=d["price"], amount_krw=d["amount_krw"],
+            commission_krw=d.get("commission_krw", 0), tax_krw=d.get("tax_krw", 0),
+            realized_pnl_krw=d.get("realized_pnl_krw"),
+        )
+    if kind == "session_started":
+        return SessionStarted(
+            **base, mode=d["mode"], env=d["env"], strategies=tuple(d["strategies"])
+        )
+    if kind == "session_stopped":
+        return SessionStopped(**base, reason=d["reason"])
+    if kind == "strategy_error":
+        return StrategyError(**base, level="error", **who, hook=d["hook"], error=message)
+    if kind == "strategy_isolated":
+        return StrategyIsolated(**base, level="error", **who, errors=3)
+    if kind == "circuit_breaker":
+        return CircuitBreakerChanged(**base, old_state=d["old_state"], new_state=d["new_state"])
+    if kind == "reconcile":
+        return Reconciled(
+            **base, ok=d["ok"], error=None, positions_restored=0, orders_restored=0,
+            fills_applied=0, cash_krw=0, differences=tuple(d["differences"]),
+        )
+    if kind == "daily_report":
+        return DailyReport(
+            **base, date=date.fromisoformat(d["date"]), equity_krw=d["equity_krw"],
+            cash_krw=d["cash_krw"], pnl_krw=d["pnl_krw"], pnl_pct=d["pnl_pct"],
+            trades=d["trades"], fills=d["fills"], positions=tuple(d["positions"]),
+        )
+    if kind == "risk_exit":
+        return ProtectiveExit(
+            **base, **who, rule=d["rule"], price=d["price"], trigger_price=d["trigger_price"]
+        )
+    if kind == "state_changed":
+        return RiskStateChanged(**base, state=d["state"], by=d["by"])
+    raise ValueError(f"no typed event for {kind}")
 
 
 class FakeController:
@@ -332,7 +417,7 @@ def test_fill_alert_is_delivered_with_the_exact_text(
 ) -> None:
     notifier = make_notifier()
     notifier.start()
-    notifier.on_event("order_filled", "buy 10 005930 @ 72000", FILL_BUY)
+    notifier.on_event(typed("order_filled", "buy 10 005930 @ 72000", FILL_BUY))
     assert tg.wait_for(lambda: notifier.sent_count == 1, WAIT_S)
     [message] = tg.messages
     assert message.chat_id == CHAT
@@ -348,8 +433,10 @@ def test_every_alert_kind_is_delivered_in_order(
     notifier = make_notifier()
     notifier.start()
     for kind, message, data, _, _ in EVENTS:
-        notifier.on_event(kind, message, data)
-    notifier.on_event("risk_rejected", "debug noise", {})  # unknown, not an error: ignored
+        notifier.on_event(typed(kind, message, data))
+    notifier.on_event(  # not alerted, not an error: ignored
+        RiskRejected(at=AT, message="debug noise", level="debug", signal_type="buy", reason="x")
+    )
     assert notifier.send("직접 보낸 메시지")
     assert tg.wait_for(lambda: notifier.sent_count == len(EVENTS) + 1, WAIT_S)
     firsts = [text.split("\n")[0] for text in tg.texts(CHAT)]
@@ -364,10 +451,12 @@ def test_disabled_kinds_are_not_sent(
     notifier.start()
     for kind, message, data, _, _ in EVENTS:
         if kind != "session_stopped":
-            notifier.on_event(kind, message, data)
-    notifier.on_event("engine_error", "boom", {"level": "error"})  # error kind: disabled too
+            notifier.on_event(typed(kind, message, data))
+    notifier.on_event(  # error kind: disabled too
+        JobFailed(at=AT, message="boom", level="error", job="quotes", error="boom")
+    )
     assert notifier.send("info text") is False
-    notifier.on_event("session_stopped", "stopped", {"reason": "끝"})
+    notifier.on_event(typed("session_stopped", "stopped", {"reason": "끝"}))
     notifier.stop(timeout_s=WAIT_S)  # flushes: anything queued would be sent by now
     assert tg.texts() == ["🛑 자동매매 종료: 끝"]
     assert (notifier.sent_count, notifier.dropped_count, notifier.failed_count) == (1, 0, 0)
@@ -457,8 +546,8 @@ def test_send_and_on_event_return_at_once_while_telegram_hangs_and_stop_is_bound
 
     def caller() -> None:
         results.append(notifier.send("queued"))
-        notifier.on_event("order_filled", "filled", FILL_BUY)
-        notifier.on_event("strategy_error", "boom", {"strategy": "x", "hook": "on_bar"})
+        notifier.on_event(typed("order_filled", "filled", FILL_BUY))
+        notifier.on_event(typed("strategy_error", "boom", {"strategy": "x", "hook": "on_bar"}))
         returned.set()
 
     threading.Thread(target=caller, daemon=True).start()
@@ -512,7 +601,7 @@ def test_not_started_notifier_drops_and_stop_is_harmless(
 ) -> None:
     notifier = make_notifier()
     assert notifier.send("too early") is False
-    notifier.on_event("order_filled", "filled", FILL_BUY)
+    notifier.on_event(typed("order_filled", "filled", FILL_BUY))
     assert notifier.dropped_count == 2
     notifier.stop()
     assert not notifier.running
@@ -748,7 +837,7 @@ def test_the_mask_filter_scrubs_a_token_logged_by_mistake(
     logging.getLogger("httpx").info("url http://x/bot555%3AAAmistakeSecret/getMe")
     messages = [r.getMessage() for r in caplog.records if "oops" in r.getMessage()
                 or "url http" in r.getMessage()]
-    assert messages == ["oops ***", "url http://x/bot***/getMe"]
+    assert messages == ["oops 55***", "url http://x/bot55***/getMe"]  # two characters at most
 
 
 # -- the fake server itself -----------------------------------------------------------------------

@@ -31,12 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import pandas as pd
 
-KST = ZoneInfo("Asia/Seoul")
+from utils.clock import KST
 
 CSAT_DAYS: tuple[date, ...] = (
     date(2020, 12, 3),

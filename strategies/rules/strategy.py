@@ -24,11 +24,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from framework.bars import Bars
-from framework.broker import Broker
-from framework.data import DataProvider
 from framework.errors import ConfigError
-from framework.executor import OrderExecutor
 from framework.types import Order, OrderSide, Signal, SignalType
+from framework.views import AccountView, MarketDataView, OrdersView
 from strategies.base import BaseStrategy
 from strategies.config import StrategyConfig
 from strategies.rules.context import ExecutionContext
@@ -114,9 +112,9 @@ class RuleStrategy(BaseStrategy):
         self.save_state(self.engine.context.to_json())
 
     # --- hooks -------------------------------------------------------------------------
-    def on_init(self, broker: Broker, data_provider: DataProvider,
-                executor: OrderExecutor) -> bool:
-        super().on_init(broker, data_provider, executor)
+    def on_init(self, broker: AccountView, data_provider: MarketDataView,
+                orders: OrdersView) -> bool:
+        super().on_init(broker, data_provider, orders)
         self.restore_context()
         return True
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-KST = ZoneInfo("Asia/Seoul")
+from utils.clock import KST
+
 DEFAULT_START = datetime(2025, 6, 16, 9, 30, tzinfo=KST)
 """A Monday with real data in ``krx/daily_2023_2025`` (the day before the last row)."""
 
