@@ -1410,8 +1410,8 @@ class Trader:
         """Count, log and journal one failure of ``hook``; disable the strategy at its limit.
 
         The traceback is logged once per kind of failure (see
-        :class:`~core.fencing.HookFailures`). Each failure is journaled
-        (``strategy_error``, not alerted); the disable is one ``strategy_isolated`` event.
+        :class:`~core.fencing.HookFailures`). Each failure is one ``strategy_error`` event
+        (at most the limit in a row); the disable is one ``strategy_isolated`` event.
         Raises :class:`StrategyDisabledError` on the disable with
         ``stop_on_strategy_failure``.
         """
@@ -1419,8 +1419,7 @@ class Trader:
         streak, where = slot.failures.failed(slot.strategy, hook, exc, code)
         on = f" on {code}" if code else ""
         error = f"{type(exc).__name__}: {exc}"
-        # journaled, not alerted: the disable below is the one alert
-        self._record(
+        self.publish(
             StrategyError(
                 at=self.clock(),
                 message=f"{slot.name}.{hook}{on}: {error} ({where})",

@@ -583,4 +583,4 @@ def test_dry_run_restarted_books_the_fills_of_the_new_process(
         assert holding_rows(repo, DRY_BOOK) == {("probe", "035720"): 15}
     finally:
         repo.close()
-    assert session.trader.portfolio.qty("probe", "005930") == 0
+    assert session.trader.position("probe", "005930") is None

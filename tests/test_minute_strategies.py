@@ -167,13 +167,13 @@ def test_orb_trades_a_simulated_live_day_on_ticks(
         trade(15, 5, 55_400, 500)
         trade(16, 5, 55_800, 9_000)  # the breakout on volume
         trade(17, 1, 55_800, 10)  # completes the 09:16 bar: the strategy buys at market
-        assert wait_until(lambda: feed.sync() and session.trader.portfolio.get("orb", code)
+        assert wait_until(lambda: feed.sync() and session.trader.position("orb", code)
                           is not None)
-        pos = session.trader.portfolio.get("orb", code)
+        pos = session.trader.position("orb", code)
         assert pos is not None
         assert pos.stop_loss == 55_000  # the range's low
         trade(30, 0, 54_900, 100)  # under the range: the stop sells on this tick
-        assert wait_until(lambda: feed.sync() and session.trader.portfolio.get("orb", code)
+        assert wait_until(lambda: feed.sync() and session.trader.position("orb", code)
                           is None)
         assert feed.exits == 1
         fake.advance(40)

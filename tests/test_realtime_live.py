@@ -150,7 +150,7 @@ def test_subscribes_within_the_limit_and_splits_the_rest_to_rest(
         assert rest_code in session.trader.prices
         session.run_job("signals")
         feed.sync()
-        assert wait_until(lambda: feed.sync() and len(session.trader.portfolio.positions()) == 3)
+        assert wait_until(lambda: feed.sync() and len(session.trader.positions()) == 3)
         # holdings come first in the registrations once the book holds them
         feed.plan()
         assert wait_until(lambda: set(ws.registered()[0]) <= set(CODES))
@@ -172,14 +172,14 @@ def test_trades_on_ticks_and_applies_each_notice_once(
         reconcile(session, fake)  # a poll of the same fills: nothing new
         session.run_job("account")
         assert fills_in_db(session) == 2
-        pos = session.trader.portfolio.get("plan", "000660")
+        pos = session.trader.position("plan", "000660")
         assert pos is not None
         # a tick 8 % under the entry: the stop loss sells at once, without any job
         drop = int(pos.avg_price * 0.92)
         fake.set_price("000660", drop)
         quotes = fake.stats.by_path["/uapi/domestic-stock/v1/quotations/inquire-price"]
         ws.push_tick("000660", drop, 3)
-        assert wait_until(lambda: feed.sync() and session.trader.portfolio.get("plan", "000660")
+        assert wait_until(lambda: feed.sync() and session.trader.position("plan", "000660")
                           is None)
         assert feed.exits == 1
         assert fake.stats.by_path["/uapi/domestic-stock/v1/quotations/inquire-price"] == quotes
@@ -188,7 +188,7 @@ def test_trades_on_ticks_and_applies_each_notice_once(
         session.run_job("account")
         assert fills_in_db(session) == 3
         # a tick of a stock held but above its stop: no exit
-        ws.push_tick("005930", int(session.trader.portfolio.get("plan", "005930").avg_price))
+        ws.push_tick("005930", int(session.trader.position("plan", "005930").avg_price))
         assert wait_until(lambda: feed.sync() and feed.ticks == 2)
         assert feed.exits == 1
         session.run_job("close")
@@ -204,7 +204,7 @@ def test_partial_fills_by_notice_and_poll_out_of_order_apply_once(
         assert wait_until(lambda: feed.live)
         session.run_job("open")
         session.run_job("signals")
-        (order,) = session.trader.orders.open_orders()
+        (order,) = session.trader.open_orders()
         odno = order.broker_order_id
         assert odno is not None
         ws.reorder_notices = True
@@ -239,7 +239,7 @@ def test_five_forced_disconnects_lose_no_fill(
         assert wait_until(lambda: feed.live)
         session.run_job("open")
         session.run_job("signals")
-        (order,) = session.trader.orders.open_orders()
+        (order,) = session.trader.open_orders()
         odno = order.broker_order_id
         assert odno is not None
         for n in range(1, 6):
@@ -278,13 +278,13 @@ def test_rest_fallback_when_the_websocket_is_down(
         assert fake.stats.by_path["/uapi/domestic-stock/v1/quotations/inquire-price"] > before
         session.run_job("signals")
         session.run_job("fills")
-        assert len(session.trader.portfolio.positions()) == 2
-        pos = session.trader.portfolio.get("plan", "000660")
+        assert len(session.trader.positions()) == 2
+        pos = session.trader.position("plan", "000660")
         assert pos is not None
         fake.set_price("000660", int(pos.avg_price * 0.9))
         session.run_job("quotes")  # the stop loss on a REST quote
         session.run_job("fills")
-        assert session.trader.portfolio.get("plan", "000660") is None
+        assert session.trader.position("plan", "000660") is None
         assert feed.should_poll_fills(fake.clock())  # every fills job polls
         session.run_job("close")
         check_book(session.repository, session.run_id, fake.account())
@@ -303,7 +303,7 @@ def test_refused_approval_key_keeps_trading_on_rest(
         session.run_job("open")
         session.run_job("signals")
         session.run_job("fills")
-        assert session.trader.portfolio.get("plan", "005930") is not None
+        assert session.trader.position("plan", "005930") is not None
         assert not feed.live
     assert "approval key refused" in caplog.text
     assert "REST polling" in caplog.text

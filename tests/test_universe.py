@@ -53,7 +53,7 @@ def _check_never_orphaned(bt: Backtest, result: Any, name: str) -> None:
     last_days = sorted(history)[-4:]
     still = {c for c, q in held.items() if q}
     assert still <= {c for d in last_days for c in history[d]}
-    positions = {p.stock_code: p.qty for p in bt.trader.portfolio.positions(name)}
+    positions = {p.stock_code: p.qty for p in bt.trader.positions(name)}
     assert positions == {c: q for c, q in held.items() if q}  # holdings = its own fills
 
 
@@ -100,7 +100,7 @@ def test_an_empty_screen_trades_includes_and_holdings(krx_recent: Path):
     bt, _ = _backtest(strategy, krx_recent)
     assert all(set(codes) >= {"000270"} for codes in bt.screens.history["hooked"].values())
     assert all(code == "000270" or code in {p.stock_code for p in
-                                            bt.trader.portfolio.positions("hooked")}
+                                            bt.trader.positions("hooked")}
                for codes in list(bt.screens.history["hooked"].values())[-1:] for code in codes)
 
 
@@ -169,7 +169,7 @@ def test_a_volume_rank_screen_drives_a_live_day(tmp_path: Path,
     assert session.screens.history["screened"][today] == ("035720", "005380")
     strategy = session.trader.slots["screened"].strategy
     assert {code for _, code, _ in strategy.decided} == {"035720", "005380"}
-    held = {p.stock_code for p in session.trader.portfolio.positions("screened")}
+    held = {p.stock_code for p in session.trader.positions("screened")}
     assert held <= {"035720", "005380"}  # bought, and sold again after three decisions
 
 
