@@ -225,6 +225,9 @@ class FakeKIS:
         self._tokens: dict[str, _Token] = {}
         self._token_requested_at: dict[str, datetime] = {}
         self._windows: dict[str, deque[float]] = {}
+        self.arrivals: dict[str, list[float]] = {}
+        """Per app key, the ``rate_clock`` time of every admitted REST request (what the
+        strict window counted): the load driver measures the limiter's margin from it."""
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self.on_clock: list[Callable[[datetime], None]] = []
@@ -607,6 +610,7 @@ class FakeKIS:
         if len(window) >= self.rate_limit_per_s:
             return False
         window.append(now)
+        self.arrivals.setdefault(app_key, []).append(now)
         return True
 
     def _check_token(self, request: httpx.Request, app_key: str) -> ep.Result | None:
