@@ -270,11 +270,24 @@ class FakeKIS:
                 real_only("FHPST01710000"), lambda c: ep.volume_rank(self, c)),
             ("GET", _QUOTES + "chk-holiday"): (
                 real_only("CTCA0903R"), lambda c: ep.chk_holiday(self, c)),
+            ("GET", _QUOTES + "search-stock-info"): (
+                real_only("CTPF1002R"), lambda c: ep.search_stock_info(self, c)),
+            ("GET", _QUOTES + "psearch-title"): (
+                real_only("HHKST03900300"), lambda c: ep.psearch_title(self, c)),
+            ("GET", _QUOTES + "psearch-result"): (
+                real_only("HHKST03900400"), lambda c: ep.psearch_result(self, c)),
         }
         self.volume_rank_override: list[str] | None = None
         """Codes the volume ranking returns in this order (``None``: by volume)."""
         self.closed_days: set[date] = set()
         """Weekdays ``chk-holiday`` reports as closed (``opnd_yn N``)."""
+        self.product_info: dict[str, dict[str, str]] = {}
+        """Per code, ``search-stock-info`` fields replacing the defaults (a listed KOSPI
+        stock): e.g. ``{"scty_grp_id_cd": "EF"}`` for an ETF, ``{"lstg_abol_dt":
+        "20240102"}`` for a delisted one; a code only here is a product the market does
+        not trade."""
+        self.conditions: dict[str, dict[str, list[str]]] = {}
+        """HTS user id -> saved condition name -> the codes it finds now (psearch)."""
         if with_default_account:
             self.add_account(DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_ACCOUNT_NO)
 
