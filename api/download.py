@@ -217,8 +217,10 @@ class Downloader:
         if stored is None or stored.empty:
             fresh = self._fetch(code, self.start, self.end)
             if fresh.empty:
-                raise DataError(f"{code}: no bars between {self.start} and {self.end} "
-                                "(delisted, suspended or not yet listed?)")
+                why = ("delisted, suspended or not yet listed?" if not self.minute else
+                       "KIS keeps about a year of past minute bars (FHKST03010230); also "
+                       "delisted, suspended or not yet listed?")
+                raise DataError(f"{code}: no bars between {self.start} and {self.end} ({why})")
             write_bars(path, fresh, self.minute)
             return len(fresh)
         first, last = stored.index[0].date(), stored.index[-1].date()
