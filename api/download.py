@@ -291,7 +291,8 @@ def download(codes: list[str], downloader: Downloader, *, workers: int, limiter:
                 with lock:
                     summary.symbols += 1
                     summary.rows += rows
-                print(f"{code}: {rows} bars -> {downloader.path(code)}", file=out)
+                added = f"{rows} new bars" if rows else "up to date"
+                print(f"{code}: {added} -> {downloader.path(code)}", file=out)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
