@@ -253,12 +253,13 @@ class Trader:
     def market_open(self) -> None:
         for slot in self.slots.values():
             slot.trades_today = 0
-            if slot.active:
+            # the default hooks do nothing and cannot fail: skipped
+            if slot.active and _overrides(slot.strategy, "on_market_open"):
                 self._call(slot, "on_market_open", slot.strategy.on_market_open)
 
     def market_close(self) -> None:
         for slot in self.slots.values():
-            if slot.active:
+            if slot.active and _overrides(slot.strategy, "on_market_close"):
                 self._call(slot, "on_market_close", slot.strategy.on_market_close)
 
     def _orders_view(self, strategy: str) -> OrdersView:
@@ -591,7 +592,11 @@ class Trader:
             self._reject(slot, signal, "no price known")
             return None
         held = self._portfolio.qty(slot.name, code)
-        mine, everyone = self._position_counts(slot.name) if signal.signal_type.is_buy else (0, 0)
+        counted = signal.signal_type.is_buy and (
+            slot.strategy.risk.max_positions is not None
+            or self._risk.limits.max_positions is not None
+        )  # max_positions is the only check that reads them
+        mine, everyone = self._position_counts(slot.name) if counted else (0, 0)
         reason = self._risk.check_signal(
             signal,
             slot.strategy.risk,
@@ -740,7 +745,7 @@ class Trader:
             )
             if slot is not None and slot.active:
                 self._call(slot, "on_order_rejected", slot.strategy.on_order_rejected, order.copy())
-        elif order.status is not OrderStatus.PENDING_NEW:
+        elif order.status is not OrderStatus.PENDING_NEW and self._order_events_wanted():
             self.publish(
                 OrderSubmitted(
                     at=self.clock(),
@@ -751,6 +756,11 @@ class Trader:
         if order.status.is_final:
             self.finalise(order)
         return order
+
+    def _order_events_wanted(self) -> bool:
+        """Whether anyone gets order events: the journal does not (the orders and fills
+        tables hold them), so without another subscriber they are not built at all."""
+        return len(self._bus.subscribers) > 1
 
     def _order_fields(self, order: Order) -> dict[str, Any]:
         return OrderEvent.fields_of(order, self.names(order.stock_code) if self.names else None)
@@ -802,6 +812,8 @@ class Trader:
         orders = self._orders.open_orders(stock_code)
         watched = [o for o in self._orders.settling_orders() if o not in orders]
         orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
+        if not orders:
+            return applied
         with self.cash_from_account(not book_cash):
             for order in orders:
                 applied.extend(self._poll_one(order))
@@ -917,7 +929,7 @@ class Trader:
         Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
         book_cash = self._book_cash if book_cash is None else book_cash
         late = order.status.is_final
-        before = order.copy()
+        before = self._orders.snapshot(order)
         mark = self._portfolio.checkpoint(order.strategy, fill.stock_code)
         note = self._orders.book_fill(order, fill)
         try:
@@ -955,19 +967,20 @@ class Trader:
         self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
             self._risk.record_sell(order.strategy, fill.stock_code, fill.time)
-        self.publish(
-            OrderFilled(
-                at=fill.time,
-                message=self._order_line("filled", order, fill.qty, fill.price),
-                fill_qty=fill.qty,
-                fill_price=fill.price,
-                amount_krw=fill.amount_krw,
-                commission_krw=fill.commission_krw,
-                tax_krw=fill.tax_krw,
-                realized_pnl_krw=trip.pnl_krw if trip else None,
-                **self._order_fields(order),
+        if self._order_events_wanted():
+            self.publish(
+                OrderFilled(
+                    at=fill.time,
+                    message=self._order_line("filled", order, fill.qty, fill.price),
+                    fill_qty=fill.qty,
+                    fill_price=fill.price,
+                    amount_krw=fill.amount_krw,
+                    commission_krw=fill.commission_krw,
+                    tax_krw=fill.tax_krw,
+                    realized_pnl_krw=trip.pnl_krw if trip else None,
+                    **self._order_fields(order),
+                )
             )
-        )
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
         # the default hook does nothing and cannot fail: skip it and the order copy
@@ -1022,16 +1035,17 @@ class Trader:
         signal = ctx.signal
         timed_out = ctx.cancel_requested_at is not None
         if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            self.publish(
-                OrderCancelled(
-                    at=self.clock(),
-                    message=self._order_line("cancelled", order, order.remaining_qty),
-                    unfilled_qty=order.remaining_qty,
-                    filled_qty=order.filled_qty,
-                    reason="timeout" if timed_out else order.message,
-                    **self._order_fields(order),
+            if self._order_events_wanted():
+                self.publish(
+                    OrderCancelled(
+                        at=self.clock(),
+                        message=self._order_line("cancelled", order, order.remaining_qty),
+                        unfilled_qty=order.remaining_qty,
+                        filled_qty=order.filled_qty,
+                        reason="timeout" if timed_out else order.message,
+                        **self._order_fields(order),
+                    )
                 )
-            )
             slot = self.slots.get(order.strategy)
             if slot is not None and slot.active and order.remaining_qty > 0:
                 self._call(
@@ -1471,6 +1485,11 @@ class Trader:
             self._journal.event(event)
         except StorageError as exc:
             self.storage_failed(exc)
+
+
+def _overrides(strategy: BaseStrategy, hook: str) -> bool:
+    """Whether ``strategy`` has its own ``hook`` (not :class:`BaseStrategy`'s)."""
+    return getattr(type(strategy), hook) is not getattr(BaseStrategy, hook)
 
 
 def _raise_peak(pos: Position, high: float) -> None:
