@@ -754,47 +754,48 @@ class Backtest:
             index=index,
         )
         equity.index.name = "time"
+        # built column by column: a dict per row costs several times more on long runs
+        book = list(self.journal.orders.values())
         orders = pd.DataFrame(
-            [
-                {
-                    "client_order_id": o.client_order_id,
-                    "strategy": o.strategy,
-                    "code": o.stock_code,
-                    "side": o.side.value,
-                    "order_type": o.order_type.value,
-                    "qty": o.qty,
-                    "price": o.price,
-                    "status": o.status.value,
-                    "filled_qty": o.filled_qty,
-                    "avg_fill_price": o.avg_fill_price,
-                    "commission_krw": o.commission_krw,
-                    "tax_krw": o.tax_krw,
-                    "created_at": o.created_at,
-                    "updated_at": o.updated_at,
-                    "signal_type": o.signal_type.value if o.signal_type else None,
-                    "reasons": "; ".join(o.reasons),
-                }
-                for o in self.journal.orders.values()
-            ],
+            {
+                "client_order_id": [o.client_order_id for o in book],
+                "strategy": [o.strategy for o in book],
+                "code": [o.stock_code for o in book],
+                "side": [o.side.value for o in book],
+                "order_type": [o.order_type.value for o in book],
+                "qty": [o.qty for o in book],
+                "price": [o.price for o in book],
+                "status": [o.status.value for o in book],
+                "filled_qty": [o.filled_qty for o in book],
+                "avg_fill_price": [o.avg_fill_price for o in book],
+                "commission_krw": [o.commission_krw for o in book],
+                "tax_krw": [o.tax_krw for o in book],
+                "created_at": [o.created_at for o in book],
+                "updated_at": [o.updated_at for o in book],
+                "signal_type": [o.signal_type.value if o.signal_type else None for o in book],
+                "reasons": ["; ".join(o.reasons) for o in book],
+            }
+            if book
+            else [],
             columns=list(ORDER_COLUMNS),
         )
+        done = self.journal.fills
         fills = pd.DataFrame(
-            [
-                {
-                    "fill_id": f.fill_id,
-                    "client_order_id": f.client_order_id,
-                    "strategy": s,
-                    "code": f.stock_code,
-                    "side": f.side.value,
-                    "qty": f.qty,
-                    "price": f.price,
-                    "amount_krw": f.amount_krw,
-                    "commission_krw": f.commission_krw,
-                    "tax_krw": f.tax_krw,
-                    "time": f.time,
-                }
-                for s, f in self.journal.fills
-            ],
+            {
+                "fill_id": [f.fill_id for _, f in done],
+                "client_order_id": [f.client_order_id for _, f in done],
+                "strategy": [s for s, _ in done],
+                "code": [f.stock_code for _, f in done],
+                "side": [f.side.value for _, f in done],
+                "qty": [f.qty for _, f in done],
+                "price": [f.price for _, f in done],
+                "amount_krw": [f.amount_krw for _, f in done],
+                "commission_krw": [f.commission_krw for _, f in done],
+                "tax_krw": [f.tax_krw for _, f in done],
+                "time": [f.time for _, f in done],
+            }
+            if done
+            else [],
             columns=list(FILL_COLUMNS),
         )
         trades = pd.DataFrame(

@@ -21,6 +21,7 @@ carries the one-line :class:`StrategyDisabledError` message, and with
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import Counter
@@ -90,6 +91,9 @@ from framework.views import AccountView, MarketDataView, OrdersView
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.ticks import Direction, round_to_tick, upper_limit_price
+
+_upper_limit = functools.lru_cache(maxsize=4096)(upper_limit_price)
+"""``upper_limit_price`` remembered per (base, date, market): every market buy asks it."""
 
 UNMANAGED = "unmanaged"
 """Strategy name of holdings adopted from the account that no strategy opened."""
@@ -649,7 +653,7 @@ class Trader:
         held_at = ref_price
         if limit is None:
             base = round(self.base_prices.get(code, price))
-            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
+            upper = _upper_limit(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self._portfolio.invested_krw(slot.name)
@@ -667,6 +671,7 @@ class Trader:
                 strong=signal.signal_type is SignalType.STRONG_BUY,
                 held_value_krw=int(self._portfolio.qty(slot.name, code) * price),
                 strategy_invested_krw=invested,
+                strategy_free_krw=free,
             )
             if held_at > ref_price:
                 qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
