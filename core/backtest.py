@@ -166,8 +166,9 @@ class _Run:
     """The bars opening a day after the first one, then the number of bars."""
     year_starts: list[int] | None
     """With ``on_year_end``: the bars opening a year, then the number of bars."""
-    marked_bars: dict[str, list[int]]
-    """Stock code → its bars (own numbering) on which a strategy may signal."""
+    next_mark: list[int]
+    """Per bar ``k`` (and ``n``): the first bar at or after it on which a strategy may
+    signal on some stock (``signal_bars``), else the number of bars."""
     multi_day: bool
     close_exits: bool
     time_cuts: bool
@@ -421,10 +422,7 @@ class Backtest:
                 if on_year_end is not None
                 else None
             ),
-            marked_bars={
-                st.code: sorted({i for _, _, m in st.windows for i, v in enumerate(m or ()) if v})
-                for st in states
-            },
+            next_mark=self._next_marks(states, timeline),
             multi_day=skip_ok and not screens,
             close_exits=close_exits,
             time_cuts=time_cuts,
@@ -568,6 +566,8 @@ class Backtest:
         or ``exit_at_close`` could sell. Day changes inside are passed as the loop passes
         them (:meth:`_pass_quiet`)."""
         times, n = run.times, len(run.times)
+        if run.next_mark[k] == k:  # a strategy may signal on this bar
+            return k, None
         positions = self.trader.positions()
         opens_day = run.day_of[k] != cur_day
         if positions and run.close_exits:
@@ -580,11 +580,7 @@ class Backtest:
             j = min(j, run.year_starts[bisect.bisect_right(run.year_starts, k)])
         if positions and run.time_cuts:  # the day's last bar places the time cut
             j = min(j, nxt - 1)
-        for st in run.states.values():
-            sig = run.marked_bars[st.code]
-            at = bisect.bisect_left(sig, st.ptr)
-            if at < len(sig) and sig[at] < st.n:
-                j = min(j, bisect.bisect_left(times, st.times[sig[at]], k))
+        j = min(j, run.next_mark[k])
         if j <= k:
             return k, None
         for code in {p.stock_code for p in positions}:
@@ -614,6 +610,23 @@ class Backtest:
             j = k + self._risk.first_limit_hit(equity, self._opens(run, k, j), before)
             equity = equity[: j - k]
         return j, equity
+
+    @staticmethod
+    def _next_marks(states: list[_CodeState], timeline: np.ndarray) -> list[int]:
+        """``_Run.next_mark``: the stocks' marked bars (``signal_bars``) from their first
+        bar in the run, placed on the timeline."""
+        n = len(timeline)
+        at = [np.zeros(0, dtype=np.int64)]
+        for st in states:
+            marked = np.zeros(st.n, dtype=bool)
+            for _, _, mask in st.windows:
+                if mask is not None:
+                    marked |= np.asarray(mask, dtype=bool)
+            rows = np.flatnonzero(marked)
+            rows = rows[rows >= st.ptr]
+            at.append(np.searchsorted(timeline, st.t_np[rows]))
+        marks = np.append(np.unique(np.concatenate(at)), n)
+        return marks[np.searchsorted(marks, np.arange(n + 1))].tolist()
 
     @staticmethod
     def _opens(run: _Run, k: int, j: int) -> list[int]:
