@@ -819,9 +819,13 @@ class Trader:
         orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
         if not orders:
             return applied
-        with self.cash_from_account(not book_cash):
+        previous = self._book_cash  # as cash_from_account(not book_cash), inline: hot path
+        self._book_cash = previous and book_cash
+        try:
             for order in orders:
                 applied.extend(self._poll_one(order))
+        finally:
+            self._book_cash = previous
         return applied
 
     @contextmanager
