@@ -29,10 +29,12 @@ Fill rules (also in README.md):
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from framework.broker import Broker
@@ -49,8 +51,11 @@ from framework.types import (
     Quote,
 )
 from utils.clock import system_now
-from utils.fees import FeeModel
+from utils.fees import FeeModel, fee_krw
 from utils.ticks import Direction, add_ticks, price_limit_pct, round_to_tick, upper_limit_price
+
+_upper_limit = functools.lru_cache(maxsize=4096)(upper_limit_price)
+"""``upper_limit_price`` remembered per (base, date, market): every market buy asks it."""
 
 _LIMIT_TOLERANCE = 0.99
 """A locked bar within 1 % of the computed limit counts (the limit is rounded to a tick)."""
@@ -139,6 +144,7 @@ class PaperBroker(Broker, OrderExecutor):
         self._orders: dict[str, _PaperOrder] = {}
         self._by_client: dict[str, str] = {}
         self._pending: dict[str, list[_PaperOrder]] = {}
+        self._tax_rates: dict[tuple[date, str], Decimal] = {}
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
         self.id_prefix = id_prefix
@@ -166,7 +172,7 @@ class PaperBroker(Broker, OrderExecutor):
             price = limit
         else:
             base = self._base_price.get(code) or self._last_price.get(code)
-            price = upper_limit_price(base, **self._rules(code)) if base else 0
+            price = _upper_limit(base, **self._rules(code)) if base else 0
         amount = qty * price
         return amount + self.fees.commission(amount)
 
@@ -403,7 +409,11 @@ class PaperBroker(Broker, OrderExecutor):
             h = self._holdings[req.stock_code]
             amount = qty * price
             commission = self.fees.commission(amount)
-            tax = self.fees.sell_tax(amount, when.date(), req.stock_code)
+            key = (when.date(), req.stock_code)
+            rate = self._tax_rates.get(key)
+            if rate is None:
+                rate = self._tax_rates[key] = self.fees.sell_tax_rate(*key)
+            tax = fee_krw(amount, rate)  # FeeModel.sell_tax with the day's rate kept
             cost_out = h[1] * qty // h[0] if qty < h[0] else h[1]
             h[0] -= qty
             h[1] -= cost_out

@@ -319,6 +319,10 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-universe", action="store_true")
     args = parser.parse_args()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    cores = os.cpu_count()
+    if load is not None:  # the figures move with what else the machine runs
+        print(f"machine: {cores} cores, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     compare(args.bars)
     if not args.no_scaling:
         scaling(args.bars)

@@ -119,17 +119,29 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
-    __slots__ = ("close", "code", "daily_slots", "high", "low", "n", "open", "ptr", "times",
-                 "windows")
+    __slots__ = ("c_np", "close", "code", "daily_slots", "h_np", "hi_np", "high",
+                 "lo_np", "low", "n", "open", "ptr", "rc_np", "t_np", "times", "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
         # plain lists: indexing them in the bar loop is several times cheaper than numpy
         self.code = code
-        self.times: list[int] = pd.DatetimeIndex(frame.index).as_unit("ns").asi8.tolist()
-        self.open: list[float] = frame["open"].to_numpy(dtype=np.float64).tolist()
-        self.high: list[float] = frame["high"].to_numpy(dtype=np.float64).tolist()
-        self.low: list[float] = frame["low"].to_numpy(dtype=np.float64).tolist()
-        self.close: list[float] = frame["close"].to_numpy(dtype=np.float64).tolist()
+        self.t_np = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+        o, h, lo, c = (
+            frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close")
+        )
+        self.times: list[int] = self.t_np.tolist()
+        self.open: list[float] = o.tolist()
+        self.high: list[float] = h.tolist()
+        self.low: list[float] = lo.tolist()
+        self.close: list[float] = c.tolist()
+        # numpy columns for passing quiet stretches in one step (see Backtest._quiet_end)
+        self.c_np = c
+        self.h_np = h
+        # the bar's lowest price, open included; -inf where high = low (maybe locked at a
+        # limit: such a bar of a held stock is always visited)
+        self.lo_np = np.where(np.round(h) == np.round(lo), -np.inf, np.minimum(o, lo))
+        self.hi_np = np.maximum(o, h)  # and its highest
+        self.rc_np = np.round(c).astype(np.int64)  # the close as the paper broker marks it
         self.ptr = first_row
         self.n = n
         self.windows: list[tuple[StrategySlot, Bars, list[bool] | None]] = []
@@ -137,6 +149,36 @@ class _CodeState:
         self.daily_slots: list[StrategySlot] = []
         """Strategies with ``timeframes: [daily, …]`` deciding on daily bars derived from
         these minute bars (once a day: at ``decide_at``, else at the day's last bar)."""
+
+
+@dataclass
+class _Run:
+    """What the bar loop and the quiet stretches share during one run (bar numbers are
+    positions in the timeline, the union of the stocks' bar times)."""
+
+    states: dict[str, _CodeState]
+    timeline: np.ndarray
+    times: list[int]
+    day_of: list[int]
+    new_day: np.ndarray
+    """Per bar: it opens a trading day."""
+    day_starts: list[int]
+    """The bars opening a day after the first one, then the number of bars."""
+    year_starts: list[int] | None
+    """With ``on_year_end``: the bars opening a year, then the number of bars."""
+    next_mark: list[int]
+    """Per bar ``k`` (and ``n``): the first bar at or after it on which a strategy may
+    signal on some stock (``signal_bars``), else the number of bars."""
+    multi_day: bool
+    close_exits: bool
+    time_cuts: bool
+    watch_equity: bool
+    year_set: frozenset[int] = frozenset()
+
+
+class _NearOverflow(Exception):
+    """Equity near int64's end: the stretch is walked bar by bar (the loop raises
+    ``EquityOverflowError`` at the bar that crosses the limit)."""
 
 
 class Backtest:
@@ -183,6 +225,8 @@ class Backtest:
             s.cash_krw, self.fees, strategies, clock=self.now, slippage_ticks=s.slippage_ticks
         )
         risk = RiskManager(s.risk_limits)
+        self._risk = risk
+        self._bands: dict[str, tuple[int, tuple[float, float, float, bool] | None]] = {}
         self.trader = build_engine(
             strategies,
             broker=self.broker,
@@ -338,7 +382,8 @@ class Backtest:
         )
         pending = broker._pending
         history = self.journal.history
-        bands: dict[str, tuple[int, tuple[float, float, float, bool] | None]] = {}
+        bands = self._bands
+        bands.clear()
         marked: tuple[int, int] | None = None  # (cash, day) of the last flat equity check
         self._now_ns = int(timeline[0])
         screens, today = self.screens, self.screens.today
@@ -353,53 +398,52 @@ class Backtest:
             mininterval=0.5,
             desc="backtest",
         )
-        # Flat and idle (no holding, no order, equity already checked at this cash today,
-        # every strategy's signal_bars known): the bars up to the next marked bar or the
-        # next day change can change nothing but the last prices, so they are passed in one
-        # step. Not with decide_at or order timeouts, which look at every bar.
+        # Quiet stretches (no order resting, no marked bar, no bar that can fire an exit of
+        # a held stock or a risk limit; see _quiet_end) are passed in one step. Not with
+        # decide_at or order timeouts, which look at every bar.
         skip_ok = (
             not decide_at
             and not session.intraday_timeouts
             and all(mask is not None for st in states for _, _, mask in st.windows)
             and not any(st.daily_slots for st in states)  # they decide at each day's last bar
         )
-        marked_bars: dict[str, list[int]] = {
-            st.code: sorted({i for _, _, m in st.windows for i, v in enumerate(m or ()) if v})
-            for st in states
-        }
-        day_starts = [j for j in range(1, n) if day_of[j] != day_of[j - 1]] + [n]
+        opens = np.ones(n, dtype=bool)
+        opens[1:] = days[1:] != days[:-1]
+        years = (days.astype("datetime64[D]").astype("datetime64[Y]")).astype(np.int64)
+        run = _Run(
+            states={st.code: st for st in states},
+            timeline=timeline,
+            times=times,
+            day_of=day_of,
+            new_day=opens,
+            day_starts=[*(np.flatnonzero(opens[1:]) + 1).tolist(), n],
+            year_starts=(
+                [*(np.flatnonzero(years[1:] != years[:-1]) + 1).tolist(), n]
+                if on_year_end is not None
+                else None
+            ),
+            next_mark=self._next_marks(states, timeline),
+            multi_day=skip_ok and not screens,
+            close_exits=close_exits,
+            time_cuts=time_cuts,
+            watch_equity=watch_equity,
+        )
+        run.year_set = frozenset(run.year_starts or ())
         updated = 0
         k = 0
         while k < n:
             t = times[k]
             day = day_of[k]
-            if (
-                skip_ok
-                and day == cur_day
-                and not held
-                and not pending
-                and (not watch_equity or marked == (funds.cash_krw, day))
-            ):
-                j = day_starts[bisect.bisect_right(day_starts, k)]
-                for st in states:
-                    sig = marked_bars[st.code]
-                    at = bisect.bisect_left(sig, st.ptr)
-                    if at < len(sig) and sig[at] < st.n:
-                        j = min(j, bisect.bisect_left(times, st.times[sig[at]], k))
+            if skip_ok and cur_day is not None and not pending:
+                try:
+                    j, equity = self._quiet_end(run, k, cur_day)
+                except _NearOverflow:
+                    j, equity = k, None
                 if j > k:
-                    t_next = times[j] if j < n else None
-                    for st in states:
-                        end = st.n if t_next is None else bisect.bisect_left(
-                            st.times, t_next, st.ptr, st.n
-                        )
-                        if end > st.ptr:
-                            close = st.close[end - 1]
-                            prices[st.code] = close
-                            last_price[st.code] = round(close)
-                            st.ptr = end
-                    cash[k:j] = broker.cash_krw
-                    holdings[k:j] = 0
-                    self._now_ns = times[j - 1]
+                    cash[k:j] = funds.cash_krw
+                    holdings[k:j] = self._holdings_series(run, k, j)
+                    cur_day = self._pass_quiet(run, k, j, equity, cur_day)
+                    marked = None if held else (funds.cash_krw, cur_day)
                     k = j
                     continue
             if day != cur_day:
@@ -435,23 +479,18 @@ class Backtest:
                         trader.poll_orders(code)
                     if code in held and locked is not OrderSide.SELL:
                         o, hi, low = st.open[i], st.high[i], st.low[i]
-                        cached = bands.get(code)
-                        if cached is None or cached[0] != len(history):
-                            cached = (len(history), trader.exit_band(code))
-                            bands[code] = cached
-                        band = cached[1]
-                        # inside the band nothing can happen (exit_band); the journal's
-                        # length tells whether an order or fill changed the positions since
+                        band = self._band(code)
+                        # inside the band nothing can happen (exit_band)
                         if (
                             band is None
                             or not (o > band[0] and low > band[0] and o < band[1] and hi < band[1])
                             or (hi > band[2] and band[3])
                         ):
                             session.bar(code, o, hi, low)
-                            del bands[code]
+                            bands.pop(code, None)
                         elif hi > band[2]:  # a new high without a trailing stop: peaks only
                             trader.raise_peaks(code, hi)
-                            bands[code] = (cached[0], (band[0], band[1], hi, False))
+                            bands[code] = (len(history), (band[0], band[1], hi, False))
                 prices[code] = close
                 last_price[code] = c
                 if close_exits and code in held and (
@@ -503,6 +542,199 @@ class Backtest:
         elapsed = time.perf_counter() - t0
         return self._result(timeline, cash, holdings, elapsed)
 
+    # --- quiet stretches ---------------------------------------------------------------
+    def _band(self, code: str) -> tuple[float, float, float, bool] | None:
+        """``Trader.exit_band`` of ``code``, kept while the journal's length says that no
+        order or fill changed the positions since."""
+        cached = self._bands.get(code)
+        stamp = len(self.journal.history)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self.trader.exit_band(code))
+            self._bands[code] = cached
+        return cached[1]
+
+    def _quiet_end(self, run: _Run, k: int, cur_day: int) -> tuple[int, np.ndarray | None]:
+        """The end ``j`` of the quiet stretch of bars ``k … j-1`` (``j == k``: none), and
+        the equity marks (KRW) over it.
+
+        Quiet, with no order resting: no bar a strategy may signal on (``signal_bars``), no
+        bar of a held stock outside its exit band (:meth:`Trader.exit_band`: it could fire
+        a protective exit), above its peak with a trailing stop, or with high = low (maybe
+        locked at a limit), no mark at which the daily loss lock or the portfolio stop
+        would act (:meth:`RiskManager.first_limit_hit`), no day change while screens run
+        (nor, with ``on_year_end``, a year change), no last bar of a day while a time cut
+        or ``exit_at_close`` could sell. Day changes inside are passed as the loop passes
+        them (:meth:`_pass_quiet`)."""
+        times, n = run.times, len(run.times)
+        if run.next_mark[k] == k:  # a strategy may signal on this bar
+            return k, None
+        positions = self.trader.positions()
+        opens_day = run.day_of[k] != cur_day
+        if positions and run.close_exits:
+            return k, None
+        if opens_day and (not run.multi_day or k in run.year_set):
+            return k, None
+        nxt = run.day_starts[bisect.bisect_right(run.day_starts, k)]
+        j = n if run.multi_day else nxt
+        if run.year_starts is not None:
+            j = min(j, run.year_starts[bisect.bisect_right(run.year_starts, k)])
+        if positions and run.time_cuts:  # the day's last bar places the time cut
+            j = min(j, nxt - 1)
+        j = min(j, run.next_mark[k])
+        if j <= k:
+            return k, None
+        for code in {p.stock_code for p in positions}:
+            cs = run.states.get(code)
+            if cs is None:
+                continue  # no bars: its price and exits never move
+            band = self._band(code)
+            if band is None:
+                return k, None
+            stop, target, peak, trailing = band
+            ptr = cs.ptr
+            end = cs.n if j >= n else bisect.bisect_left(cs.times, times[j], ptr, cs.n)
+            if end <= ptr:
+                continue
+            loud = cs.lo_np[ptr:end] <= stop
+            loud |= cs.hi_np[ptr:end] >= target
+            if trailing:
+                loud |= cs.h_np[ptr:end] > peak
+            first = int(loud.argmax())
+            if loud[first]:
+                j = min(j, bisect.bisect_left(times, cs.times[ptr + first], k))
+                if j <= k:
+                    return k, None
+        equity = self._equity_series(run, k, j, positions)
+        if run.watch_equity:
+            before = self.trader.equity_krw() if opens_day else 0
+            j = k + self._risk.first_limit_hit(equity, self._opens(run, k, j), before)
+            equity = equity[: j - k]
+        return j, equity
+
+    @staticmethod
+    def _next_marks(states: list[_CodeState], timeline: np.ndarray) -> list[int]:
+        """``_Run.next_mark``: the stocks' marked bars (``signal_bars``) from their first
+        bar in the run, placed on the timeline."""
+        n = len(timeline)
+        at = [np.zeros(0, dtype=np.int64)]
+        for st in states:
+            marked = np.zeros(st.n, dtype=bool)
+            for _, _, mask in st.windows:
+                if mask is not None:
+                    marked |= np.asarray(mask, dtype=bool)
+            rows = np.flatnonzero(marked)
+            rows = rows[rows >= st.ptr]
+            at.append(np.searchsorted(timeline, st.t_np[rows]))
+        marks = np.append(np.unique(np.concatenate(at)), n)
+        return marks[np.searchsorted(marks, np.arange(n + 1))].tolist()
+
+    @staticmethod
+    def _opens(run: _Run, k: int, j: int) -> list[int]:
+        """The bars among ``k … j-1`` that open a day, counted from ``k``."""
+        starts = run.day_starts
+        at = bisect.bisect_left(starts, k)
+        out = []
+        while starts[at] < j:
+            out.append(starts[at] - k)
+            at += 1
+        return out
+
+    def _price_series(
+        self, run: _Run, code: str, k: int, j: int, column: str, before: float
+    ) -> np.ndarray:
+        """``column`` (``c_np`` or ``rc_np``) of ``code``'s last bar at or before each of
+        the bars ``k … j-1`` of the timeline; ``before`` until its first bar there."""
+        st = run.states.get(code)
+        m = j - k
+        if st is None:
+            return np.full(m, before)
+        end = st.n if j >= len(run.times) else bisect.bisect_left(
+            st.times, run.times[j], st.ptr, st.n
+        )
+        values = getattr(st, column)
+        if end - st.ptr == m and st.times[st.ptr] == run.times[k]:  # a bar at every time
+            return values[st.ptr : end]
+        if end <= st.ptr:
+            return np.full(m, before)
+        at = np.searchsorted(st.t_np[st.ptr : end], run.timeline[k:j], side="right") - 1
+        return np.where(at >= 0, values[st.ptr : end][np.maximum(at, 0)], before)
+
+    def _equity_series(
+        self, run: _Run, k: int, j: int, positions: list[Any]
+    ) -> np.ndarray:
+        """What :meth:`Trader.equity_krw` gives at each close of bars ``k … j-1`` with
+        nothing traded: cash plus each position's shares at the last close (KRW), summed
+        as floats in the positions' order and truncated, as there."""
+        cash = self._funds.cash_krw
+        if not positions:
+            return np.full(j - k, cash, dtype=np.int64)
+        prices = self.trader.prices
+        value: np.ndarray | float = 0.0
+        for pos in positions:
+            code = pos.stock_code
+            value = value + pos.qty * self._price_series(
+                run, code, k, j, "c_np", prices.get(code, pos.avg_price)
+            )
+        equity = np.asarray(value).astype(np.int64)
+        if float(equity.max()) > MAX_EQUITY_KRW / 4:  # near int64's end: bar by bar
+            raise _NearOverflow
+        equity += cash
+        return equity
+
+    def _holdings_series(self, run: _Run, k: int, j: int) -> np.ndarray | int:
+        """The paper account's holdings at each close of bars ``k … j-1`` (KRW): shares
+        times the close rounded to the won, as the loop marks them."""
+        value: np.ndarray | int = 0
+        last = self.broker._last_price
+        for code, (qty, _) in self.broker._holdings.items():
+            value = value + qty * self._price_series(run, code, k, j, "rc_np", last[code])
+        return value
+
+    def _pass_quiet(
+        self, run: _Run, k: int, j: int, equity: np.ndarray | None, cur_day: int
+    ) -> int:
+        """Pass bars ``k … j-1`` of a quiet stretch (:meth:`_quiet_end`) in one step, as
+        the bar loop would: each day change closes and opens the days (the day's start
+        equity is the mark before it), each held stock's peak takes the stretch's highest
+        high, the risk's high-water mark its highest mark, every stock its last close.
+        Returns the day of bar ``j-1``."""
+        session, times, day_of = self.session, run.times, run.day_of
+        opens = self._opens(run, k, j)
+        if equity is None and (opens or run.watch_equity):
+            equity = self._equity_series(run, k, j, self.trader.positions())
+        for d in opens:
+            self._now_ns = times[k + d - 1]
+            session.close_day(_to_date(cur_day))
+            self._now_ns = times[k + d]
+            cur_day = day_of[k + d]
+            assert equity is not None  # noqa: S101 - computed above when a day opens
+            start = int(equity[d - 1]) if d else self.trader.equity_krw()
+            session.open_day(_to_date(cur_day), start, time_cut=False)
+        if run.watch_equity and equity is not None:
+            self._risk.pass_marks(int(equity.max()))
+        prices, last_price, n = self.trader.prices, self.broker._last_price, len(times)
+        held = self.broker._holdings
+        for st in run.states.values():
+            ptr = st.ptr
+            end = st.n if j >= n else bisect.bisect_left(st.times, times[j], ptr, st.n)
+            if end <= ptr:
+                continue
+            if st.code in held:
+                band = self._band(st.code)
+                if band is not None:
+                    high = float(st.h_np[ptr:end].max())
+                    if high > band[2]:
+                        self.trader.raise_peaks(st.code, high)
+                        self._bands[st.code] = (
+                            len(self.journal.history), (band[0], band[1], high, band[3])
+                        )
+            close = st.close[end - 1]
+            prices[st.code] = close
+            last_price[st.code] = round(close)
+            st.ptr = end
+        self._now_ns = times[j - 1]
+        return cur_day
+
     def _decide_daily(self, st: _CodeState, i: int, day: int) -> None:
         """Daily decisions of multi-timeframe strategies on minute bars: the daily frame
         derived from the minutes so far (today's bar the one forming), once a day at
@@ -535,47 +767,48 @@ class Backtest:
             index=index,
         )
         equity.index.name = "time"
+        # built column by column: a dict per row costs several times more on long runs
+        book = list(self.journal.orders.values())
         orders = pd.DataFrame(
-            [
-                {
-                    "client_order_id": o.client_order_id,
-                    "strategy": o.strategy,
-                    "code": o.stock_code,
-                    "side": o.side.value,
-                    "order_type": o.order_type.value,
-                    "qty": o.qty,
-                    "price": o.price,
-                    "status": o.status.value,
-                    "filled_qty": o.filled_qty,
-                    "avg_fill_price": o.avg_fill_price,
-                    "commission_krw": o.commission_krw,
-                    "tax_krw": o.tax_krw,
-                    "created_at": o.created_at,
-                    "updated_at": o.updated_at,
-                    "signal_type": o.signal_type.value if o.signal_type else None,
-                    "reasons": "; ".join(o.reasons),
-                }
-                for o in self.journal.orders.values()
-            ],
+            {
+                "client_order_id": [o.client_order_id for o in book],
+                "strategy": [o.strategy for o in book],
+                "code": [o.stock_code for o in book],
+                "side": [o.side.value for o in book],
+                "order_type": [o.order_type.value for o in book],
+                "qty": [o.qty for o in book],
+                "price": [o.price for o in book],
+                "status": [o.status.value for o in book],
+                "filled_qty": [o.filled_qty for o in book],
+                "avg_fill_price": [o.avg_fill_price for o in book],
+                "commission_krw": [o.commission_krw for o in book],
+                "tax_krw": [o.tax_krw for o in book],
+                "created_at": [o.created_at for o in book],
+                "updated_at": [o.updated_at for o in book],
+                "signal_type": [o.signal_type.value if o.signal_type else None for o in book],
+                "reasons": ["; ".join(o.reasons) for o in book],
+            }
+            if book
+            else [],
             columns=list(ORDER_COLUMNS),
         )
+        done = self.journal.fills
         fills = pd.DataFrame(
-            [
-                {
-                    "fill_id": f.fill_id,
-                    "client_order_id": f.client_order_id,
-                    "strategy": s,
-                    "code": f.stock_code,
-                    "side": f.side.value,
-                    "qty": f.qty,
-                    "price": f.price,
-                    "amount_krw": f.amount_krw,
-                    "commission_krw": f.commission_krw,
-                    "tax_krw": f.tax_krw,
-                    "time": f.time,
-                }
-                for s, f in self.journal.fills
-            ],
+            {
+                "fill_id": [f.fill_id for _, f in done],
+                "client_order_id": [f.client_order_id for _, f in done],
+                "strategy": [s for s, _ in done],
+                "code": [f.stock_code for _, f in done],
+                "side": [f.side.value for _, f in done],
+                "qty": [f.qty for _, f in done],
+                "price": [f.price for _, f in done],
+                "amount_krw": [f.amount_krw for _, f in done],
+                "commission_krw": [f.commission_krw for _, f in done],
+                "tax_krw": [f.tax_krw for _, f in done],
+                "time": [f.time for _, f in done],
+            }
+            if done
+            else [],
             columns=list(FILL_COLUMNS),
         )
         trades = pd.DataFrame(

@@ -123,15 +123,19 @@ class FundManager:
         strong: bool,
         held_value_krw: int = 0,
         strategy_invested_krw: int = 0,
+        strategy_free_krw: int | None = None,
     ) -> int:
-        """Shares to buy (≥ 0) per the module's sizing rule, at ``price_krw``."""
+        """Shares to buy (≥ 0) per the module's sizing rule, at ``price_krw``;
+        ``strategy_free_krw``: what :meth:`strategy_free_krw` gives now, when the caller
+        already asked it."""
         if not price_krw > 0 or equity_krw <= 0:
             return 0
         weight = confidence_weight(confidence) * (STRONG_BUY_WEIGHT if strong else 1.0)
         strategy_equity = self.allocation(strategy) * equity_krw
         limit = max_position_size * strategy_equity * weight - held_value_krw
-        with self._lock:
-            budget = min(limit, self.strategy_free_krw(strategy, equity_krw, strategy_invested_krw))
+        if strategy_free_krw is None:
+            strategy_free_krw = self.strategy_free_krw(strategy, equity_krw, strategy_invested_krw)
+        budget = min(limit, strategy_free_krw)
         if budget <= 0:
             return 0
         return max(0, math.floor(budget / (price_krw * (1.0 + commission_rate))))

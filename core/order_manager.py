@@ -33,6 +33,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from core.journal import Journal, StorageError
 from framework.errors import (
@@ -53,6 +54,18 @@ NOTICE_AFTER_POLL_S = 120.0
 """A fill notice this much later than the poll that last raised an order's filled quantity
 counts from that poll's quantity (see :meth:`OrderManager.apply_notice`)."""
 """Order metadata keys holding the signal's stop-loss and take-profit prices (KRW)."""
+
+_BOOKED = (
+    "filled_qty",
+    "filled_amount_krw",
+    "avg_fill_price",
+    "commission_krw",
+    "tax_krw",
+    "updated_at",
+    "status",
+    "message",
+)
+"""The fields of an order :meth:`OrderManager.book_fill` changes."""
 
 FillHandler = Callable[[Order, Fill], None]
 """Books one new fill of an order (``OrderManager.book_fill`` plus everything the fill
@@ -414,11 +427,16 @@ class OrderManager:
             self._open.pop(order.client_order_id, None)
         return note
 
-    def unbook(self, order: Order, before: Order) -> None:
-        """Put ``order`` back as ``before`` (a copy taken before :meth:`book_fill`) after
-        its write failed."""
-        for f in dataclasses.fields(Order):
-            setattr(order, f.name, getattr(before, f.name))
+    @staticmethod
+    def snapshot(order: Order) -> tuple[Any, ...]:
+        """What :meth:`book_fill` changes of ``order``, for :meth:`unbook`."""
+        return tuple([getattr(order, name) for name in _BOOKED])
+
+    def unbook(self, order: Order, before: tuple[Any, ...]) -> None:
+        """Put ``order`` back as it was at ``before`` (:meth:`snapshot`, taken before
+        :meth:`book_fill`) after its write failed."""
+        for name, value in zip(_BOOKED, before, strict=True):
+            setattr(order, name, value)
         if not order.status.is_final:
             self._open[order.client_order_id] = order
 

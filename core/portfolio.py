@@ -11,7 +11,6 @@ zero; that span is one *round trip* (a row of ``trades.csv``). Cost basis is int
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -122,7 +121,8 @@ class Portfolio:
         pos = self._positions.get((strategy, stock_code))
         if pos is None:
             return None, len(self.round_trips)
-        saved = copy.copy(pos)  # every field but metadata is immutable
+        saved = Position.__new__(Position)  # copy.copy without its generic machinery
+        saved.__dict__.update(pos.__dict__)  # every field but metadata is immutable
         saved.metadata = dict(pos.metadata)
         return saved, len(self.round_trips)
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
+import numpy as np
+
 from framework.types import OrderSide, Signal
 from strategies.config import RiskManagement
 from utils.ticks import Market, round_to_tick
@@ -286,6 +288,70 @@ class RiskManager:
                 self.daily_loss_locked = True
                 return True
             return False
+
+    def first_limit_hit(
+        self, equity_krw: np.ndarray, opens: list[int], before_krw: int
+    ) -> int:
+        """Index of the first of a run of equity marks at which the daily loss lock engages
+        or the portfolio stop fires, ``len(equity_krw)`` when neither does; changes nothing.
+
+        ``equity_krw`` (int64, KRW) are the marks in time order, one per bar, with nothing
+        traded in between; ``opens`` the indices (ascending) of the bars that open a
+        trading day, whose starting equity is the mark before it (``before_krw`` for bar
+        0), as :meth:`start_day` takes it. The answer is the bar at which marking one by one
+        with :meth:`start_day`, :meth:`update_equity` and :meth:`portfolio_stop_hit` would
+        first act. Worked number: peak 1,000,000, ``portfolio_stop_pct`` 0.1, marks
+        [950,000, 899,000] → 1 (899,000 ≤ 900,000).
+        """
+        m = len(equity_krw)
+        limit, pct = self.limits.daily_loss_limit_pct, self.limits.portfolio_stop_pct
+        if m == 0 or (limit is None and pct is None):
+            return m
+        low, high = int(equity_krw.min()), int(equity_krw.max())
+        if opens and opens[0] == 0:
+            high = max(high, before_krw)
+        # no peak or day start above the highest mark: the lowest mark tells at once
+        stop_quiet = (
+            pct is None
+            or self._state is TradingState.HALTED
+            or low > max(high, self.peak_equity_krw or 0) * (1.0 - pct)
+        )
+        lock_quiet = limit is None or low > max(high, self.day_start_equity_krw or 0) * (
+            1.0 - limit
+        )
+        if stop_quiet and lock_quiet:
+            return m
+        prev = np.empty(m, dtype=np.int64)  # each bar's day-start equity, if it opens a day
+        prev[0] = before_krw
+        prev[1:] = equity_krw[:-1]
+        new_day = np.zeros(m, dtype=bool)
+        new_day[opens] = True
+        hit = np.zeros(m, dtype=bool)
+        if not stop_quiet:
+            seen = np.where(new_day, np.maximum(prev, equity_krw), equity_krw)
+            peak = np.maximum.accumulate(seen)
+            if self.peak_equity_krw is not None:
+                peak = np.maximum(peak, self.peak_equity_krw)
+            hit |= (peak != 0) & (equity_krw <= peak * (1.0 - pct))  # type: ignore[operator]
+        if not lock_quiet:
+            # the day's start of each bar: the current day's until the first new day
+            start = np.full(m, self.day_start_equity_krw or 0, dtype=np.int64)
+            live = np.full(m, not self.daily_loss_locked)
+            if opens:
+                at = np.asarray(opens)
+                which = np.searchsorted(at, np.arange(m), side="right") - 1
+                later = which >= 0
+                start[later] = prev[at[which[later]]]
+                live[later] = True
+            hit |= live & (start != 0) & (equity_krw <= start * (1.0 - limit))  # type: ignore[operator]
+        return int(np.argmax(hit)) if hit.any() else m
+
+    def pass_marks(self, high_krw: int) -> None:
+        """Take ``high_krw`` (the highest of a run of marks :meth:`first_limit_hit` found
+        quiet) into the high-water mark, as :meth:`update_equity` on each would."""
+        with self._lock:
+            if self.peak_equity_krw is None or high_krw > self.peak_equity_krw:
+                self.peak_equity_krw = int(high_krw)
 
     def portfolio_stop_hit(self, equity_krw: int) -> bool:
         """True when equity is ``portfolio_stop_pct`` or more below its high-water mark."""

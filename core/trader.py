@@ -21,6 +21,7 @@ carries the one-line :class:`StrategyDisabledError` message, and with
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import Counter
@@ -90,6 +91,9 @@ from framework.views import AccountView, MarketDataView, OrdersView
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.ticks import Direction, round_to_tick, upper_limit_price
+
+_upper_limit = functools.lru_cache(maxsize=4096)(upper_limit_price)
+"""``upper_limit_price`` remembered per (base, date, market): every market buy asks it."""
 
 UNMANAGED = "unmanaged"
 """Strategy name of holdings adopted from the account that no strategy opened."""
@@ -253,12 +257,13 @@ class Trader:
     def market_open(self) -> None:
         for slot in self.slots.values():
             slot.trades_today = 0
-            if slot.active:
+            # the default hooks do nothing and cannot fail: skipped
+            if slot.active and _overrides(slot.strategy, "on_market_open"):
                 self._call(slot, "on_market_open", slot.strategy.on_market_open)
 
     def market_close(self) -> None:
         for slot in self.slots.values():
-            if slot.active:
+            if slot.active and _overrides(slot.strategy, "on_market_close"):
                 self._call(slot, "on_market_close", slot.strategy.on_market_close)
 
     def _orders_view(self, strategy: str) -> OrdersView:
@@ -591,7 +596,11 @@ class Trader:
             self._reject(slot, signal, "no price known")
             return None
         held = self._portfolio.qty(slot.name, code)
-        mine, everyone = self._position_counts(slot.name) if signal.signal_type.is_buy else (0, 0)
+        counted = signal.signal_type.is_buy and (
+            slot.strategy.risk.max_positions is not None
+            or self._risk.limits.max_positions is not None
+        )  # max_positions is the only check that reads them
+        mine, everyone = self._position_counts(slot.name) if counted else (0, 0)
         reason = self._risk.check_signal(
             signal,
             slot.strategy.risk,
@@ -644,7 +653,7 @@ class Trader:
         held_at = ref_price
         if limit is None:
             base = round(self.base_prices.get(code, price))
-            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
+            upper = _upper_limit(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self._portfolio.invested_krw(slot.name)
@@ -662,6 +671,7 @@ class Trader:
                 strong=signal.signal_type is SignalType.STRONG_BUY,
                 held_value_krw=int(self._portfolio.qty(slot.name, code) * price),
                 strategy_invested_krw=invested,
+                strategy_free_krw=free,
             )
             if held_at > ref_price:
                 qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
@@ -740,7 +750,7 @@ class Trader:
             )
             if slot is not None and slot.active:
                 self._call(slot, "on_order_rejected", slot.strategy.on_order_rejected, order.copy())
-        elif order.status is not OrderStatus.PENDING_NEW:
+        elif order.status is not OrderStatus.PENDING_NEW and self._order_events_wanted():
             self.publish(
                 OrderSubmitted(
                     at=self.clock(),
@@ -751,6 +761,11 @@ class Trader:
         if order.status.is_final:
             self.finalise(order)
         return order
+
+    def _order_events_wanted(self) -> bool:
+        """Whether anyone gets order events: the journal does not (the orders and fills
+        tables hold them), so without another subscriber they are not built at all."""
+        return len(self._bus.subscribers) > 1
 
     def _order_fields(self, order: Order) -> dict[str, Any]:
         return OrderEvent.fields_of(order, self.names(order.stock_code) if self.names else None)
@@ -802,9 +817,15 @@ class Trader:
         orders = self._orders.open_orders(stock_code)
         watched = [o for o in self._orders.settling_orders() if o not in orders]
         orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
-        with self.cash_from_account(not book_cash):
+        if not orders:
+            return applied
+        previous = self._book_cash  # as cash_from_account(not book_cash), inline: hot path
+        self._book_cash = previous and book_cash
+        try:
             for order in orders:
                 applied.extend(self._poll_one(order))
+        finally:
+            self._book_cash = previous
         return applied
 
     @contextmanager
@@ -917,7 +938,7 @@ class Trader:
         Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
         book_cash = self._book_cash if book_cash is None else book_cash
         late = order.status.is_final
-        before = order.copy()
+        before = self._orders.snapshot(order)
         mark = self._portfolio.checkpoint(order.strategy, fill.stock_code)
         note = self._orders.book_fill(order, fill)
         try:
@@ -955,19 +976,20 @@ class Trader:
         self._book_cash_of(order, fill, book_cash, late)
         if fill.side is OrderSide.SELL:
             self._risk.record_sell(order.strategy, fill.stock_code, fill.time)
-        self.publish(
-            OrderFilled(
-                at=fill.time,
-                message=self._order_line("filled", order, fill.qty, fill.price),
-                fill_qty=fill.qty,
-                fill_price=fill.price,
-                amount_krw=fill.amount_krw,
-                commission_krw=fill.commission_krw,
-                tax_krw=fill.tax_krw,
-                realized_pnl_krw=trip.pnl_krw if trip else None,
-                **self._order_fields(order),
+        if self._order_events_wanted():
+            self.publish(
+                OrderFilled(
+                    at=fill.time,
+                    message=self._order_line("filled", order, fill.qty, fill.price),
+                    fill_qty=fill.qty,
+                    fill_price=fill.price,
+                    amount_krw=fill.amount_krw,
+                    commission_krw=fill.commission_krw,
+                    tax_krw=fill.tax_krw,
+                    realized_pnl_krw=trip.pnl_krw if trip else None,
+                    **self._order_fields(order),
+                )
             )
-        )
         if fill.stock_code not in self.prices:
             self.update_price(fill.stock_code, fill.price)
         # the default hook does nothing and cannot fail: skip it and the order copy
@@ -1022,16 +1044,17 @@ class Trader:
         signal = ctx.signal
         timed_out = ctx.cancel_requested_at is not None
         if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            self.publish(
-                OrderCancelled(
-                    at=self.clock(),
-                    message=self._order_line("cancelled", order, order.remaining_qty),
-                    unfilled_qty=order.remaining_qty,
-                    filled_qty=order.filled_qty,
-                    reason="timeout" if timed_out else order.message,
-                    **self._order_fields(order),
+            if self._order_events_wanted():
+                self.publish(
+                    OrderCancelled(
+                        at=self.clock(),
+                        message=self._order_line("cancelled", order, order.remaining_qty),
+                        unfilled_qty=order.remaining_qty,
+                        filled_qty=order.filled_qty,
+                        reason="timeout" if timed_out else order.message,
+                        **self._order_fields(order),
+                    )
                 )
-            )
             slot = self.slots.get(order.strategy)
             if slot is not None and slot.active and order.remaining_qty > 0:
                 self._call(
@@ -1471,6 +1494,11 @@ class Trader:
             self._journal.event(event)
         except StorageError as exc:
             self.storage_failed(exc)
+
+
+def _overrides(strategy: BaseStrategy, hook: str) -> bool:
+    """Whether ``strategy`` has its own ``hook`` (not :class:`BaseStrategy`'s)."""
+    return getattr(type(strategy), hook) is not getattr(BaseStrategy, hook)
 
 
 def _raise_peak(pos: Position, high: float) -> None:

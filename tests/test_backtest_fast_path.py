@@ -1,6 +1,7 @@
 """The backtest's fast path changes nothing: a strategy asked only on its ``signal_bars``
-gives the run it gives when asked on every bar, idle bars passed in one step included;
-bars of a held stock that can fire no exit still raise its peak."""
+gives the run it gives when asked on every bar, quiet stretches passed in one step included
+(flat or held, across days, with the daily loss lock and the portfolio stop firing inside
+them); bars of a held stock that can fire no exit still raise its peak."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class WrongMask(SmaCrossStrategy):
         return np.ones(3, dtype=bool)
 
 
-def config(trailing: float | None) -> StrategyConfig:
+def config(trailing: float | None, **risk: Any) -> StrategyConfig:
     return StrategyConfig(
         name="sma_cross",
         universe=CODES,
@@ -60,6 +61,7 @@ def config(trailing: float | None) -> StrategyConfig:
             "stop_loss_pct": 0.04,
             "take_profit_pct": 0.08,
             "trailing_stop_pct": trailing,
+            **risk,
         },
     )
 
@@ -91,12 +93,19 @@ def hourly(n: int = 6_000, seed: int = 3) -> dict[str, pd.DataFrame]:
     return out
 
 
-def run(strategy: BaseStrategy, bars: dict[str, pd.DataFrame]) -> tuple[Backtest, Any]:
+def run(
+    strategy: BaseStrategy,
+    bars: dict[str, pd.DataFrame],
+    limits: RiskLimits | None = None,
+    years: list[tuple[int, int]] | None = None,
+) -> tuple[Backtest, Any]:
     settings = BacktestSettings(
         cash_krw=50_000_000,
-        risk_limits=RiskLimits(daily_loss_limit_pct=0.02, portfolio_stop_pct=0.5),
+        risk_limits=limits or RiskLimits(daily_loss_limit_pct=0.02, portfolio_stop_pct=0.5),
     )
     bt = Backtest([strategy], bars, settings, run_id="f" * 32)
+    if years is not None:
+        bt.on_year_end = lambda year, equity: years.append((year, equity))
     return bt, bt.run()
 
 
@@ -127,6 +136,37 @@ def test_asking_only_on_signal_bars_gives_the_same_run(
     assert len(fast[1].trades) > 10, "the case should trade"
     assert fingerprint(*fast) == fingerprint(*slow)
     assert Counted.calls < AskedEveryBar.calls / 3  # asked on the crosses only
+
+
+@pytest.mark.parametrize(
+    ("daily_loss", "portfolio_stop", "risk"),
+    [
+        (0.004, 0.25, {}),  # the loss lock engages on many days, then the stop halts
+        (0.01, 0.08, {}),
+        (0.01, None, {"max_holding_days": 4}),  # time cuts at the days' last bars
+        (None, 0.3, {"exit_at_close": True}),
+    ],
+)
+@pytest.mark.parametrize("bars_kind", ["daily", "hourly"])
+def test_risk_limits_fire_at_the_same_bars_when_quiet_stretches_are_passed(
+    data_dir: Path,
+    bars_kind: str,
+    daily_loss: float | None,
+    portfolio_stop: float | None,
+    risk: dict[str, Any],
+) -> None:
+    bars = daily(data_dir) if bars_kind == "daily" else hourly()
+    limits = RiskLimits(daily_loss_limit_pct=daily_loss, portfolio_stop_pct=portfolio_stop)
+    years_fast: list[tuple[int, int]] = []
+    years_slow: list[tuple[int, int]] = []
+    fast = run(Counted(config(None, **risk)), bars, limits, years_fast)
+    slow = run(AskedEveryBar(config(None, **risk)), bars, limits, years_slow)
+
+    rules = {e["data"].get("rule") for e in fast[1].events if e["kind"] == "risk_limit"}
+    assert rules & {"daily_loss_lock", "portfolio_stop"}, "the case should hit a limit"
+    assert fingerprint(*fast) == fingerprint(*slow)
+    assert years_fast == years_slow
+    assert bars_kind == "hourly" or len(years_fast) >= 5  # the hourly bars span one year
 
 
 def test_the_strategy_is_asked_on_exactly_its_marked_bars(data_dir: Path) -> None:
