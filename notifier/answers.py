@@ -80,6 +80,8 @@ def format_status(status: Mapping[str, Any]) -> str:
     lines.append(f"{KO['strategies']} {len(strategies)}{KO['items']}")
     for s in strategies:
         active = KO["active"] if s.get("active") else KO["inactive"]
+        if s.get("enabled") is False:  # switched off (or off in config.yaml)
+            active = "꺼짐" if s.get("active") else f"꺼짐, {KO['inactive']}"
         trades, errors = format_count(s.get("trades_today")), format_count(s.get("errors"))
         lines.append(
             f"• {s.get('name', '-')}: {active} · {KO['trades_today']} {trades}"

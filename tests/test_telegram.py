@@ -447,6 +447,23 @@ def test_every_alert_kind_is_delivered_in_order(
     assert firsts == [e[4] for e in EVENTS] + ["직접 보낸 메시지"]
 
 
+def test_a_silent_kind_is_sent_without_a_notification_and_off_is_not_sent(
+    tg: FakeTelegram, make_notifier: Callable[..., Notifier]
+) -> None:
+    notifier = make_notifier(alerts={"fill": "silent", "cancel": "off", "order_sent": "on"})
+    notifier.start()
+    notifier.on_event(typed("order_sent", "buy sent", EVENTS[2][2]))
+    notifier.on_event(typed("order_cancelled", "cancelled", EVENTS[4][2]))
+    notifier.on_event(typed("order_filled", "filled", FILL_BUY))
+    notifier.stop(timeout_s=WAIT_S)
+    sends = [c.params for c in tg.calls if c.method == "sendMessage"]
+    assert [p["text"].split(":")[0] for p in sends] == ["📤 매수 주문", "📈 매수 체결"]
+    assert "disable_notification" not in sends[0]
+    assert sends[1]["disable_notification"] is True
+    with pytest.raises(ValueError, match=r"telegram.alerts.fill: 'loud'; expected on, silent"):
+        Notifier(tg.token, CHAT, alerts={"fill": "loud"})
+
+
 def test_disabled_kinds_are_not_sent(
     tg: FakeTelegram, make_notifier: Callable[..., Notifier]
 ) -> None:
