@@ -8,8 +8,8 @@
     python main.py backtest [...]       backtest enabled strategies over CSV bars
     python main.py strategies           list discovered strategies and load errors
     python main.py new-strategy NAME    copy the sample strategy to strategies/NAME
-    python main.py download [...]       fetch daily bars through KIS into CSV files
-    python main.py symbols [QUERY]      find symbols by name or code (--refresh from KIS)
+    python main.py download [...]       fetch daily or minute bars through KIS into CSV files
+    python main.py symbols [QUERY]      find symbols by name or code (--refresh, --info from KIS)
     python main.py optimize [...]       search a strategy's optimize: ranges with Optuna
     python main.py lookahead-check --strategy NAME [--data-dir DIR]
                                         is each indicator column causal? (exit 0 yes, 1 no)

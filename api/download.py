@@ -217,8 +217,10 @@ class Downloader:
         if stored is None or stored.empty:
             fresh = self._fetch(code, self.start, self.end)
             if fresh.empty:
-                raise DataError(f"{code}: no bars between {self.start} and {self.end} "
-                                "(delisted, suspended or not yet listed?)")
+                why = ("delisted, suspended or not yet listed?" if not self.minute else
+                       "KIS keeps about a year of past minute bars (FHKST03010230); also "
+                       "delisted, suspended or not yet listed?")
+                raise DataError(f"{code}: no bars between {self.start} and {self.end} ({why})")
             write_bars(path, fresh, self.minute)
             return len(fresh)
         first, last = stored.index[0].date(), stored.index[-1].date()
@@ -289,7 +291,8 @@ def download(codes: list[str], downloader: Downloader, *, workers: int, limiter:
                 with lock:
                     summary.symbols += 1
                     summary.rows += rows
-                print(f"{code}: {rows} bars -> {downloader.path(code)}", file=out)
+                added = f"{rows} new bars" if rows else "up to date"
+                print(f"{code}: {added} -> {downloader.path(code)}", file=out)
             if bar is not None:
                 bar.update(1)
     if bar is not None:

@@ -51,8 +51,9 @@ from utils.state import state_dir
 
 log = get_logger(__name__)
 
-DEFAULT_MARGIN_MS = 10
-"""Extra length of the limiter's window over KIS's 1 s, for clock granularity only: network
+DEFAULT_MARGIN_MS = 2
+"""Extra length of the limiter's window over KIS's 1 s, for clock granularity only (permits
+are stamped in whole milliseconds, floored, so a 1001 ms window may span 1000.x ms): network
 and scheduling jitter cannot make KIS count too many, because a request holds its permit
 until its answer arrives (see :class:`KISRateLimiter`). Measured with
 ``benchmarks/download_rate.py --cpu-load N``; figures in ``docs/kis_market_data.md``."""
@@ -102,8 +103,8 @@ class KISRateLimiter:
     of the answer. A new permit is granted only while fewer than ``per_second`` permits are
     in flight or were answered within the last ``1000 + margin_ms`` ms: then, whatever the
     delays of the network or of the scheduler (a busy machine), no 1 s window at KIS can
-    hold more than ``per_second`` arrivals. Worked number: 18/s with answers taking 20 ms
-    gives about 18 requests per 1.03 s, 97 % of the limit.
+    hold more than ``per_second`` arrivals. Worked number: 18/s with answers taking 12 ms and
+    the 2 ms margin gives 18 requests per 1.014 s, 98.6 % of the limit.
 
     Parameters
     ----------
@@ -142,6 +143,8 @@ class KISRateLimiter:
                              "ts INTEGER NOT NULL, done INTEGER NOT NULL)")
         self.waits = 0
         self.granted = 0
+        self.held_s = 0.0
+        """Seconds permits were held in flight by :meth:`hold`, summed (the answer times)."""
 
     def __repr__(self) -> str:
         where = f", shared={self.path.name}" if self.path else ""
@@ -180,10 +183,11 @@ class KISRateLimiter:
                 raise RateLimitError(f"no request permit within {timeout_s} s (client limiter)")
             time.sleep(wait_s)
 
-    def _done(self, permit: int) -> None:
+    def _done(self, permit: int, held_s: float = 0.0) -> None:
         with self._lock:
             self._db.execute("UPDATE kis_permits SET ts = ?, done = 1 WHERE id = ?",
                              (self._now_ms(), permit))
+            self.held_s += held_s
 
     def acquire(self, timeout_s: float = 60.0) -> None:
         """A permit answered at once (for a request whose answer is not waited on here).
@@ -195,10 +199,11 @@ class KISRateLimiter:
         """Hold a permit while one request is sent and answered (see the class docstring).
         ``RateLimitError`` if none within ``timeout_s``."""
         permit = self._take(timeout_s)
+        started = time.monotonic()
         try:
             yield
         finally:
-            self._done(permit)
+            self._done(permit, time.monotonic() - started)
 
 
 _LIMITERS: dict[str, KISRateLimiter] = {}

@@ -50,7 +50,8 @@ CONDITION_RESULT_PATH = "/uapi/domestic-stock/v1/quotations/psearch-result"
 TR_CONDITION_RESULT = "HHKST03900400"
 
 
-def _real_only(client: KISClient, what: str) -> None:
+def real_only(client: KISClient, what: str) -> None:
+    """``ConfigError`` naming ``what`` unless ``client`` is on a real account."""
     if not client.settings.is_real:
         raise ConfigError(f"{what} is a real-account KIS service; the virtual (모의투자) "
                           "account cannot use it")
@@ -68,7 +69,7 @@ def fetch_market_days(client: KISClient, start: date, days: int = 30,
     """Whether the exchange opens (``opnd_yn``) on each day from ``start`` for at least
     ``days`` days. ``ConfigError`` on a virtual account; ``DataError`` for an answer
     without the flag."""
-    _real_only(client, "the holiday calendar (chk-holiday, CTCA0903R)")
+    real_only(client, "the holiday calendar (chk-holiday, CTCA0903R)")
     out: dict[date, bool] = {}
     cursor = start
     for _ in range(max_calls):
@@ -92,7 +93,7 @@ def volume_rank(client: KISClient, *, exclude_funds: bool = True) -> list[str]:
     """Codes ranked by today's volume (yesterday's before the open), highest first.
     ``exclude_funds`` drops ETFs and ETNs (``FID_TRGT_EXLS_CLS_CODE`` positions 7 and 8).
     ``ConfigError`` on a virtual account."""
-    _real_only(client, "the volume ranking (volume-rank, FHPST01710000)")
+    real_only(client, "the volume ranking (volume-rank, FHPST01710000)")
     params = {
         "FID_COND_MRKT_DIV_CODE": "J", "FID_COND_SCR_DIV_CODE": "20171",
         "FID_INPUT_ISCD": "0000", "FID_DIV_CLS_CODE": "0", "FID_BLNG_CLS_CODE": "0",
@@ -109,7 +110,7 @@ def volume_rank(client: KISClient, *, exclude_funds: bool = True) -> list[str]:
 def condition_titles(client: KISClient, user_id: str) -> dict[str, str]:
     """Saved HTS conditions of ``user_id``: name → ``seq``. ``ConfigError`` on a virtual
     account."""
-    _real_only(client, "the HTS condition search (psearch-title, HHKST03900300)")
+    real_only(client, "the HTS condition search (psearch-title, HHKST03900300)")
     body = client.get(CONDITION_TITLE_PATH, TR_CONDITION_TITLE, {"user_id": user_id}).body
     return {str(r.get("condition_nm", "")).strip(): str(r.get("seq", "")).strip()
             for r in _rows(body, "output2") if r.get("condition_nm")}

@@ -5,12 +5,18 @@ Usage::
     python main.py symbols 삼성                 # code, name, market, status, index of matches
     python main.py symbols 069500
     python main.py symbols --refresh [--master-dir DIR] [--out FILE]
+    python main.py symbols --info 005930,Q500001 [--out FILE]   # ask KIS, real accounts
 
 ``--refresh`` reads KIS's master files (:mod:`api.kis_master`; downloaded from KIS unless
 ``--master-dir`` holds ``kospi_code.mst``/``kosdaq_code.mst`` or their ``.zip``), keeps the
 products no longer listed as ``delisted``, and rewrites ``FILE`` (default: the shipped
 ``config/symbols.csv`` the engine reads, :mod:`utils.symbols`) atomically. A malformed
 master line is reported (file:line: what) and skipped; the rest is written.
+
+``--info`` asks KIS's stock-info query (:mod:`api.kis_stock_info`, CTPF1002R, real accounts
+only; credentials from ``KIS_*``) about each code and writes what it says into ``FILE``: a
+code missing from the master files is added, a delisted one is marked ``delisted``. A code
+KIS does not know is one line and the others go on (status 1).
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from api.kis_master import LAYOUTS, download_master, merge_master, read_master_file
-from framework.errors import ConfigError
+from framework.errors import ConfigError, KisTraderError
 from utils.symbols import SHIPPED_PATH, Symbol, default_symbols, read_symbols, write_symbols
 
 EXIT_OK = 0
@@ -38,6 +45,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="folder with kospi_code.mst / kosdaq_code.mst (default: download)")
     p.add_argument("--out", type=Path, default=SHIPPED_PATH,
                    help=f"symbol file to write (default: {SHIPPED_PATH})")
+    p.add_argument("--info", default=None, metavar="CODES",
+                   help="comma-separated codes to look up with KIS's stock-info query "
+                        "(real accounts) and write into the symbol file")
     p.add_argument("--limit", type=int, default=50, help="most matches shown (default 50)")
 
 
@@ -73,9 +83,56 @@ def refresh(out: Path, master_dir: Path | None) -> int:
     return len(merged)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Search or refresh; 0 on success, 1 when nothing matches, 2 on bad input."""
+def lookup(out: Path, codes: list[str], client: Any) -> int:
+    """Ask KIS about ``codes`` and write each answer into ``out``; one line per code on
+    stdout (the symbol) or stderr (why not). Returns 0, or 1 if a code failed.
+    ``ConfigError`` (before any request) on a virtual account."""
+    from api.kis_stock_info import stock_info
+
+    if not client.settings.is_real:
+        raise ConfigError("--info uses KIS's stock-info query (search-stock-info, CTPF1002R), "
+                          "a real-account service; the virtual (모의투자) account cannot use "
+                          "it (symbols --refresh reads the master files instead)")
+    table = read_symbols(out) if out.is_file() else {}
+    status = EXIT_OK
+    found = 0
+    for code in codes:
+        try:
+            symbol = stock_info(client, code)
+        except (KisTraderError, ValueError) as exc:
+            text = str(exc).removeprefix(f"{code}: ")
+            print(f"symbols: {code}: {text}", file=sys.stderr)
+            status = EXIT_NOT_FOUND
+            continue
+        table[symbol.code] = symbol
+        found += 1
+        print(_line(symbol))
+    if found:
+        write_symbols(out, sorted(table.values(), key=lambda s: s.code))
+        print(f"{out}: {found} symbols updated, {len(table)} in the file")
+    return status
+
+
+def _lookup_from_env(out: Path, text: str) -> int:
+    from api.kis_http import KISClient
+    from api.kis_settings import KISSettings
+
+    codes = list(dict.fromkeys(c.strip().upper() for c in text.split(",") if c.strip()))
+    if not codes:
+        raise ValueError("--info: no codes given")
+    client = KISClient(KISSettings.from_env())
     try:
+        return lookup(out, codes, client)
+    finally:
+        client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search, refresh or look up; 0 on success, 1 when nothing matches or a code failed,
+    2 on bad input."""
+    try:
+        if getattr(args, "info", None):
+            return _lookup_from_env(Path(args.out), args.info)
         if args.refresh:
             count = refresh(Path(args.out), args.master_dir)
             print(f"{args.out}: {count} symbols")

@@ -144,8 +144,8 @@ def main() -> int:
         try:
             session.start()
             session.run_job("open")
-            busy = len(session.trader.orders.open_orders())
-            print(f"held: {len(session.trader.portfolio.positions())} positions at {base:,} KRW "
+            busy = len(session.trader.open_orders())
+            print(f"held: {len(session.trader.positions())} positions at {base:,} KRW "
                   f"({busy} open orders); "
                   f"universe {args.universe} symbols")
             # 1. ticks at the given rate over the held symbols

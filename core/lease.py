@@ -45,26 +45,12 @@ from db.engine import SQLITE_BEGIN_OPTION
 from db.models import AccountLeaseRow
 from framework.errors import KisTraderError
 from utils.clock import KST, system_now
+from utils.state import APP_NAME, STATE_DIR_ENV, state_dir
 
 logger = logging.getLogger(__name__)
 
 EXIT_LEASE_HELD = 5
 """Exit status of ``python main.py live`` / ``reconcile`` when another process trades."""
-STATE_DIR_ENV = "KIS_TRADER_STATE_DIR"
-APP_NAME = "kis-trader"
-
-
-def state_dir() -> Path:
-    """Folder of per-user state (lease files): ``KIS_TRADER_STATE_DIR`` or the user's
-    state folder from platformdirs."""
-    env = os.environ.get(STATE_DIR_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_state_path
-
-    return user_state_path(APP_NAME, appauthor=False)
-
-
 @dataclass(frozen=True)
 class Holder:
     """Who holds (or held) a lease: host name, process id, since when (tz-aware)."""

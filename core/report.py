@@ -386,17 +386,46 @@ def _summary_dict(result: BacktestResult, metrics: Metrics) -> dict[str, Any]:
         "end": _iso(eq.index[-1]) if len(eq) else None,
         "started_at": _iso(result.started_at) or None,
         **metrics,
+        "symbols": _run_symbols(result),
         "settings": result.settings,
     }
 
 
+def _run_symbols(result: BacktestResult) -> dict[str, str]:
+    """Code → name (``""`` if unknown) of every stock with bars or fills in the run."""
+    codes = set(map(str, result.bars)) | set(_col(result.fills, "code").dropna().astype(str))
+    return {code: stock_name(code) for code in sorted(codes)}
+
+
+def stock_name(code: Any) -> str:
+    """The symbol file's name of ``code`` (:func:`utils.symbols.default_symbols`: the
+    shipped ``config/symbols.csv`` and the user's file), ``""`` when it does not know it."""
+    from utils.symbols import default_symbols
+
+    if _missing(code):
+        return ""
+    return default_symbols().name(str(code)) or ""
+
+
+def _with_names(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``name`` column (the stock's name, ``""`` if unknown) after ``code``."""
+    if "code" not in df.columns or "name" in df.columns:
+        return df
+    out = df.copy()
+    out.insert(list(out.columns).index("code") + 1, "name",
+               [stock_name(c) for c in out["code"]])
+    return out
+
+
 def _tables(result: BacktestResult) -> dict[str, pd.DataFrame]:
+    """The CSV tables; trades, orders, fills and positions carry the stock's name beside its
+    code (declared columns first, ``name`` right after ``code``)."""
     equity = _with_columns(result.equity, EQUITY_COLUMNS)
     return {
-        "trades": _with_columns(result.trades, TRADE_COLUMNS),
-        "orders": _with_columns(result.orders, ORDER_COLUMNS),
-        "fills": _with_columns(result.fills, FILL_COLUMNS),
-        "positions": _with_columns(result.positions, POSITION_COLUMNS),
+        "trades": _with_names(_with_columns(result.trades, TRADE_COLUMNS)),
+        "orders": _with_names(_with_columns(result.orders, ORDER_COLUMNS)),
+        "fills": _with_names(_with_columns(result.fills, FILL_COLUMNS)),
+        "positions": _with_names(_with_columns(result.positions, POSITION_COLUMNS)),
         "equity": _time_frame(equity),
     }
 
@@ -625,7 +654,8 @@ type:'category'}}),CFG);}
 var MARKS=[['buy','triangle-up','#b00000','entry ▲ / 매수'],
 ['sell','triangle-down','#00309f','exit ▼ / 매도']];
 function draw(i){var s=D.symbols[i];if(!s){return;}
-var tr=[{type:'candlestick',x:s.x,open:s.o,high:s.h,low:s.l,close:s.c,name:s.code+' OHLC',
+var label=s.code+(s.name?' '+s.name:'');
+var tr=[{type:'candlestick',x:s.x,open:s.o,high:s.h,low:s.l,close:s.c,name:label+' OHLC',
 increasing:{line:{color:'#d62728'}},decreasing:{line:{color:'#1f4fd6'}}},
 {type:'bar',x:s.x,y:s.v,name:'volume / 거래량',marker:{color:'#9fb3c8'},yaxis:'y2'}];
 s.overlays.forEach(function(o){tr.push({type:'scatter',mode:'lines',x:s.x,y:o[1],name:o[0],
@@ -643,7 +673,7 @@ y:1.08,xanchor:'left',buttons:[{label:'linear / 선형',method:'relayout',
 args:[{'yaxis.type':'linear'}]},{label:'log / 로그',method:'relayout',
 args:[{'yaxis.type':'log'}]}]}]}),heights,titles);
 Plotly.react('chart',tr,lay,CFG);
-document.getElementById('chart-title').textContent=s.code+' — candles, volume, indicators / '+
+document.getElementById('chart-title').textContent=label+' — candles, volume, indicators / '+
 '캔들·거래량·지표 ('+s.trades+' trades / 거래)';}
 var sel=document.getElementById('symbol');
 function pick(code,scroll){for(var i=0;i<D.symbols.length;i++){if(D.symbols[i].code===code){
@@ -693,7 +723,7 @@ def _symbol_data(
         values = [str(col), _json_numbers(shown[col])]
         (overlays if 0.5 * close_med <= med <= 2 * close_med else panels).append(values)
     data: dict[str, Any] = {
-        "code": code, "trades": trades, "x": _x(shown.index),
+        "code": code, "name": stock_name(code), "trades": trades, "x": _x(shown.index),
         **{k: _json_numbers(shown[col], 2) for k, col in
            (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"), ("v", "volume"))},
         "overlays": overlays, "panels": panels,
@@ -790,7 +820,8 @@ def _write_html(
                     "<h2>Monthly returns / 월별 수익률 (%)</h2><div id='monthly'></div>")
     if data["symbols"]:
         options = "".join(
-            f"<option value='{esc(s['code'])}'>{esc(s['code'])} ({s['trades']:,} trades)</option>"
+            f"<option value='{esc(s['code'])}'>{esc(s['code'])} {esc(s['name'])} "
+            f"({s['trades']:,} trades)</option>"
             for s in data["symbols"]
         )
         body.append("<h2 id='chart-title'>Candles / 캔들</h2><p><label>Stock / 종목 "
@@ -799,8 +830,8 @@ def _write_html(
                     "<div id='chart'></div>")
     if not trades.empty:
         body.append("<h2>Per symbol / 종목별</h2>")
-        body.append(_html_table(group_stats(trades, "code").reset_index(), "per-symbol", True,
-                                pick_column=0))
+        body.append(_html_table(_with_names(group_stats(trades, "code").reset_index()),
+                                "per-symbol", True, pick_column=0))
         body.append("<h2>Per exit type / 청산 유형별</h2>")
         body.append(_html_table(group_stats(trades, "exit_type").reset_index(), "per-exit", True))
     shown_trades = trades.tail(MAX_TABLE_TRADES)
@@ -808,9 +839,10 @@ def _write_html(
     if len(shown_trades) < len(trades):
         body.append(f"<p class='note'>the latest {len(shown_trades):,} trades; all of them are in "
                     "trades.csv</p>")
-    cols = ["strategy", "code", "entry_time", "exit_time", "entry_price", "exit_price", "qty",
-            "pnl_krw", "return_pct", "holding_days", "exit_type", "reasons", "exit_reasons"]
-    table = shown_trades.reindex(columns=cols) if not trades.empty else pd.DataFrame(columns=cols)
+    cols = ["strategy", "code", "name", "entry_time", "exit_time", "entry_price", "exit_price",
+            "qty", "pnl_krw", "return_pct", "holding_days", "exit_type", "reasons", "exit_reasons"]
+    table = (_with_names(shown_trades).reindex(columns=cols) if not trades.empty
+             else pd.DataFrame(columns=cols))
     for c in ("entry_time", "exit_time"):
         when = pd.to_datetime(table[c], utc=True)
         table[c] = pd.Series(_x(when), index=table.index).where(when.notna(), "")
@@ -850,7 +882,8 @@ def _fill_hover(fill: Mapping[str, Any], reasons: Mapping[str, str]) -> str:
     qty: Any = fill.get("qty")
     price: Any = fill.get("price")
     parts = [
-        f"<b>{esc(str(fill.get('side', '')).upper())} {esc(str(fill.get('code', '')))}</b>",
+        f"<b>{esc(str(fill.get('side', '')).upper())} {esc(str(fill.get('code', '')))} "
+        f"{esc(stock_name(fill.get('code')))}</b>",
         f"strategy: {esc(str(fill.get('strategy', '')))}",
         "qty: n/a" if _missing(qty) else f"qty: {int(qty):,}",
         "price: n/a" if _missing(price) else f"price: {float(price):,.0f} KRW",

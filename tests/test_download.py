@@ -251,3 +251,25 @@ def test_bad_budget_and_dates_are_one_line(capsys: pytest.CaptureFixture[str],
         capsys.readouterr().err)
     assert dl.run(_args(symbols="005930", start=date(2025, 1, 2), end=date(2025, 1, 1))) == 2
     assert "is after --end" in capsys.readouterr().err
+
+
+def test_a_second_run_says_up_to_date_and_adds_nothing(tmp_path: Path) -> None:
+    import io
+    from datetime import date, datetime
+
+    from api import download as dl
+    from tests.fakes.clock import FakeClock
+    from tests.fakes.harness import fast_fake, mock_broker
+    from utils.clock import KST
+
+    fake = fast_fake(clock=FakeClock(datetime(2025, 6, 16, 16, 0, tzinfo=KST)))
+    broker = mock_broker(fake, tmp_path / "tokens")
+    down = dl.Downloader(broker, tmp_path / "data", date(2025, 1, 2), date(2025, 6, 13),
+                         minute=False)
+    first, second = io.StringIO(), io.StringIO()
+    dl.download(["005930"], down, workers=1, progress=False, out=first, err=io.StringIO())
+    dl.download(["005930"], down, workers=1, progress=False, out=second, err=io.StringIO())
+    stored = len((tmp_path / "data" / "005930.csv").read_text(encoding="utf-8").splitlines()) - 1
+    assert stored > 100
+    assert first.getvalue().startswith(f"005930: {stored} new bars -> ")
+    assert second.getvalue().startswith("005930: up to date -> ")

@@ -39,7 +39,7 @@ def test_download_writes_backtest_csvs(tmp_path: Path, capsys: pytest.CaptureFix
         assert frame["date"].is_monotonic_increasing
         assert frame["date"].is_unique
         assert all(str(frame[c].dtype) == "int64" for c in frame.columns[1:])
-    assert "005930: 368 bars" in capsys.readouterr().out
+    assert "005930: 368 new bars" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,13 @@ CASH = 10_000_000
 SAMSUNG = "krx/daily_2023_2025/005930_samsung_electronics.csv"
 
 
+
+def named(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """A report table's columns: the declared ones with the stock's ``name`` after ``code``."""
+    out = list(columns)
+    out.insert(out.index("code") + 1, "name")
+    return tuple(out)
+
 def _data_dir() -> Path:
     env = os.environ.get("KIS_TRADER_DATA_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -286,14 +293,15 @@ def test_write_report_writes_all_files(samsung: pd.DataFrame, tmp_path: Path) ->
 
     with paths["trades"].open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == TRADE_COLUMNS
+    assert tuple(rows[0]) == named(TRADE_COLUMNS)
     first = dict(zip(rows[0], rows[1], strict=True))
+    assert (first["code"], first["name"]) == ("005930", "삼성전자")
     assert first["reasons"] == "entry a; entry b"
     assert datetime.fromisoformat(first["entry_time"]) == samsung.index[0]
     orders = pd.read_csv(paths["orders"])
-    assert tuple(orders.columns) == ORDER_COLUMNS
+    assert tuple(orders.columns) == named(ORDER_COLUMNS)
     assert orders.loc[0, "reasons"] == "골든크로스 SMA5>SMA20; volume spike <x2>"
-    assert tuple(pd.read_csv(paths["fills"]).columns) == FILL_COLUMNS
+    assert tuple(pd.read_csv(paths["fills"]).columns) == named(FILL_COLUMNS)
     equity = pd.read_csv(paths["equity"])
     assert tuple(equity.columns) == ("time", *EQUITY_COLUMNS)
     assert equity["equity_krw"].tolist() == result.equity["equity_krw"].tolist()
@@ -321,8 +329,9 @@ def test_xlsx_sheets_headers_and_naive_local_times(samsung: pd.DataFrame,
     wb = openpyxl.load_workbook(paths["xlsx"], read_only=False)
     assert wb.sheetnames == ["summary", "trades", "orders", "fills", "positions",
                              "daily_equity", "bars_005930"]
-    expected = {"orders": ORDER_COLUMNS, "fills": FILL_COLUMNS, "trades": TRADE_COLUMNS,
-                "positions": POSITION_COLUMNS, "daily_equity": ("time", *EQUITY_COLUMNS),
+    expected = {"orders": named(ORDER_COLUMNS), "fills": named(FILL_COLUMNS),
+                "trades": named(TRADE_COLUMNS), "positions": named(POSITION_COLUMNS),
+                "daily_equity": ("time", *EQUITY_COLUMNS),
                 "bars_005930": ("time", "open", "high", "low", "close", "volume")}
     for name, cols in expected.items():
         ws = wb[name]
@@ -335,7 +344,10 @@ def test_xlsx_sheets_headers_and_naive_local_times(samsung: pd.DataFrame,
     assert eq["A2"].value.tzinfo is None
     assert eq.cell(row=eq.max_row, column=4).value == result.equity["equity_krw"].iloc[-1]
     fills = wb["fills"]
-    assert fills.cell(row=2, column=11).value == datetime(2023, 12, 5)  # noqa: DTZ001
+    header = [c.value for c in fills[1]]
+    assert fills.cell(row=2, column=header.index("time") + 1).value == datetime(  # noqa: DTZ001
+        2023, 12, 5)
+    assert fills.cell(row=2, column=header.index("name") + 1).value == "삼성전자"
     summary = {r[0]: r[1] for r in wb["summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["run_id"] == "test-run"
     assert summary["final_equity"] == result.final_equity_krw
@@ -362,7 +374,7 @@ def test_empty_run_writes_report(tmp_path: Path) -> None:
     paths = write_report(result, tmp_path)
 
     assert json.loads(paths["summary"].read_text(encoding="utf-8"))["start"] is None
-    assert tuple(pd.read_csv(paths["trades"]).columns) == TRADE_COLUMNS
+    assert tuple(pd.read_csv(paths["trades"]).columns) == named(TRADE_COLUMNS)
     assert openpyxl.load_workbook(paths["xlsx"]).sheetnames[0] == "summary"
 
 
@@ -405,7 +417,8 @@ def test_html_embeds_chart_data_once_per_stock(samsung: pd.DataFrame, tmp_path: 
     assert stock["buy"]["y"] == [int(samsung["close"].iloc[0])]
     assert "volume spike &lt;x2&gt;" in stock["buy"]["text"][0]
     assert stock["trades"] == 10
-    assert "<option value='005930'>005930 (10 trades)</option>" in page
+    assert "<option value='005930'>005930 삼성전자 (10 trades)</option>" in page
+    assert stock["name"] == "삼성전자"
     equity = data["equity"]
     assert isinstance(equity, dict)
     assert equity["equity"] == result.equity["equity_krw"].tolist()
@@ -432,3 +445,30 @@ def test_long_series_merge_into_ohlc_candles() -> None:
     assert np.array_equal(merged.to_numpy(dtype=float), expected.to_numpy(dtype=float))
     assert merged.index[1] == frame.index[np.argmax(group == 1)]
     assert resample_ohlcv(frame, n) is frame
+
+
+def test_names_of_etfs_and_kosdaq_stocks_stand_beside_their_codes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import utils.symbols as symbols
+
+    user = tmp_path / "my_symbols.csv"
+    kosdaq = symbols.Symbol("247540", "에코프로비엠", symbols.Market.KOSDAQ)
+    symbols.write_symbols(user, [kosdaq])
+    monkeypatch.setattr(symbols, "_configured", None)  # restored after the test
+    symbols.configure_symbols(user)
+    t0 = pd.Timestamp("2024-01-02", tz=TZ)
+    positions = _frame(POSITION_COLUMNS, [
+        {"strategy": "s", "code": code, "qty": 1, "avg_price": 10_000}
+        for code in ("069500", kosdaq.code, "999990")])
+    fills = _frame(FILL_COLUMNS, [{
+        "fill_id": "f1", "client_order_id": "o1", "strategy": "s", "code": "069500",
+        "side": "buy", "qty": 1, "price": 10_000, "amount_krw": 10_000, "commission_krw": 2,
+        "tax_krw": 0, "time": t0}])
+    equity = _equity(pd.DatetimeIndex([t0]), [CASH - 10_002], [10_000])
+    paths = write_report(_result(equity, positions=positions, fills=fills), tmp_path)
+
+    table = pd.read_csv(paths["positions"], dtype={"code": str}, keep_default_na=False)
+    assert dict(zip(table["code"], table["name"], strict=True)) == {
+        "069500": "KODEX 200", kosdaq.code: kosdaq.name, "999990": ""}  # unknown: blank
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert summary["symbols"] == {"069500": "KODEX 200"}

@@ -131,14 +131,22 @@ def test_a_condition_screen_cannot_be_backtested(krx_recent: Path):
 
 
 def _live_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, env: str,
-              prepare: Any = None) -> Any:
+              prepare: Any = None, *, config: str | None = None,
+              events: list[Any] | None = None) -> Any:
+    """One simulated live day of strategy ``name`` against the fake KIS; ``config`` replaces
+    its config.yaml (same strategy.py); ``events`` collects what the engine publishes."""
     day = datetime(2025, 6, 16, 8, 50, tzinfo=KST)
     fake = fast_fake(env=env, clock=FakeClock(day))
     if prepare is not None:
         prepare(fake)
     folder = tmp_path / "strategies"
     folder.mkdir()
-    (folder / name).symlink_to(STRATEGIES / name)
+    if config is None:
+        (folder / name).symlink_to(STRATEGIES / name)
+    else:
+        (folder / name).mkdir()
+        (folder / name / "strategy.py").symlink_to(STRATEGIES / name / "strategy.py")
+        (folder / name / "config.yaml").write_text(config, encoding="utf-8")
     with FakeKISServer(fake) as server:
         for key, value in kis_env(server.base_url, tmp_path / "tokens").items():
             monkeypatch.setenv(key, value)
@@ -150,6 +158,8 @@ def _live_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, env: s
             kis_overrides={"requests_per_s": 1000, "retry_wait_s": 0.0, "timeout_s": 2.0},
             broker_options={"sleep": lambda _s: None})
         session = parts.session
+        if events is not None:
+            session.trader.subscribe(events.append)
         try:
             session.start()
             SteppedRunner(session, fake.advance).run_day(day.date())
@@ -182,3 +192,69 @@ def test_a_hook_drives_a_live_day_and_the_virtual_account_says_screens_are_real_
     assert "000270" in codes
     assert all(last is None or last < today for _, last in strategy.hook_calls)
     assert {code for _, code, _ in strategy.decided} <= set(codes)
+
+
+HTS_ID = "hts-user"
+CONDITION_CONFIG = """\
+enabled: true
+universe:
+  screen: condition
+  condition: {name}
+  candidates: ["005930", "000660"]
+  include: ["000270"]
+  cap: 2
+timeframe: daily
+parameters:
+  hold_bars: 3
+risk_management:
+  stop_loss_pct: null
+  take_profit_pct: null
+  max_position_size: 0.2
+  max_daily_trades: 10
+"""
+
+
+def _condition_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str, name: str
+                   ) -> tuple[Any, list[str], tuple[str, ...]]:
+    def prepare(fake: Any) -> None:
+        fake.conditions = {HTS_ID: {"돌파": ["035720", "005380", "105560"], "빈조건": []}}
+
+    monkeypatch.setenv("KIS_HTS_ID", HTS_ID)
+    events: list[Any] = []
+    session = _live_day(tmp_path, monkeypatch, "screened", env, prepare,
+                        config=CONDITION_CONFIG.format(name=name), events=events)
+    notes = [e.message for e in events if type(e).__name__ == "UniverseNote"]
+    return session, notes, session.screens.history["screened"][date(2025, 6, 16)]
+
+
+def test_a_condition_screen_drives_a_live_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    session, notes, universe = _condition_day(tmp_path, monkeypatch, "real", "돌파")
+    assert universe == ("035720", "005380", "000270")  # capped at 2, then the include
+    assert notes == []
+    strategy = session.trader.slots["screened"].strategy
+    assert {code for _, code, _ in strategy.decided} == set(universe)
+
+
+def test_an_unknown_condition_name_is_one_warning_and_the_day_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    session, notes, universe = _condition_day(tmp_path, monkeypatch, "real", "없는조건")
+    assert universe == ("000270",)
+    assert any("HTS condition '없는조건' is not saved for hts-user; saved: 돌파, 빈조건" in n
+               for n in notes), notes
+    strategy = session.trader.slots["screened"].strategy
+    assert {code for _, code, _ in strategy.decided} == {"000270"}
+
+
+def test_an_empty_condition_result_trades_includes_and_holdings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _session, notes, universe = _condition_day(tmp_path, monkeypatch, "real", "빈조건")
+    assert universe == ("000270",)
+    assert any("the condition screen is empty on 2025-06-16" in n for n in notes), notes
+
+
+def test_a_condition_screen_on_the_virtual_account_says_it_is_real_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _session, notes, universe = _condition_day(tmp_path, monkeypatch, "virtual", "돌파")
+    assert any("HTS condition search (HHKST03900400) is a real-account KIS service" in n
+               for n in notes), notes
+    assert set(universe) <= {"005930", "000660", "000270"}  # its candidates and include

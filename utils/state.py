@@ -1,6 +1,7 @@
 """The per-user state folder: ``KIS_TRADER_STATE_DIR`` or platformdirs' user state path
-(``~/.local/state/kis-trader`` on Linux). Holds the shared rate-limit bucket and the
-holiday cache."""
+(``~/.local/state/kis-trader`` on Linux). The one owner of that folder's location: it holds
+the account leases (``leases/``, :mod:`core.lease`), the shared rate-limit files
+(``ratelimit/``, :mod:`api.kis_http`) and the holiday cache."""
 
 from __future__ import annotations
 

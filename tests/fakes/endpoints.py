@@ -380,3 +380,51 @@ def expiry_text(when: datetime) -> str:
 TOKEN_LIFETIME = timedelta(hours=24)
 TOKEN_SAME_WITHIN = timedelta(hours=6)
 SELL_BUY = {SELL: "sell", BUY: "buy"}
+
+
+def search_stock_info(fake: FakeKIS, ctx: Ctx) -> Result:
+    """Real only (CTPF1002R): ``PDNO``'s product as a listed KOSPI stock named as the
+    market names it, with ``fake.product_info[code]`` replacing fields. A code neither
+    traded nor in ``product_info`` answers ``rt_cd 0`` with an empty ``output`` (how real
+    KIS answers an unknown code is not documented)."""
+    code = ctx.query.get("PDNO", "").strip()
+    extra = getattr(fake, "product_info", {}).get(code)
+    if ctx.query.get("PRDT_TYPE_CD") != "300" or (not fake.market.known(code) and extra is None):
+        return ok({"output": {}})
+    name = fake.market.stocks[code].name if fake.market.known(code) else code
+    row = {"pdno": code, "prdt_type_cd": "300", "prdt_name": name, "prdt_abrv_name": name,
+           "prdt_eng_name": "", "mket_id_cd": "STK", "scty_grp_id_cd": "ST",
+           "excg_dvsn_cd": "02", "kospi200_item_yn": "N", "scts_mket_lstg_dt": "20000104",
+           "scts_mket_lstg_abol_dt": "", "kosdaq_mket_lstg_dt": "",
+           "kosdaq_mket_lstg_abol_dt": "", "lstg_abol_dt": "", "tr_stop_yn": "N",
+           "admn_item_yn": "N", "std_pdno": f"KR7{code}003"}
+    row.update(extra or {})
+    return ok({"output": row})
+
+
+def psearch_title(fake: FakeKIS, ctx: Ctx) -> Result:
+    """Real only (HHKST03900300): the conditions ``user_id`` saved (``fake.conditions``),
+    ``output2`` rows ``user_id``, ``seq`` (0-based), ``grp_nm``, ``condition_nm``."""
+    user = ctx.query.get("user_id", "")
+    saved = getattr(fake, "conditions", {}).get(user, {})
+    rows = [{"user_id": user, "seq": str(i), "grp_nm": "kis-trader", "condition_nm": name}
+            for i, name in enumerate(saved)]
+    return ok({"output2": rows})
+
+
+def psearch_result(fake: FakeKIS, ctx: Ctx) -> Result:
+    """Real only (HHKST03900400): the codes condition ``seq`` of ``user_id`` finds now,
+    ``output2`` rows ``code``, ``name``, ``price``, ``chgrate``, ``acml_vol`` (an empty
+    list when it finds none; an unknown ``seq`` is an error answer)."""
+    user = ctx.query.get("user_id", "")
+    saved = list(getattr(fake, "conditions", {}).get(user, {}).items())
+    seq = ctx.query.get("seq", "")
+    if not seq.isdigit() or int(seq) >= len(saved):
+        return fail("KIOK0560", "조건검색 결과가 없습니다.")
+    rows = []
+    for code in saved[int(seq)][1]:
+        price = fake.market.today(code)[3] if fake.market.known(code) else 0
+        name = fake.market.stocks[code].name if fake.market.known(code) else code
+        rows.append({"code": code, "name": name, "price": str(price), "chgrate": "0.00",
+                     "acml_vol": "0"})
+    return ok({"output2": rows})

@@ -225,6 +225,9 @@ class FakeKIS:
         self._tokens: dict[str, _Token] = {}
         self._token_requested_at: dict[str, datetime] = {}
         self._windows: dict[str, deque[float]] = {}
+        self.arrivals: dict[str, list[float]] = {}
+        """Per app key, the ``rate_clock`` time of every admitted REST request (what the
+        strict window counted): the load driver measures the limiter's margin from it."""
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self.on_clock: list[Callable[[datetime], None]] = []
@@ -267,11 +270,24 @@ class FakeKIS:
                 real_only("FHPST01710000"), lambda c: ep.volume_rank(self, c)),
             ("GET", _QUOTES + "chk-holiday"): (
                 real_only("CTCA0903R"), lambda c: ep.chk_holiday(self, c)),
+            ("GET", _QUOTES + "search-stock-info"): (
+                real_only("CTPF1002R"), lambda c: ep.search_stock_info(self, c)),
+            ("GET", _QUOTES + "psearch-title"): (
+                real_only("HHKST03900300"), lambda c: ep.psearch_title(self, c)),
+            ("GET", _QUOTES + "psearch-result"): (
+                real_only("HHKST03900400"), lambda c: ep.psearch_result(self, c)),
         }
         self.volume_rank_override: list[str] | None = None
         """Codes the volume ranking returns in this order (``None``: by volume)."""
         self.closed_days: set[date] = set()
         """Weekdays ``chk-holiday`` reports as closed (``opnd_yn N``)."""
+        self.product_info: dict[str, dict[str, str]] = {}
+        """Per code, ``search-stock-info`` fields replacing the defaults (a listed KOSPI
+        stock): e.g. ``{"scty_grp_id_cd": "EF"}`` for an ETF, ``{"lstg_abol_dt":
+        "20240102"}`` for a delisted one; a code only here is a product the market does
+        not trade."""
+        self.conditions: dict[str, dict[str, list[str]]] = {}
+        """HTS user id -> saved condition name -> the codes it finds now (psearch)."""
         if with_default_account:
             self.add_account(DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_ACCOUNT_NO)
 
@@ -607,6 +623,7 @@ class FakeKIS:
         if len(window) >= self.rate_limit_per_s:
             return False
         window.append(now)
+        self.arrivals.setdefault(app_key, []).append(now)
         return True
 
     def _check_token(self, request: httpx.Request, app_key: str) -> ep.Result | None:

@@ -77,6 +77,15 @@ def run_load(*, limit_per_s: int = 18, threads: int = 4, duration_s: float = 5.0
     return LoadResult(done[0], elapsed, limit_per_s, fake.stats.rate_limited, errors[0])
 
 
+def tightest_window_ms(arrivals: list[float], limit_per_s: int) -> float:
+    """Shortest time (ms) spanned by ``limit_per_s + 1`` consecutive arrivals (seconds);
+    ``inf`` when there are not that many. A strict sliding 1 s window admits such a run
+    only if the span is at least 1000 ms."""
+    times = sorted(arrivals)
+    spans = [times[i + limit_per_s] - times[i] for i in range(len(times) - limit_per_s)]
+    return min(spans) * 1000.0 if spans else float("inf")
+
+
 @dataclass(frozen=True)
 class DownloadResult:
     symbols: int
@@ -88,6 +97,13 @@ class DownloadResult:
     errors: int
     files_equal: bool
     messages: tuple[str, ...] = ()
+    tightest_window_ms: float = 0.0
+    """Shortest span, at the fake, holding ``limit_per_s + 1`` admitted requests: above
+    1000 ms means the client never came within reach of the limit; the excess is the
+    measured safety margin."""
+    mean_held_ms: float = 0.0
+    """Mean time a request held its permit (grant to answer), the limiter's cost per
+    window."""
 
     @property
     def per_s(self) -> float:
@@ -160,6 +176,9 @@ def run_download(*, symbols: int = 20, years: int = 15, limit_per_s: int = 18, w
                    for p in (line.split(",") for line in lines)]
             equal = equal and got == want
         broker.close()
+    used = broker.client.limiter
     return DownloadResult(summary.symbols, summary.rows, summary.requests, summary.seconds,
                           limit_per_s, fake.stats.rate_limited, len(summary.errors), equal,
-                          tuple(summary.errors))
+                          tuple(summary.errors),
+                          tightest_window_ms(fake.arrivals.get(app_key, []), limit_per_s),
+                          used.held_s * 1000.0 / used.granted if used.granted else 0.0)
