@@ -598,8 +598,7 @@ def _wire_live(
     controls = Controls(session, Reloader(session, *config_paths))
     parts = LiveParts(session=session, closers=closers, controls=controls)
     if alerts and settings.telegram.enabled and token and chat:
-        from core.telegram_commands import OperatorCommands
-        from core.telegram_integration import Notifier, parse_user_ids
+        from notifier import Notifier, parse_user_ids
 
         try:
             allowed = parse_user_ids(os.environ.get("TELEGRAM_ALLOWED_USER_IDS"))
@@ -610,8 +609,7 @@ def _wire_live(
             chat,
             base_url=os.environ.get("TELEGRAM_API_URL") or None,
             alerts={str(k): v for k, v in settings.telegram.alerts.items()},
-            controller=session if settings.telegram.commands else None,
-            operator=OperatorCommands(controls),
+            controls=controls,
             commands=settings.telegram.commands,
             allowed_user_ids=allowed,
             names=session.names.get,

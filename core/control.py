@@ -76,6 +76,27 @@ class Controls:
                 })
             return rows
 
+    def status(self) -> dict[str, Any]:
+        """:meth:`core.live.LiveSession.status`: mode, env, trading state, market, next
+        event, equity and cash (KRW), one row per strategy."""
+        with self.session.lock:
+            return self.session.status()
+
+    def positions(self) -> list[dict[str, Any]]:
+        """:meth:`core.live.LiveSession.positions`, marked to the last quotes."""
+        with self.session.lock:
+            return self.session.positions()
+
+    def pnl(self) -> dict[str, Any]:
+        """Today's P&L (:meth:`core.live.LiveSession.pnl`)."""
+        with self.session.lock:
+            return self.session.pnl()
+
+    def orders(self) -> list[dict[str, Any]]:
+        """The open orders (:meth:`core.live.LiveSession.orders`)."""
+        with self.session.lock:
+            return self.session.orders()
+
     def daily_report(self) -> dict[str, Any]:
         """Today's report (:meth:`core.live.LiveSession.daily_report`)."""
         with self.session.lock:
@@ -132,7 +153,7 @@ class Controls:
         """The positions :meth:`sell` would sell (``strategy``, ``code``, ``qty``,
         ``price``); empty when none."""
         return [
-            p for p in self.session.positions()
+            p for p in self.positions()
             if p["code"] == code and (strategy is None or p["strategy"] == strategy)
         ]
 

@@ -109,7 +109,7 @@ class QuoteSource(Protocol):
 
 
 class Alerts(Protocol):
-    """What the session needs of a notifier (``core.telegram_integration.Notifier``)."""
+    """What the session needs of a notifier (:class:`notifier.Notifier`)."""
 
     def on_event(self, event: Event) -> None: ...
 

@@ -22,8 +22,8 @@ import pytest
 import main
 from core.live import LiveSession, SteppedRunner, clean_bars
 from core.risk import TradingState
-from core.telegram_integration import format_krw
 from framework.types import OrderStatus, Signal, SignalType
+from notifier.formatting import format_krw
 from tests.e2e.harness import (
     CHAT_ID,
     DRY_BOOK,
@@ -431,14 +431,14 @@ def test_telegram_commands_control_and_report_the_session(kis: Harness) -> None:
     _say(kis, "/positions")
     text = kis.wait_text("📦 보유 종목")
     assert text.splitlines()[0] == "📦 보유 종목 1개"
-    assert "• 삼성전자 (005930) [probe]" in text
+    assert "• 삼성전자(005930) [probe]" in text
     assert f"10주 · 평단 {format_krw(price)}" in text
     assert f"손절 {format_krw(price - 5000)}" in text
 
     _say(kis, "/orders")
     text = kis.wait_text("📝 미체결 주문")
     assert text.splitlines()[0] == "📝 미체결 주문 1건"
-    assert f"• 매수 카카오 (035720) 5주 @ {format_krw(limit)}" in text
+    assert f"• 매수 카카오(035720) 5주 @ {format_krw(limit)}" in text
     assert resting.client_order_id in text
 
     pnl = session.pnl()

@@ -129,8 +129,8 @@ def test_a_whole_day_ends_with_the_database_equal_to_the_account(
     assert slots["day_trader"].active
     texts = result["texts"]
     for qty in (PARTIAL_QTY, 10 - PARTIAL_QTY):
-        assert any(t.startswith(f"📈 매수 체결: 삼성전자 (005930) {qty}주 @ ") for t in texts)
-    assert any(t.startswith("📉 매도 체결: SK하이닉스 (000660) 7주 @ ") for t in texts), texts
+        assert any(t.startswith(f"📈 매수 체결: 삼성전자(005930) {qty}주 @ ") for t in texts)
+    assert any(t.startswith("📉 매도 체결: SK하이닉스(000660) 7주 @ ") for t in texts), texts
     assert any("오류" in t and "broken" in t for t in texts), "no error alert for broken"
     assert any(t.startswith("📊 일일 리포트 2025-06-16") for t in texts)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.telegram_integration import format_status
+from notifier.answers import format_status
 
 
 def test_status_shows_the_websocket_split() -> None:

@@ -220,13 +220,13 @@ def test_every_difference_is_journaled_and_alerted_in_korean(restart: Restart) -
     lines = restart.alert.splitlines()
     assert lines[0] == "🔄 재시작 대사: 차이 5건"
     body = "\n".join(lines[1:])
-    assert "• 계좌 보유분 편입: SK하이닉스 (000660) [unmanaged] DB 0주 → 계좌 5주" in body
+    assert "• 계좌 보유분 편입: SK하이닉스(000660) [unmanaged] DB 0주 → 계좌 5주" in body
     [closed] = [ln for ln in lines if ln.startswith("• 외부 청산: ")]
     assert "035720" in closed
     assert "[probe] DB 25주 → 계좌 0주" in closed
-    assert "• 수량 조정: 현대차 (005380) DB 10주 → 계좌 15주" in body
-    assert "• 수량 조정: NAVER (035420) DB 13주 → 계좌 8주" in body
-    assert "• 수량 조정: 기아 (000270) DB 6주 → 계좌 9주" in body
+    assert "• 수량 조정: 현대차(005380) DB 10주 → 계좌 15주" in body
+    assert "• 수량 조정: NAVER(035420) DB 13주 → 계좌 8주" in body
+    assert "• 수량 조정: 기아(000270) DB 6주 → 계좌 9주" in body
     assert "005930" not in body  # a match is no difference
 
 
@@ -268,7 +268,7 @@ def test_adopted_holding_is_sold_by_the_unmanaged_stop_loss(kis: Harness) -> Non
         assert holding_rows(repo) == {}
     finally:
         repo.close()
-    kis.wait_text("🛡️ 손절 발동: SK하이닉스 (000660)")
+    kis.wait_text("🛡️ 손절 발동: SK하이닉스(000660)")
 
 
 # --- open orders --------------------------------------------------------------------------

@@ -16,20 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from core.telegram_integration import (
-    ALERT_KINDS,
-    EVENT_ALERT_KINDS,
-    HELP_TEXT,
-    Notifier,
-    format_event,
-    format_fill,
-    format_krw,
-    format_order_sent,
-    format_pct,
-    format_reconcile,
-    format_signed_krw,
-    parse_user_ids,
-)
 from framework.events import (
     CircuitBreakerChanged,
     DailyReport,
@@ -49,6 +35,22 @@ from framework.events import (
     StrategyIsolated,
 )
 from framework.types import OrderSide, OrderType
+from notifier import (
+    ALERT_KINDS,
+    EVENT_ALERT_KINDS,
+    HELP_TEXT,
+    Notifier,
+    format_event,
+    parse_user_ids,
+)
+from notifier.formatting import (
+    format_fill,
+    format_krw,
+    format_order_sent,
+    format_pct,
+    format_reconcile,
+    format_signed_krw,
+)
 from tests.fakes.telegram_server import BOT_USERNAME, USER_ID, FakeTelegram
 from utils.clock import KST
 
@@ -78,16 +80,16 @@ EVENTS: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("order_sent", "buy sent",
      {"strategy": "ma_cross", "code": "005930", "side": "buy", "qty": 10, "price": 72000,
       "order_type": "limit", "reasons": ["골든크로스"], "attempt": 0},
-     "order_sent", "📤 매수 주문: 삼성전자 (005930) 10주 @ 72,000원 (지정가)"),
-    ("order_filled", "filled", FILL_BUY, "fill", "📈 매수 체결: 삼성전자 (005930) 10주 @ 72,000원"),
+     "order_sent", "📤 매수 주문: 삼성전자(005930) 10주 @ 72,000원 (지정가)"),
+    ("order_filled", "filled", FILL_BUY, "fill", "📈 매수 체결: 삼성전자(005930) 10주 @ 72,000원"),
     ("order_cancelled", "cancelled",
      {"strategy": "ma_cross", "code": "000660", "side": "sell", "qty": 7, "filled_qty": 3,
       "reason": "시간 초과"},
-     "cancel", "❎ 주문 취소: SK하이닉스 (000660) 매도 7주 (체결 3주)"),
+     "cancel", "❎ 주문 취소: SK하이닉스(000660) 매도 7주 (체결 3주)"),
     ("order_rejected", "rejected",
      {"strategy": "ma_cross", "code": "005930", "side": "buy", "qty": 10, "price": None,
       "reason": "주문가능금액 부족"},
-     "error", "⚠️ 주문 거부: 삼성전자 (005930) 매수 10주 @ 시장가"),
+     "error", "⚠️ 주문 거부: 삼성전자(005930) 매수 10주 @ 시장가"),
     ("strategy_error", "ma_cross.on_bar: ZeroDivisionError: division by zero",
      {"strategy": "ma_cross", "hook": "on_bar"},
      "error", "⚠️ 오류: ma_cross.on_bar: ZeroDivisionError: division by zero"),
@@ -109,7 +111,7 @@ EVENTS: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("risk_exit", "stop loss",
      {"strategy": "ma_cross", "code": "005930", "rule": "stop_loss", "price": 68000,
       "trigger_price": 68400},
-     "risk", "🛡️ 손절 발동: 삼성전자 (005930) 현재가 68,000원 (기준가 68,400원)"),
+     "risk", "🛡️ 손절 발동: 삼성전자(005930) 현재가 68,000원 (기준가 68,400원)"),
     ("state_changed", "state halted", {"state": "halted", "by": "telegram"},
      "risk", "⏸️ 거래 상태: HALTED (신규 주문 중지, 요청: telegram)"),
 ]
@@ -219,11 +221,13 @@ class FakeController:
                  "name": "SK하이닉스", "side": "buy", "qty": 5, "filled_qty": 2, "price": None,
                  "status": "partially_filled", "created_at": "09:01:02"}]
 
-    def set_state(self, state: str) -> None:
-        self._record(("set_state", state), "set_state")
+    def set_state(self, state: str, by: str) -> str:
+        self._record(("set_state", state, by), "set_state")
+        return state
 
-    def request_stop(self) -> None:
-        self._record("request_stop", "request_stop")
+    def request_stop(self, by: str) -> str:
+        self._record(("request_stop", by), "request_stop")
+        return "stopping"
 
 
 @pytest.fixture
@@ -256,7 +260,7 @@ def start_commands(
 ) -> Notifier:
     """A started notifier with commands whose pending-update drop has happened."""
     kwargs.setdefault("allowed_user_ids", [USER_ID])
-    notifier = make_notifier(controller=controller, **kwargs)
+    notifier = make_notifier(controls=controller, **kwargs)
     notifier.start()
     assert tg.wait_for(lambda: tg.call_count("deleteWebhook") >= 1, WAIT_S)
     return notifier
@@ -284,13 +288,13 @@ def stop_bounded(notifier: Notifier, timeout_s: float, within_s: float | None = 
 
 def test_fill_text_is_exact() -> None:
     assert format_fill(FILL_BUY) == (
-        "📈 매수 체결: 삼성전자 (005930) 10주 @ 72,000원\n사유: 골든크로스, 거래량 급증"
+        "📈 매수 체결: 삼성전자(005930) 10주 @ 72,000원\n사유: 골든크로스, 거래량 급증"
     )
     assert format_fill({**FILL_BUY, "reasons": []}) == (
-        "📈 매수 체결: 삼성전자 (005930) 10주 @ 72,000원"
+        "📈 매수 체결: 삼성전자(005930) 10주 @ 72,000원"
     )
     assert format_fill({**FILL_SELL, "name": "삼성전자"}) == (
-        "📉 매도 체결: 삼성전자 (005930) 10주 @ 73,234원\n실현손익: +12,345원"
+        "📉 매도 체결: 삼성전자(005930) 10주 @ 73,234원\n실현손익: +12,345원"
     )
     # no name anywhere: just the code; a loss is signed
     assert format_fill({**FILL_SELL, "realized_pnl_krw": -500, "reasons": ["손절"]}) == (
@@ -301,7 +305,7 @@ def test_fill_text_is_exact() -> None:
 def test_names_come_from_the_lookup_when_the_data_has_none() -> None:
     event = format_event("order_filled", "filled", FILL_SELL, NAMES.get)
     assert event is not None
-    assert event[1].startswith("📉 매도 체결: 삼성전자 (005930) 10주 @ 73,234원")
+    assert event[1].startswith("📉 매도 체결: 삼성전자(005930) 10주 @ 73,234원")
 
     def broken(code: str) -> str | None:
         raise KeyError(code)
@@ -349,7 +353,7 @@ def test_event_details() -> None:
         {"code": "005930", "qty": 10, "avg_price": 72000, "price": 73000, "pnl_krw": 10000,
          "pnl_pct": 1.39}]})
     for part in ("평가자산: 10,123,456원", "현금: 5,000,000원", "손익: +123,456원 (+1.23%)",
-                 "거래: 3건 · 체결: 5건", "보유 종목: 1개", "• 삼성전자 (005930)"):
+                 "거래: 3건 · 체결: 5건", "보유 종목: 1개", "• 삼성전자(005930)"):
         assert part in report
 
 
@@ -363,7 +367,7 @@ def test_reconcile_lists_each_difference_but_not_matches() -> None:
     ]})
     assert text.split("\n") == [
         "🔄 재시작 대사: 차이 3건",
-        "• 외부 청산: SK하이닉스 (000660) [rsi] DB 5주 → 계좌 0주",
+        "• 외부 청산: SK하이닉스(000660) [rsi] DB 5주 → 계좌 0주",
         "• 수량 조정: 035720 DB 8주 → 계좌 6주",
         "• 주문 정리: 005930 (주문 c-9 체결 확인)",
         "⚠️ 확인 필요",
@@ -422,7 +426,7 @@ def test_fill_alert_is_delivered_with_the_exact_text(
     [message] = tg.messages
     assert message.chat_id == CHAT
     assert message.text == (
-        "📈 매수 체결: 삼성전자 (005930) 10주 @ 72,000원\n사유: 골든크로스, 거래량 급증"
+        "📈 매수 체결: 삼성전자(005930) 10주 @ 72,000원\n사유: 골든크로스, 거래량 급증"
     )
     assert (notifier.dropped_count, notifier.failed_count) == (0, 0)
 
@@ -441,6 +445,23 @@ def test_every_alert_kind_is_delivered_in_order(
     assert tg.wait_for(lambda: notifier.sent_count == len(EVENTS) + 1, WAIT_S)
     firsts = [text.split("\n")[0] for text in tg.texts(CHAT)]
     assert firsts == [e[4] for e in EVENTS] + ["직접 보낸 메시지"]
+
+
+def test_a_silent_kind_is_sent_without_a_notification_and_off_is_not_sent(
+    tg: FakeTelegram, make_notifier: Callable[..., Notifier]
+) -> None:
+    notifier = make_notifier(alerts={"fill": "silent", "cancel": "off", "order_sent": "on"})
+    notifier.start()
+    notifier.on_event(typed("order_sent", "buy sent", EVENTS[2][2]))
+    notifier.on_event(typed("order_cancelled", "cancelled", EVENTS[4][2]))
+    notifier.on_event(typed("order_filled", "filled", FILL_BUY))
+    notifier.stop(timeout_s=WAIT_S)
+    sends = [c.params for c in tg.calls if c.method == "sendMessage"]
+    assert [p["text"].split(":")[0] for p in sends] == ["📤 매수 주문", "📈 매수 체결"]
+    assert "disable_notification" not in sends[0]
+    assert sends[1]["disable_notification"] is True
+    with pytest.raises(ValueError, match=r"telegram.alerts.fill: 'loud'; expected on, silent"):
+        Notifier(tg.token, CHAT, alerts={"fill": "loud"})
 
 
 def test_disabled_kinds_are_not_sent(
@@ -507,7 +528,7 @@ def test_flood_control_retry_after_is_honoured(
 def test_persistent_failures_are_counted_logged_and_never_raise(
     tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="core.telegram_integration")
+    caplog.set_level(logging.WARNING, logger="notifier")
     tg.fail_next(1000, status=500, method="sendMessage")
     notifier = make_notifier(retry_attempts=3)
     notifier.start()
@@ -620,10 +641,11 @@ def test_commands_call_the_controller_and_answer_in_korean(
     for command in commands:
         tg.push_command(command, chat_id=CHAT)
     assert tg.wait_for(
-        lambda: len(tg.messages) >= 9 and "request_stop" in controller.calls, WAIT_S)
+        lambda: len(tg.messages) >= 9 and ("request_stop", "telegram") in controller.calls, WAIT_S)
     assert controller.calls == [
-        "status", "positions", "pnl", "orders", ("set_state", "halted"),
-        ("set_state", "active"), ("set_state", "reduce_only"), "request_stop",
+        "status", "positions", "pnl", "orders", ("set_state", "halted", "telegram"),
+        ("set_state", "active", "telegram"), ("set_state", "reduce_only", "telegram"),
+        ("request_stop", "telegram"),
     ]
     notifier.stop(timeout_s=WAIT_S)
     answers = tg.messages
@@ -634,12 +656,12 @@ def test_commands_call_the_controller_and_answer_in_korean(
     for part in ("모의투자 · live", "ACTIVE", "장: 개장", "다음 일정: 15:30 장 마감",
                  "평가자산: 10,000,000원", "현금: 4,321,000원", "• ma_cross: 활성 · 오늘 거래 2건"):
         assert part in status
-    for part in ("• 삼성전자 (005930) [ma_cross]", "10주 · 평단 72,000원 · 현재가 73,000원",
+    for part in ("• 삼성전자(005930) [ma_cross]", "10주 · 평단 72,000원 · 현재가 73,000원",
                  "손익 +10,000원 (+1.39%)", "손절 70,000원 · 목표 80,000원"):
         assert part in positions
     for part in ("💰 오늘 손익 2025-06-16", "손익: +50,000원 (+0.50%)", "거래: 4건"):
         assert part in pnl
-    for part in ("📝 미체결 주문 1건", "• 매수 SK하이닉스 (000660) 5주 @ 시장가 (체결 2주)"):
+    for part in ("📝 미체결 주문 1건", "• 매수 SK하이닉스(000660) 5주 @ 시장가 (체결 2주)"):
         assert part in orders
     assert "HALTED" in pause
     assert "ACTIVE" in resume
@@ -666,7 +688,7 @@ def test_unknown_commands_and_text_get_the_help_and_other_bots_are_ignored(
 def test_commands_from_another_chat_are_ignored_and_logged(
     tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="core.telegram_integration")
+    caplog.set_level(logging.WARNING, logger="notifier")
     controller = FakeController()
     notifier = start_commands(tg, make_notifier, controller)
     tg.push_command("/stop", chat_id=OTHER_CHAT)
@@ -700,7 +722,7 @@ def test_a_stop_sent_while_the_bot_was_down_is_not_executed(
 def test_a_failing_controller_is_answered_with_an_error_and_polling_goes_on(
     tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="core.telegram_integration")
+    caplog.set_level(logging.ERROR, logger="notifier")
     controller = FakeController(fail={"status": RuntimeError("db locked"),
                                       "set_state": ValueError("bad state")})
     start_commands(tg, make_notifier, controller)
@@ -733,7 +755,7 @@ STRANGER = 555_000_222
 def test_a_stranger_in_the_allowed_group_is_refused_and_an_allowed_user_obeyed(
     tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="core.telegram_integration")
+    caplog.set_level(logging.WARNING, logger="notifier")
     group = -100_424_242
     controller = FakeController()
     notifier = start_commands(tg, make_notifier, controller, chat_id=group)
@@ -756,9 +778,9 @@ def test_a_stranger_in_the_allowed_group_is_refused_and_an_allowed_user_obeyed(
 def test_commands_are_off_without_allowed_users_and_it_is_said_once(
     tg: FakeTelegram, make_notifier: Callable[..., Notifier], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="core.telegram_integration")
+    caplog.set_level(logging.WARNING, logger="notifier")
     controller = FakeController()
-    notifier = make_notifier(controller=controller)  # no allowed_user_ids
+    notifier = make_notifier(controls=controller)  # no allowed_user_ids
     notifier.start()
     assert notifier.send("alert")
     assert tg.wait_for(lambda: notifier.sent_count == 1, WAIT_S)
@@ -802,7 +824,7 @@ def test_the_token_never_appears_in_log_records_or_repr(
     assert tg.wait_for(lambda: len(tg.messages) >= 3, WAIT_S)
 
     rejected = make_notifier(
-        token=wrong_token, controller=FakeController(), allowed_user_ids=[USER_ID]
+        token=wrong_token, controls=FakeController(), allowed_user_ids=[USER_ID]
     )
     rejected.start()
     assert rejected.send("x")
@@ -815,7 +837,7 @@ def test_the_token_never_appears_in_log_records_or_repr(
     assert any(r.name == "httpx" and "/botREDACTED/sendMessage" in r.getMessage()
                for r in records)
     assert any(r.name.startswith("telegram") for r in records)
-    assert any(r.levelno >= logging.WARNING and r.name == "core.telegram_integration"
+    assert any(r.levelno >= logging.WARNING and r.name.startswith("notifier")
                for r in records)
     secrets = [tg.token, tg.token.split(":")[1], wrong_token, wrong_token.split(":")[1]]
     formatter = logging.Formatter()
@@ -833,7 +855,7 @@ def test_the_mask_filter_scrubs_a_token_logged_by_mistake(
     caplog.set_level(logging.DEBUG)
     notifier = make_notifier(token="555:AAmistakeSecret")
     notifier.start()
-    logging.getLogger("core.telegram_integration").warning("oops %s", "555:AAmistakeSecret")
+    logging.getLogger("notifier.app").warning("oops %s", "555:AAmistakeSecret")
     logging.getLogger("httpx").info("url http://x/bot555%3AAAmistakeSecret/getMe")
     messages = [r.getMessage() for r in caplog.records if "oops" in r.getMessage()
                 or "url http" in r.getMessage()]

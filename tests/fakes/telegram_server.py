@@ -1,4 +1,4 @@
-"""A fake Telegram Bot API server on loopback, for testing :mod:`core.telegram_integration`.
+"""A fake Telegram Bot API server on loopback, for testing :mod:`notifier`.
 
 Serves the subset the notifier uses (``getMe``, ``sendMessage``, ``getUpdates``,
 ``deleteWebhook``, plus ``close`` / ``logOut`` / ``setMyCommands``) on
