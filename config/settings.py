@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from dotenv import load_dotenv
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from config.yaml_input import check_values, read_yaml
 from framework.errors import ConfigError
@@ -116,6 +116,16 @@ class LiveSettings(_Strict):
     """Seconds between heartbeats of the account lease (``core.lease``)."""
 
 
+def _alert_mode(value: object) -> object:
+    if value is True:
+        return "on"
+    return "off" if value is False else value
+
+
+AlertMode = Annotated[Literal["on", "silent", "off"], BeforeValidator(_alert_mode)]
+"""An alert kind's mode; YAML ``true``/``false`` read as ``on``/``off``."""
+
+
 class TelegramSettings(_Strict):
     """Alerts and commands; the bot token and chat id come from ``.env`` only."""
 
@@ -134,8 +144,10 @@ class TelegramSettings(_Strict):
             "daily_report",
             "risk",
         ],
-        bool,
+        AlertMode,
     ] = Field(default_factory=dict)
+    """Per alert kind: ``on`` (``true``: sent), ``silent`` (sent without a notification
+    sound) or ``off`` (``false``: not sent); a kind not named is on."""
 
 
 class DatabaseSettings(_Strict):

@@ -11,11 +11,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from config.settings import load_settings
+from framework.errors import ConfigError
 from framework.events import (
     CircuitBreakerChanged,
     DailyReport,
@@ -462,6 +465,15 @@ def test_a_silent_kind_is_sent_without_a_notification_and_off_is_not_sent(
     assert sends[1]["disable_notification"] is True
     with pytest.raises(ValueError, match=r"telegram.alerts.fill: 'loud'; expected on, silent"):
         Notifier(tg.token, CHAT, alerts={"fill": "loud"})
+
+
+def test_settings_yaml_takes_silent_alerts_and_refuses_other_words(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("telegram:\n  alerts:\n    fill: silent\n    cancel: false\n", "utf-8")
+    assert load_settings(path).telegram.alerts == {"fill": "silent", "cancel": "off"}
+    path.write_text("telegram:\n  alerts:\n    fill: loud\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"telegram\.alerts\.fill"):
+        load_settings(path)
 
 
 def test_disabled_kinds_are_not_sent(
