@@ -29,7 +29,6 @@ Fill rules (also in README.md):
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,9 +52,6 @@ from framework.types import (
 from utils.clock import system_now
 from utils.fees import FeeModel, fee_krw
 from utils.ticks import Direction, add_ticks, price_limit_pct, round_to_tick, upper_limit_price
-
-_upper_limit = functools.lru_cache(maxsize=4096)(upper_limit_price)
-"""``upper_limit_price`` remembered per (base, date, market): every market buy asks it."""
 
 _LIMIT_TOLERANCE = 0.99
 """A locked bar within 1 % of the computed limit counts (the limit is rounded to a tick)."""
@@ -172,7 +168,7 @@ class PaperBroker(Broker, OrderExecutor):
             price = limit
         else:
             base = self._base_price.get(code) or self._last_price.get(code)
-            price = _upper_limit(base, **self._rules(code)) if base else 0
+            price = upper_limit_price(base, **self._rules(code)) if base else 0
         amount = qty * price
         return amount + self.fees.commission(amount)
 

@@ -21,7 +21,6 @@ carries the one-line :class:`StrategyDisabledError` message, and with
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections import Counter
@@ -91,9 +90,6 @@ from framework.views import AccountView, MarketDataView, OrdersView
 from strategies.base import BaseStrategy
 from utils.fees import FeeModel
 from utils.ticks import Direction, round_to_tick, upper_limit_price
-
-_upper_limit = functools.lru_cache(maxsize=4096)(upper_limit_price)
-"""``upper_limit_price`` remembered per (base, date, market): every market buy asks it."""
 
 UNMANAGED = "unmanaged"
 """Strategy name of holdings adopted from the account that no strategy opened."""
@@ -653,7 +649,7 @@ class Trader:
         held_at = ref_price
         if limit is None:
             base = round(self.base_prices.get(code, price))
-            upper = _upper_limit(max(base, 1), **self._tick_rules(code))
+            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self._portfolio.invested_krw(slot.name)
@@ -996,7 +992,7 @@ class Trader:
         if (
             slot is not None
             and slot.active
-            and type(slot.strategy).on_order_filled is not BaseStrategy.on_order_filled
+            and _overrides(slot.strategy, "on_order_filled")
         ):
             self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
@@ -1497,8 +1493,9 @@ class Trader:
 
 
 def _overrides(strategy: BaseStrategy, hook: str) -> bool:
-    """Whether ``strategy`` has its own ``hook`` (not :class:`BaseStrategy`'s)."""
-    return getattr(type(strategy), hook) is not getattr(BaseStrategy, hook)
+    """Whether ``strategy`` has its own ``hook`` (its class's or one set on the instance),
+    not :class:`BaseStrategy`'s."""
+    return getattr(getattr(strategy, hook), "__func__", None) is not getattr(BaseStrategy, hook)
 
 
 def _raise_peak(pos: Position, high: float) -> None:

@@ -163,3 +163,13 @@ def test_the_paper_account_fills_within_the_engines_buying_power(limit: int) -> 
     trader.poll_orders()
     assert order.filled_qty == 100
     assert trader.cash_krw == broker.cash_krw
+
+
+def test_hooks_set_on_the_instance_are_called_like_overridden_ones() -> None:
+    _, _, trader, strategy, _ = engine()
+    calls: list[str] = []
+    strategy.on_market_open = lambda: calls.append("open")  # type: ignore[method-assign]
+    strategy.on_market_close = lambda: calls.append("close")  # type: ignore[method-assign]
+    trader.market_open()
+    trader.market_close()
+    assert calls == ["open", "close"]

@@ -47,6 +47,7 @@ before; the upper limit is rounded down and the lower limit up to a valid tick
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -179,6 +180,7 @@ def price_limit_pct(on: date | None = None) -> int:
     return 30 if on is None or on >= LIMIT_30_FROM else 15
 
 
+@functools.lru_cache(maxsize=4096)  # every market buy asks it; pure in its arguments
 def upper_limit_price(
     base_krw: int, *, on: date | None = None, market: Market = Market.KOSPI
 ) -> int:
