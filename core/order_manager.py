@@ -173,6 +173,11 @@ class OrderManager:
     def open_orders(self, stock_code: str | None = None) -> list[Order]:
         return [o for o in self._open.values() if stock_code is None or o.stock_code == stock_code]
 
+    def watching(self) -> bool:
+        """Whether any order is open or a cancelled one is still watched for a late fill
+        (:meth:`open_orders` or :meth:`settling_orders` could return something)."""
+        return bool(self._open or self._settling)
+
     def has_open(self, strategy: str, stock_code: str) -> bool:
         return any(
             o.strategy == strategy and o.stock_code == stock_code for o in self._open.values()

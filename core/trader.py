@@ -810,6 +810,8 @@ class Trader:
         ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
         the cash from the account afterwards, which already includes these fills."""
         applied: list[Fill] = []
+        if not self._orders.watching():
+            return applied
         orders = self._orders.open_orders(stock_code)
         watched = [o for o in self._orders.settling_orders() if o not in orders]
         orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
