@@ -11,6 +11,7 @@ zero; that span is one *round trip* (a row of ``trades.csv``). Cost basis is int
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -103,6 +104,15 @@ class Portfolio:
             for (s, _), p in self._positions.items()
             if p.qty > 0 and (strategy is None or s == strategy)
         ]
+
+    def market_value(self, prices: Mapping[str, float]) -> float:
+        """Every held position's shares × its price in ``prices`` (KRW; the average cost
+        where no price is known), summed in :meth:`positions` order."""
+        value = 0.0
+        for p in self._positions.values():
+            if p.qty > 0:
+                value += p.qty * prices.get(p.stock_code, p.avg_price)
+        return value
 
     def qty(self, strategy: str, stock_code: str) -> int:
         pos = self._positions.get((strategy, stock_code))

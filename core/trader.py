@@ -534,10 +534,7 @@ class Trader:
 
     def equity_krw(self) -> int:
         """Cash plus every strategy's holdings at the last known prices (KRW)."""
-        value = 0.0
-        for pos in self._portfolio.positions():
-            value += pos.qty * self.prices.get(pos.stock_code, pos.avg_price)
-        return self._funds.cash_krw + int(value)
+        return self._funds.cash_krw + int(self._portfolio.market_value(self.prices))
 
     # --- signals -----------------------------------------------------------------------
     def evaluate(
