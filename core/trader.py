@@ -610,7 +610,7 @@ class Trader:
             return None
         if signal.signal_type.is_sell:
             return self._sell(slot, signal, held)
-        return self._buy(slot, signal, price)
+        return self._buy(slot, signal, price, held)
 
     def _position_counts(self, strategy: str) -> tuple[int, int]:
         """Stocks held or being bought by ``strategy`` and by every strategy (for
@@ -636,8 +636,9 @@ class Trader:
         """Date and market of ``stock_code`` for :mod:`utils.ticks` (tick table, price limit)."""
         return {"on": self.clock().date(), "market": self.fees.market(stock_code)}
 
-    def _buy(self, slot: StrategySlot, signal: Signal, price: float) -> Order | None:
+    def _buy(self, slot: StrategySlot, signal: Signal, price: float, held: int) -> Order | None:
         code = signal.stock_code
+        name = slot.name
         order_type, limit = self._order_type(signal)
         ref_price = float(limit) if limit is not None else price
         # KIS holds a market buy's buying power at the upper-limit price (상한가) over the base
@@ -649,20 +650,20 @@ class Trader:
             upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
-        invested = self._portfolio.invested_krw(slot.name)
-        free = self._funds.strategy_free_krw(slot.name, equity, invested)
+        invested = self._portfolio.invested_krw(name)
+        free = self._funds.strategy_free_krw(name, equity, invested)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
             qty = min(signal.qty, self.fees.max_affordable_qty(free, int(held_at)))
         else:
             qty = self._funds.size_buy(
-                strategy=slot.name,
+                strategy=name,
                 price_krw=ref_price,
                 equity_krw=equity,
                 max_position_size=slot.strategy.risk.max_position_size,
                 commission_rate=self.fees.commission_rate_f,
                 confidence=signal.confidence,
                 strong=signal.signal_type is SignalType.STRONG_BUY,
-                held_value_krw=int(self._portfolio.qty(slot.name, code) * price),
+                held_value_krw=int(held * price),
                 strategy_invested_krw=invested,
                 strategy_free_krw=free,
             )
@@ -680,12 +681,12 @@ class Trader:
         # cost estimate rounded up; never more than is free (qty was sized within it)
         reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self._funds.free_krw)
         try:
-            reservation = self._funds.reserve(slot.name, code, reserve)
+            reservation = self._funds.reserve(name, code, reserve)
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
         order = self._create(
-            strategy=slot.name,
+            strategy=name,
             stock_code=code,
             side=OrderSide.BUY,
             order_type=order_type,
