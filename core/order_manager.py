@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +67,7 @@ _BOOKED = (
     "message",
 )
 """The fields of an order :meth:`OrderManager.book_fill` changes."""
+_booked_of = operator.attrgetter(*_BOOKED)
 
 FillHandler = Callable[[Order, Fill], None]
 """Books one new fill of an order (``OrderManager.book_fill`` plus everything the fill
@@ -435,7 +437,7 @@ class OrderManager:
     @staticmethod
     def snapshot(order: Order) -> tuple[Any, ...]:
         """What :meth:`book_fill` changes of ``order``, for :meth:`unbook`."""
-        return tuple([getattr(order, name) for name in _BOOKED])
+        return _booked_of(order)
 
     def unbook(self, order: Order, before: tuple[Any, ...]) -> None:
         """Put ``order`` back as it was at ``before`` (:meth:`snapshot`, taken before
