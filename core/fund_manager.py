@@ -205,7 +205,7 @@ class FundManager:
             res = self._reservations.get(reservation_id) if reservation_id is not None else None
             from_res = min(cost_krw, res.remaining_krw) if res else 0
             extra = cost_krw - from_res
-            if extra > self.free_krw:
+            if extra and extra > self.free_krw:  # free cash is >= 0: nothing to check at 0
                 raise FundsError(
                     f"fill costs {cost_krw:,} KRW, reservation {from_res:,} "
                     f"+ free {self.free_krw:,}"
