@@ -300,6 +300,11 @@ class LiveSession:
         codes.update(p.stock_code for p in self.trader.positions())
         return sorted(codes)
 
+    @property
+    def failed_jobs(self) -> int:
+        """Scheduled jobs that failed in a row because KIS did not answer (0: it answers)."""
+        return self._failures
+
     # --- start / stop ------------------------------------------------------------------
     def start(self) -> ReconcileReport:
         """Record the run, reconcile the book with the account, call ``on_init``.

@@ -89,7 +89,7 @@ class DashboardData:
                 state=s.risk.state.value, cash_krw=s.trader.cash_krw,
                 equity_krw=pnl["equity_krw"], pnl_today_krw=pnl["pnl_krw"],
                 pnl_today_pct=round(pnl["pnl_pct"], 3),
-                broker=("unreachable" if s._failures else "ok"),
+                broker=("unreachable" if s.failed_jobs else "ok"),
                 storage_error=s.trader.storage_error,
             )
         elif run_id:

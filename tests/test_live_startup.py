@@ -161,9 +161,11 @@ def test_a_dry_run_that_loses_kis_later_backs_off_with_one_alert(quiet_kis) -> N
         h.fake.advance(10)
     # 10 s, 20 s, 40 s back-off: 3 tries in 60 s, not 6
     assert flaky.calls == 3
+    assert session.failed_jobs == 3  # what the dashboard shows as "unreachable"
     flaky.up = True
     h.fake.advance(120)
     session.run_job("quotes")
+    assert session.failed_jobs == 0
     repo = h.repo()
     try:
         kinds = [e["kind"] for e in repo.get_events(run_id=session.run_id)]
