@@ -589,7 +589,7 @@ class LiveSession:
             if quote.name:
                 self.names.setdefault(code, quote.name)
             self.trader.update_price(code, float(price), base_krw=quote.prev_close)
-            self._update_today_bar(quote)
+            self.update_today_bar(quote)
             if self.on_quote is not None:
                 self.on_quote(quote)
             self.trading.quote(code, float(price))
@@ -613,7 +613,10 @@ class LiveSession:
                 )
         return quotes
 
-    def _update_today_bar(self, q: Quote) -> None:
+    def update_today_bar(self, q: Quote) -> None:
+        """Fold a quote or tick into today's forming daily bar of its stock (KRW, shares):
+        the open once, the highest high, the lowest low, the last price as the close and
+        the day's cumulative volume."""
         bar = self.today_bars.get(q.stock_code)
         price = float(q.price)
         if bar is None:

@@ -256,7 +256,7 @@ class RealtimeFeed:
                 tick.low_krw or None, tick.cum_volume or None,
             )
             s.trader.update_price(code, price)
-            s._update_today_bar(quote)
+            s.update_today_bar(quote)
             if s.on_quote is not None:
                 s.on_quote(quote)
             done = self.minutes.add_trade(code, tick.time, price, tick.qty)
