@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,19 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=50, help="most matches shown (default 50)")
 
 
+NAME_COLUMNS = 24
+"""Terminal columns the name is padded to (a Hangul syllable takes two)."""
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide and full-width characters count two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def _line(s: Symbol) -> str:
-    return f"{s.code:<8}{s.name}\t{s.market.value}\t{s.status.value}\t{s.index}".rstrip()
+    """One symbol as aligned columns: code, name, market, listing status, index."""
+    name = s.name + " " * max(1, NAME_COLUMNS - _width(s.name))
+    return f"{s.code:<8}{name}{s.market.value:<8}{s.status.value:<10}{s.index}".rstrip()
 
 
 def refresh(out: Path, master_dir: Path | None) -> int:

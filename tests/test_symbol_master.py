@@ -90,7 +90,13 @@ def test_the_etf_is_taxed_and_ticked_as_a_fund():
 def test_symbols_command_searches_and_refreshes(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main.main(["symbols", "삼성"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:2] == ["005930", "삼성전자"]
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["005930", "삼성전자"]
+    # columns line up in a terminal: a Hangul syllable takes two columns
+    wide = [sum(2 if "\uac00" <= ch <= "\ud7a3" else 1 for ch in line.split("KOSPI")[0])
+            for line in lines if "KOSPI" in line]
+    assert len(wide) >= 2
+    assert len(set(wide)) == 1
     assert main.main(["symbols", "없는종목"]) == 1
     assert "nothing matches '없는종목'" in capsys.readouterr().err
 
