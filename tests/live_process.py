@@ -66,21 +66,21 @@ class Bot:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout_s: float = WAIT_S) -> str:
-        """Block until a line containing ``text`` arrives; the line. Fails if the process
-        ends first or nothing comes within ``timeout_s``."""
+    def wait_for(self, *texts: str, timeout_s: float = WAIT_S) -> str:
+        """Block until a line containing one of ``texts`` arrives; the line. Fails if the
+        process ends first or nothing comes within ``timeout_s``."""
         for line in self.lines:
-            if text in line:
+            if any(text in line for text in texts):
                 return line
         while True:
             try:
                 line = self._new.get(timeout=timeout_s)
             except queue.Empty:
-                message = f"no line with {text!r} in {timeout_s} s:\n{self.tail()}"
+                message = f"no line with {texts!r} in {timeout_s} s:\n{self.tail()}"
                 raise AssertionError(message) from None
             if line is None:
-                raise AssertionError(f"ended ({self.proc.poll()}) before {text!r}:\n{self.tail()}")
-            if text in line:
+                raise AssertionError(f"ended ({self.proc.poll()}) before {texts!r}:\n{self.tail()}")
+            if any(text in line for text in texts):
                 return line.rstrip("\n")
 
     def wait(self, timeout_s: float = WAIT_S) -> int:

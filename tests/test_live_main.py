@@ -4,20 +4,16 @@ against the fake KIS on 127.0.0.1; SIGTERM stops it cleanly."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import threading
 from datetime import datetime
 from pathlib import Path
 
 from db.repository import Repository
-from tests.e2e.day import STRATEGIES, env_for_subprocess, kis_env, write_settings
+from tests.e2e.day import env_for_subprocess, kis_env, write_settings
 from tests.fakes.clock import FakeClock
 from tests.fakes.harness import fast_fake
 from tests.fakes.kis_server import FakeKISServer
+from tests.live_process import Bot
 from utils.market_calendar import KST
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_live_command_starts_reconciles_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -26,52 +22,15 @@ def test_live_command_starts_reconciles_and_stops_on_sigterm(tmp_path: Path) -> 
     settings = write_settings(tmp_path)
     with FakeKISServer(fake) as server:
         env = env_for_subprocess(kis_env(server.base_url, tmp_path / "tokens"))
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "main.py",
-                "--settings",
-                str(settings),
-                "--strategies-dir",
-                str(STRATEGIES),
-                "-v",
-                "live",
-                "--strategy",
-                "day_trader",
-                "--db",
-                db_url,
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        lines: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line.rstrip())
-                if "jobs planned, trading starts" in line or "market closed; next session" in line:
-                    ready.set()  # the scheduler runs: SIGTERM now stops a trading bot
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        bot = Bot(["live", "--strategy", "day_trader", "--db", db_url], env, settings)
         try:
-            while not ready.wait(0.2):
-                assert proc.poll() is None, "\n".join(lines[-40:])
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0, "\n".join(lines[-40:])
+            # the scheduler runs: SIGTERM now stops a trading bot
+            bot.wait_for("jobs planned, trading starts", "market closed; next session")
+            bot.proc.send_signal(signal.SIGTERM)
+            assert bot.wait(timeout_s=60) == 0, bot.tail()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            reader.join(timeout=10)
-            assert proc.stdout is not None
-            proc.stdout.close()
-    output = "\n".join(lines)
+            bot.close()
+    output = bot.output
     assert "reconciliation at" in output
     assert "on the virtual account" in output
     assert "jobs planned, trading starts" in output or "market closed; next session" in output
