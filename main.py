@@ -233,7 +233,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from core.backtest import Backtest, BacktestSettings
     from core.data_collector import to_date
     from core.order_manager import OrderPolicy
-    from core.report import compute_metrics, format_summary, write_report
+    from core.report import compute_metrics, format_summary, run_notes, write_report
     from core.risk import RiskLimits
 
     defaults = settings.backtest
@@ -314,10 +314,13 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
             writer.writeheader()
             writer.writerows(backtest.screens.rows())
     print(format_summary(metrics))
+    for line in run_notes(result):
+        print(f"note: {line}")
     print(f"run id: {result.run_id}")
     print(f"report: {out}")
+    width = max(map(len, paths), default=0)
     for kind, path in paths.items():
-        print(f"  {kind:<8} {path}")
+        print(f"  {kind:<{width}} {path}")
     return 0
 
 
@@ -385,8 +388,9 @@ def cmd_optimize(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  parameters: {best['parameters']}")
     if best["risk_management"]:
         print(f"  risk_management: {best['risk_management']}")
+    width = max(map(len, paths), default=0)
     for kind, path in paths.items():
-        print(f"  {kind:<8} {path}")
+        print(f"  {kind:<{width}} {path}")
     return 0
 
 

@@ -268,6 +268,35 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_notes(result: BacktestResult, most: int = 5) -> list[str]:
+    """Lines on what stopped or limited trading during the run, for the end of the
+    summary: each error-level event (the portfolio stop that sold everything and halted,
+    a database or broker failure) as ``YYYY-MM-DD HH:MM message``, at most ``most`` of
+    them and then how many more; and on how many days the daily loss lock stopped new
+    buys. Empty when nothing did."""
+    lines: list[str] = []
+    serious = [e for e in result.events if e.get("level") in ("error", "critical")]
+    for event in serious[:most]:
+        at = event.get("at")
+        when = at.strftime("%Y-%m-%d %H:%M") if isinstance(at, datetime) else str(at or "")
+        lines.append(f"{when} {event.get('message', event.get('kind', ''))}".strip())
+    if len(serious) > most:
+        lines.append(f"... and {len(serious) - most} more (events in the database)")
+    locks: set[date] = set()
+    for event in result.events:
+        at, data = event.get("at"), event.get("data")
+        if (
+            event.get("kind") == "risk_limit"
+            and isinstance(data, dict)
+            and data.get("rule") == "daily_loss_lock"
+            and isinstance(at, datetime)
+        ):
+            locks.add(at.date())
+    if locks:
+        lines.append(f"daily loss lock: no new buys on {len(locks):,} day(s)")
+    return lines
+
+
 def _display_width(text: str) -> int:
     """Terminal columns: Hangul and other East Asian wide characters take two."""
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)

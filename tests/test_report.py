@@ -472,3 +472,31 @@ def test_names_of_etfs_and_kosdaq_stocks_stand_beside_their_codes(
         "069500": "KODEX 200", kosdaq.code: kosdaq.name, "999990": ""}  # unknown: blank
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
     assert summary["symbols"] == {"069500": "KODEX 200"}
+
+
+def test_the_summary_notes_say_when_the_portfolio_stop_halted_trading(krx_long: Path) -> None:
+    from core.backtest import Backtest, BacktestSettings
+    from core.data_collector import load_bars_csv
+    from core.report import run_notes
+    from core.risk import RiskLimits
+    from strategies.config import StrategyConfig
+    from strategies.sma_cross.strategy import SmaCrossParameters, SmaCrossStrategy
+
+    bars = {"005930": load_bars_csv(krx_long / "005930_samsung_electronics.csv")}
+    config = StrategyConfig(name="sma_cross", universe=("005930",),
+                            parameters=SmaCrossParameters(fast=5, slow=20),
+                            risk_management={"max_position_size": 1.0})
+    limits = RiskLimits(portfolio_stop_pct=0.10, daily_loss_limit_pct=0.02)
+    result = Backtest([SmaCrossStrategy(config)], bars,
+                      BacktestSettings(cash_krw=CASH, risk_limits=limits)).run()
+    (stop,) = [e for e in result.events if (e.get("data") or {}).get("rule") == "portfolio_stop"]
+    notes = run_notes(result)
+    assert notes[0] == f"{stop['at']:%Y-%m-%d %H:%M} {stop['message']}"
+    assert "halting" in notes[0]
+    # nothing was bought after the stop: the last fill is the sale it made
+    last_fill = pd.Timestamp(result.fills["time"].max())
+    assert last_fill <= pd.Timestamp(stop["at"]) + pd.Timedelta(days=1)
+    locks = {e["at"].date() for e in result.events
+             if (e.get("data") or {}).get("rule") == "daily_loss_lock"}
+    assert notes[-1] == f"daily loss lock: no new buys on {len(locks):,} day(s)"
+    assert locks
