@@ -187,7 +187,9 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path, Settings), path=str(path)) from exc
+        raise ConfigError(
+            format_validation_error(exc, path, Settings, data=raw), path=str(path)
+        ) from exc
 
 
 def load_env(dotenv_path: Path | None = None) -> None:

@@ -51,8 +51,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Literal
+from types import ModuleType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -265,35 +265,100 @@ class LoadedStrategy:
 # --- error formatting --------------------------------------------------------------------
 
 
+def _is_model(annotation: Any) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, BaseModel)
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    """The annotation at ``part`` of a pydantic location inside ``annotation`` (a model's
+    field, a dict's value, a list's item, or the union member ``part`` names); ``None``
+    when the location leaves what the annotations describe."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if _is_model(annotation):
+        found = annotation.model_fields.get(part) if isinstance(part, str) else None
+        return None if found is None else found.annotation
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if origin in (list, tuple, set, frozenset) and args:
+        return args[0]
+    if origin in (Union, UnionType):
+        members = [a for a in args if a is not type(None)]
+        for member in members:  # the member pydantic tried: its tag or its name
+            tags = [
+                get_args(f.annotation)
+                for f in (member.model_fields.values() if _is_model(member) else ())
+                if get_origin(f.annotation) is Literal
+            ]
+            if any(part in t for t in tags) or getattr(member, "__name__", None) == part:
+                return member
+        if len(members) == 1:  # X | None: no member in the location
+            return _step(members[0], part)
+    return None
+
+
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at ``loc`` (for 'did you mean')."""
-    current: type[BaseModel] = model
-    for part in loc:
-        if not isinstance(part, str) or part not in current.model_fields:
-            return current if part == loc[-1] else None
-        annotation = current.model_fields[part].annotation
-        if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
-            current = annotation
+    """The pydantic model that owns the key at ``loc`` (for 'did you mean'): the one
+    the location's earlier parts lead to, through fields, dict values, list items and
+    union members; ``None`` when they lead to no model."""
+    current: Any = model
+    for part in loc[:-1]:
+        current = _step(current, part)
+        while get_origin(current) is Annotated:
+            current = get_args(current)[0]
+        if current is None:
+            return None
+    members = [a for a in get_args(current) if a is not type(None)]
+    if not _is_model(current) and len(members) == 1:
+        current = members[0]
+    return current if _is_model(current) else None
+
+
+def _keys_of(loc: tuple[Any, ...], data: Any, missing: bool) -> tuple[Any, ...]:
+    """``loc`` with only the keys and list positions found in ``data`` (the validated
+    input): pydantic also puts the member of a union it tried into the location (the
+    ``int`` of ``fast.int.high`` for ``{type: int, ...}``), which is no key of the file.
+    A missing key (``missing``) is kept at the end."""
+    out: list[Any] = []
+    for n, part in enumerate(loc):
+        listed = isinstance(data, list | tuple) and isinstance(part, int) and 0 <= part < len(data)
+        if listed or (isinstance(data, dict) and part in data):
+            data = data[part]
+        elif missing and n == len(loc) - 1:
+            pass
+        elif isinstance(data, dict | list | tuple) and isinstance(part, str):
+            continue  # a union member's tag, not a key of the input
         else:
-            return current
-    return current
+            data = None
+        out.append(part)
+    return tuple(out)
 
 
 def format_validation_error(
-    exc: ValidationError, path: Path | str, model: type[BaseModel], prefix: tuple[str, ...] = ()
+    exc: ValidationError,
+    path: Path | str,
+    model: type[BaseModel],
+    prefix: tuple[str, ...] = (),
+    data: Any = None,
 ) -> str:
-    """One line per problem: ``file: key: what was expected [did you mean ...]``."""
+    """One line per problem: ``file: key: what was expected [did you mean ...]``.
+
+    ``data`` (the input that was validated) keeps union members out of the key."""
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
+        if data is not None:
+            loc = _keys_of(loc, data, err["type"] == "missing")
         key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in prefix + loc)
         key = key.replace(".[", "[")
         if err["type"] == "extra_forbidden":
-            owner = _model_at(model, loc)
+            owner = _model_at(model, tuple(err["loc"]))
             choices = list(owner.model_fields) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), choices, n=1, cutoff=0.6)
             hint = (
-                f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(choices)}"
+                f"; did you mean '{close[0]}'?" if close
+                else f"; valid keys: {', '.join(choices)}" if choices else ""
             )
             lines.append(f"{path}: {key}: unknown key{hint}")
         elif err["type"] == "missing":
@@ -348,14 +413,16 @@ def load_strategy_config(
         config = StrategyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(
-            format_validation_error(exc, path, StrategyConfig), path=str(path)
+            format_validation_error(exc, path, StrategyConfig, data=raw), path=str(path)
         ) from exc
     if parameters_model is not None:
         params_raw = raw.get("parameters") or {}
         try:
             params = parameters_model.model_validate(params_raw)
         except ValidationError as exc:
-            msg = format_validation_error(exc, path, parameters_model, prefix=("parameters",))
+            msg = format_validation_error(
+                exc, path, parameters_model, prefix=("parameters",), data=params_raw
+            )
             raise ConfigError(msg, path=str(path)) from exc
         config = config.model_copy(update={"parameters": params})
     elif not isinstance(config.parameters, dict):

@@ -270,9 +270,11 @@ def test_walk_forward_windows_are_consecutive() -> None:
     ("space", "expected"),
     [
         ("  parameters:\n    buy_level: {type: int, low: 20000, high: 10000}\n",
-         "optimize.parameters.buy_level"),
+         "optimize.parameters.buy_level: empty range"),
         ("  parameters:\n    buy_level: {type: int, low: ten, high: 10000}\n",
-         "optimize.parameters.buy_level"),
+         "optimize.parameters.buy_level.low: "),
+        ("  parameters:\n    buy_level: {type: int, low: 1, high: 10, stepp: 2}\n",
+         "optimize.parameters.buy_level.stepp: unknown key; did you mean 'step'?"),
         ("  parameters:\n    buy_levle: {type: int, low: 1, high: 10}\n",
          "did you mean 'buy_level'?"),
         ("  risk_management:\n    stop_los_pct: {type: float, low: 0.01, high: 0.1}\n",
