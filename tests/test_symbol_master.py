@@ -67,6 +67,23 @@ def test_a_product_gone_from_the_master_is_kept_as_delisted():
     assert table.members("kospi200") == ["005930"]
 
 
+def test_an_index_universe_short_of_its_members_says_how_to_refresh(
+    caplog: pytest.LogCaptureFixture,
+):
+    full = SymbolTable([Symbol(f"{100000 + k:06d}", f"종목{k}", Market.KOSPI, index="KOSPI200")
+                        for k in range(200)])
+    with caplog.at_level("WARNING", logger="utils.symbols"):
+        assert len(full.members("kospi200")) == 200
+    assert not caplog.records
+    short = SymbolTable.load()
+    with caplog.at_level("WARNING", logger="utils.symbols"):
+        known = short.members("kospi200")
+        short.members("KOSPI200")  # once per universe, not per strategy
+    assert len(caplog.records) == 1
+    assert f"knows {len(known)} of its 200 members" in caplog.text
+    assert "symbols --refresh" in caplog.text
+
+
 def test_search_finds_names_and_codes():
     table = SymbolTable.load()
     assert [s.code for s in table.search("삼성")] == ["005930", "207940"]

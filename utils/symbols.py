@@ -46,6 +46,8 @@ from framework.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 SHIPPED_PATH = Path(__file__).resolve().parent.parent / "config" / "symbols.csv"
+INDEX_SIZES = {"KOSPI200": 200, "KOSDAQ150": 150}
+"""Members of each index a universe can name (``kospi200``, ``kosdaq150``)."""
 """The symbol file shipped with the package."""
 
 USER_FILE_ENV = "KIS_TRADER_SYMBOLS_FILE"
@@ -201,6 +203,7 @@ class SymbolTable:
     def __init__(self, symbols: Iterable[Symbol] = ()):
         self._symbols: dict[str, Symbol] = {s.code: s for s in symbols}
         self._warned: set[str] = set()
+        self._short_universes: set[str] = set()  # named universes already warned about
         self._lock = threading.Lock()
 
     @classmethod
@@ -284,6 +287,14 @@ class SymbolTable:
             rows = [s for s in rows if s.market is markets[key]]
         elif key in indexes:
             rows = [s for s in rows if s.index == indexes[key]]
+            size = INDEX_SIZES[indexes[key]]
+            if len(rows) < size and key not in self._short_universes:
+                self._short_universes.add(key)
+                logger.warning(
+                    "universe %s: the symbol file knows %d of its %d members; "
+                    "`python main.py symbols --refresh` rewrites it from KIS's master files",
+                    key, len(rows), size,
+                )
         return sorted(s.code for s in rows)
 
     def as_mapping(self) -> Mapping[str, Symbol]:
