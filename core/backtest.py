@@ -116,6 +116,29 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_US = timedelta(microseconds=1)
+
+
+def _union(times: list[np.ndarray]) -> np.ndarray:
+    """The sorted union of int64 arrays of times (np.unique hashes: a sort and one
+    comparison cost a third of it)."""
+    joined = np.sort(np.concatenate(times))
+    keep = np.empty(len(joined), dtype=bool)
+    keep[:1] = True
+    np.not_equal(joined[1:], joined[:-1], out=keep[1:])
+    return joined[keep]
+
+
+def _time_column(values: list[Any]) -> Any:
+    """A result column of times: KST datetimes become ``datetime64[us, Asia/Seoul]`` from
+    their microseconds since the epoch (what pandas infers from the objects, at a third of
+    the cost); anything else (``None``, other zones) is left to pandas as it is."""
+    if not values or not all(type(v) is datetime and v.tzinfo is KST for v in values):
+        return values
+    us = np.array([(v - _EPOCH) // _US for v in values], dtype="datetime64[us]")
+    return pd.DatetimeIndex(us).tz_localize("UTC").tz_convert(TZ)
+
+
 class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
@@ -328,8 +351,7 @@ class Backtest:
         active = [st for st in states.values() if st.windows or st.daily_slots]
         if not active:
             raise DataError("no strategy has bars to trade inside the chosen date range")
-        timeline = np.unique(np.concatenate([np.asarray(st.times[st.ptr : st.n]) for st in active]))
-        return active, timeline
+        return active, _union([st.t_np[st.ptr : st.n] for st in active])
 
     def run(self) -> BacktestResult:
         """Run the whole backtest and return its :class:`BacktestResult`.
@@ -761,7 +783,8 @@ class Backtest:
     def _result(
         self, timeline: np.ndarray, cash: np.ndarray, holdings: np.ndarray, elapsed: float
     ) -> BacktestResult:
-        index = pd.DatetimeIndex(pd.to_datetime(timeline, utc=True)).tz_convert(TZ)
+        # from the int64 ns as they are: to_datetime of the array costs 20 times more
+        index = pd.DatetimeIndex(timeline.view("M8[ns]")).tz_localize("UTC").tz_convert(TZ)
         equity = pd.DataFrame(
             {"cash_krw": cash, "holdings_value_krw": holdings, "equity_krw": cash + holdings},
             index=index,
@@ -783,8 +806,8 @@ class Backtest:
                 "avg_fill_price": [o.avg_fill_price for o in book],
                 "commission_krw": [o.commission_krw for o in book],
                 "tax_krw": [o.tax_krw for o in book],
-                "created_at": [o.created_at for o in book],
-                "updated_at": [o.updated_at for o in book],
+                "created_at": _time_column([o.created_at for o in book]),
+                "updated_at": _time_column([o.updated_at for o in book]),
                 "signal_type": [o.signal_type.value if o.signal_type else None for o in book],
                 "reasons": ["; ".join(o.reasons) for o in book],
             }
@@ -805,30 +828,30 @@ class Backtest:
                 "amount_krw": [f.amount_krw for _, f in done],
                 "commission_krw": [f.commission_krw for _, f in done],
                 "tax_krw": [f.tax_krw for _, f in done],
-                "time": [f.time for _, f in done],
+                "time": _time_column([f.time for _, f in done]),
             }
             if done
             else [],
             columns=list(FILL_COLUMNS),
         )
+        trips = self.trader.round_trips()
         trades = pd.DataFrame(
-            [
-                {
-                    "strategy": t.strategy,
-                    "code": t.stock_code,
-                    "entry_time": t.entry_time,
-                    "exit_time": t.exit_time,
-                    "entry_price": t.entry_price,
-                    "exit_price": t.exit_price,
-                    "qty": t.qty,
-                    "pnl_krw": t.pnl_krw,
-                    "return_pct": t.return_pct,
-                    "fees_krw": t.fees_krw,
-                    "reasons": "; ".join(t.reasons),
-                    "exit_reasons": "; ".join(t.exit_reasons),
-                }
-                for t in self.trader.round_trips()
-            ],
+            {
+                "strategy": [t.strategy for t in trips],
+                "code": [t.stock_code for t in trips],
+                "entry_time": _time_column([t.entry_time for t in trips]),
+                "exit_time": _time_column([t.exit_time for t in trips]),
+                "entry_price": [t.entry_price for t in trips],
+                "exit_price": [t.exit_price for t in trips],
+                "qty": [t.qty for t in trips],
+                "pnl_krw": [t.pnl_krw for t in trips],
+                "return_pct": [t.return_pct for t in trips],
+                "fees_krw": [t.fees_krw for t in trips],
+                "reasons": ["; ".join(t.reasons) for t in trips],
+                "exit_reasons": ["; ".join(t.exit_reasons) for t in trips],
+            }
+            if trips
+            else [],
             columns=list(TRADE_COLUMNS),
         )
         rows = []
