@@ -117,6 +117,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 _US = timedelta(microseconds=1)
+_SHORT = 64
+"""Quiet stretches of at most this many bars are scanned and marked with plain Python
+over lists: a numpy call costs about as much as a dozen list steps, and most stretches are
+a day or less (see Backtest._quiet_end)."""
 
 
 def _union(times: list[np.ndarray]) -> np.ndarray:
@@ -142,8 +146,9 @@ def _time_column(values: list[Any]) -> Any:
 class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
-    __slots__ = ("c_np", "close", "code", "daily_slots", "h_np", "hi_np", "high",
-                 "lo_np", "low", "n", "open", "ptr", "rc_np", "t_np", "times", "windows")
+    __slots__ = ("c_np", "close", "code", "daily_slots", "h_np", "hi", "hi_np", "high",
+                 "lo", "lo_np", "low", "n", "open", "ptr", "rc", "rc_np", "t_np", "times",
+                 "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
         # plain lists: indexing them in the bar loop is several times cheaper than numpy
@@ -165,6 +170,10 @@ class _CodeState:
         self.lo_np = np.where(np.round(h) == np.round(lo), -np.inf, np.minimum(o, lo))
         self.hi_np = np.maximum(o, h)  # and its highest
         self.rc_np = np.round(c).astype(np.int64)  # the close as the paper broker marks it
+        # the same as lists, for stretches too short to pay numpy's call costs (_SHORT)
+        self.lo: list[float] = self.lo_np.tolist()
+        self.hi: list[float] = self.hi_np.tolist()
+        self.rc: list[int] = self.rc_np.tolist()
         self.ptr = first_row
         self.n = n
         self.windows: list[tuple[StrategySlot, Bars, list[bool] | None]] = []
@@ -196,6 +205,9 @@ class _Run:
     close_exits: bool
     time_cuts: bool
     watch_equity: bool
+    aligned: bool = False
+    """Every stock has a bar at every time of the timeline: bar ``k`` is row ``ptr`` of
+    each stock when the loop is at ``k`` (no searching for rows)."""
     year_set: frozenset[int] = frozenset()
 
 
@@ -449,14 +461,16 @@ class Backtest:
             close_exits=close_exits,
             time_cuts=time_cuts,
             watch_equity=watch_equity,
+            aligned=all(st.n - st.ptr == n for st in states),
         )
         run.year_set = frozenset(run.year_starts or ())
+        next_mark = run.next_mark
         updated = 0
         k = 0
         while k < n:
             t = times[k]
             day = day_of[k]
-            if skip_ok and cur_day is not None and not pending:
+            if skip_ok and cur_day is not None and not pending and next_mark[k] != k:
                 try:
                     j, equity = self._quiet_end(run, k, cur_day)
                 except _NearOverflow:
@@ -575,7 +589,9 @@ class Backtest:
             self._bands[code] = cached
         return cached[1]
 
-    def _quiet_end(self, run: _Run, k: int, cur_day: int) -> tuple[int, np.ndarray | None]:
+    def _quiet_end(
+        self, run: _Run, k: int, cur_day: int
+    ) -> tuple[int, np.ndarray | list[int] | None]:
         """The end ``j`` of the quiet stretch of bars ``k … j-1`` (``j == k``: none), and
         the equity marks (KRW) over it.
 
@@ -614,8 +630,20 @@ class Backtest:
                 return k, None
             stop, target, peak, trailing = band
             ptr = cs.ptr
-            end = cs.n if j >= n else bisect.bisect_left(cs.times, times[j], ptr, cs.n)
+            if run.aligned:
+                end = ptr + j - k
+            else:
+                end = cs.n if j >= n else bisect.bisect_left(cs.times, times[j], ptr, cs.n)
             if end <= ptr:
+                continue
+            if run.aligned and end - ptr <= _SHORT:
+                lo, hi, high = cs.lo, cs.hi, cs.high
+                for r in range(ptr, end):
+                    if lo[r] <= stop or hi[r] >= target or (trailing and high[r] > peak):
+                        j = k + r - ptr
+                        break
+                if j <= k:
+                    return k, None
                 continue
             loud = cs.lo_np[ptr:end] <= stop
             loud |= cs.hi_np[ptr:end] >= target
@@ -683,14 +711,32 @@ class Backtest:
 
     def _equity_series(
         self, run: _Run, k: int, j: int, positions: list[Any]
-    ) -> np.ndarray:
+    ) -> np.ndarray | list[int]:
         """What :meth:`Trader.equity_krw` gives at each close of bars ``k … j-1`` with
         nothing traded: cash plus each position's shares at the last close (KRW), summed
-        as floats in the positions' order and truncated, as there."""
+        as floats in the positions' order and truncated, as there (a list on short
+        stretches, the same figures)."""
         cash = self._funds.cash_krw
+        m = j - k
         if not positions:
-            return np.full(j - k, cash, dtype=np.int64)
+            return [cash] * m if m <= _SHORT else np.full(m, cash, dtype=np.int64)
         prices = self.trader.prices
+        if run.aligned and m <= _SHORT:
+            states = run.states
+            sums = [0.0] * m
+            for pos in positions:
+                code, qty = pos.stock_code, pos.qty
+                st = states.get(code)
+                if st is None:  # no bars: its price never moves
+                    held = qty * prices.get(code, pos.avg_price)
+                    sums = [v + held for v in sums]
+                else:
+                    closes = st.close[st.ptr : st.ptr + m]
+                    sums = [v + qty * c for v, c in zip(sums, closes, strict=True)]
+            marks = [int(v) for v in sums]
+            if max(marks) > MAX_EQUITY_KRW / 4:  # near int64's end: bar by bar
+                raise _NearOverflow
+            return [v + cash for v in marks]
         value: np.ndarray | float = 0.0
         for pos in positions:
             code = pos.stock_code
@@ -703,17 +749,30 @@ class Backtest:
         equity += cash
         return equity
 
-    def _holdings_series(self, run: _Run, k: int, j: int) -> np.ndarray | int:
+    def _holdings_series(self, run: _Run, k: int, j: int) -> np.ndarray | list[int] | int:
         """The paper account's holdings at each close of bars ``k … j-1`` (KRW): shares
         times the close rounded to the won, as the loop marks them."""
-        value: np.ndarray | int = 0
         last = self.broker._last_price
+        m = j - k
+        if run.aligned and m <= _SHORT:
+            states = run.states
+            sums = [0] * m
+            for code, (qty, _) in self.broker._holdings.items():
+                st = states.get(code)
+                if st is None:
+                    held = qty * last[code]
+                    sums = [v + held for v in sums]
+                else:
+                    marks = st.rc[st.ptr : st.ptr + m]
+                    sums = [v + qty * c for v, c in zip(sums, marks, strict=True)]
+            return sums
+        value: np.ndarray | int = 0
         for code, (qty, _) in self.broker._holdings.items():
             value = value + qty * self._price_series(run, code, k, j, "rc_np", last[code])
         return value
 
     def _pass_quiet(
-        self, run: _Run, k: int, j: int, equity: np.ndarray | None, cur_day: int
+        self, run: _Run, k: int, j: int, equity: np.ndarray | list[int] | None, cur_day: int
     ) -> int:
         """Pass bars ``k … j-1`` of a quiet stretch (:meth:`_quiet_end`) in one step, as
         the bar loop would: each day change closes and opens the days (the day's start
@@ -733,18 +792,23 @@ class Backtest:
             start = int(equity[d - 1]) if d else self.trader.equity_krw()
             session.open_day(_to_date(cur_day), start, time_cut=False)
         if run.watch_equity and equity is not None:
-            self._risk.pass_marks(int(equity.max()))
+            self._risk.pass_marks(int(max(equity) if isinstance(equity, list) else equity.max()))
         prices, last_price, n = self.trader.prices, self.broker._last_price, len(times)
         held = self.broker._holdings
         for st in run.states.values():
             ptr = st.ptr
-            end = st.n if j >= n else bisect.bisect_left(st.times, times[j], ptr, st.n)
+            if run.aligned:
+                end = ptr + j - k
+            else:
+                end = st.n if j >= n else bisect.bisect_left(st.times, times[j], ptr, st.n)
             if end <= ptr:
                 continue
             if st.code in held:
                 band = self._band(st.code)
                 if band is not None:
-                    high = float(st.h_np[ptr:end].max())
+                    high = float(
+                        max(st.high[ptr:end]) if end - ptr <= _SHORT else st.h_np[ptr:end].max()
+                    )
                     if high > band[2]:
                         self.trader.raise_peaks(st.code, high)
                         self._bands[st.code] = (
