@@ -318,7 +318,10 @@ class Backtest:
         cached = self._now_cache
         if cached is None or cached[0] != self._now_ns:
             ns = self._now_ns
-            when = (_EPOCH + timedelta(microseconds=ns // 1_000)).astimezone(KST)
+            if ns % 1_000_000_000:
+                when = (_EPOCH + timedelta(microseconds=ns // 1_000)).astimezone(KST)
+            else:  # a whole second, as bar times are: the same datetime at a third of the cost
+                when = datetime.fromtimestamp(ns // 1_000_000_000, KST)
             cached = (ns, when)
             self._now_cache = cached
         return cached[1]
@@ -723,6 +726,14 @@ class Backtest:
         prices = self.trader.prices
         if run.aligned and m <= _SHORT:
             states = run.states
+            if len(positions) == 1 and positions[0].stock_code in states:  # the common case
+                pos = positions[0]
+                st = states[pos.stock_code]
+                qty = pos.qty
+                marks = [int(qty * c) for c in st.close[st.ptr : st.ptr + m]]
+                if max(marks) > MAX_EQUITY_KRW / 4:
+                    raise _NearOverflow
+                return [v + cash for v in marks]
             sums = [0.0] * m
             for pos in positions:
                 code, qty = pos.stock_code, pos.qty
