@@ -424,7 +424,8 @@ class Backtest:
         marked: tuple[int, int] | None = None  # (cash, day) of the last flat equity check
         self._now_ns = int(timeline[0])
         screens, today = self.screens, self.screens.today
-        if screens:
+        screening = bool(screens)  # asked once: UniverseScreens.__bool__ is a Python call
+        if screening:
             screens.check_backtest()
         trader.start()
         cur_day = None
@@ -460,7 +461,7 @@ class Backtest:
                 else None
             ),
             next_mark=self._next_marks(states, timeline),
-            multi_day=skip_ok and not screens,
+            multi_day=skip_ok and not screening,
             close_exits=close_exits,
             time_cuts=time_cuts,
             watch_equity=watch_equity,
@@ -475,13 +476,13 @@ class Backtest:
             day = day_of[k]
             if skip_ok and cur_day is not None and not pending and next_mark[k] != k:
                 try:
-                    j, equity = self._quiet_end(run, k, cur_day)
+                    j, equity, opens_in = self._quiet_end(run, k, cur_day)
                 except _NearOverflow:
-                    j, equity = k, None
+                    j, equity, opens_in = k, None, None
                 if j > k:
                     cash[k:j] = funds.cash_krw
                     holdings[k:j] = self._holdings_series(run, k, j)
-                    cur_day = self._pass_quiet(run, k, j, equity, cur_day)
+                    cur_day = self._pass_quiet(run, k, j, equity, cur_day, opens_in)
                     marked = None if held else (funds.cash_krw, cur_day)
                     k = j
                     continue
@@ -492,7 +493,7 @@ class Backtest:
                         on_year_end(_to_date(cur_day).year, int(cash[k - 1] + holdings[k - 1]))
                 self._now_ns = t
                 cur_day = day
-                if screens:
+                if screening:
                     self._screen_day(_to_date(day))
                 session.open_day(_to_date(day), time_cut=False)
             self._now_ns = t
@@ -545,7 +546,7 @@ class Backtest:
                 marked = None if held else (funds.cash_krw, day)
             for st, i in deciding:  # strategies decide at the close
                 for slot, window, mask in st.windows:
-                    if screens and slot.name in today and st.code not in today[slot.name]:
+                    if screening and slot.name in today and st.code not in today[slot.name]:
                         continue  # screened out today (held codes are always in)
                     multi = bool(slot.strategy.config.timeframes)
                     if slot.active and (
@@ -594,9 +595,10 @@ class Backtest:
 
     def _quiet_end(
         self, run: _Run, k: int, cur_day: int
-    ) -> tuple[int, np.ndarray | list[int] | None]:
-        """The end ``j`` of the quiet stretch of bars ``k … j-1`` (``j == k``: none), and
-        the equity marks (KRW) over it.
+    ) -> tuple[int, np.ndarray | list[int] | None, list[int] | None]:
+        """The end ``j`` of the quiet stretch of bars ``k … j-1`` (``j == k``: none), the
+        equity marks (KRW) over it and, when it took them, the day openings in it
+        (:meth:`_opens`).
 
         Quiet, with no order resting: no bar a strategy may signal on (``signal_bars``), no
         bar of a held stock outside its exit band (:meth:`Trader.exit_band`: it could fire
@@ -608,13 +610,13 @@ class Backtest:
         them (:meth:`_pass_quiet`)."""
         times, n = run.times, len(run.times)
         if run.next_mark[k] == k:  # a strategy may signal on this bar
-            return k, None
+            return k, None, None
         positions = self.trader.positions()
         opens_day = run.day_of[k] != cur_day
         if positions and run.close_exits:
-            return k, None
+            return k, None, None
         if opens_day and (not run.multi_day or k in run.year_set):
-            return k, None
+            return k, None, None
         nxt = run.day_starts[bisect.bisect_right(run.day_starts, k)]
         j = n if run.multi_day else nxt
         if run.year_starts is not None:
@@ -623,14 +625,14 @@ class Backtest:
             j = min(j, nxt - 1)
         j = min(j, run.next_mark[k])
         if j <= k:
-            return k, None
+            return k, None, None
         for code in {p.stock_code for p in positions}:
             cs = run.states.get(code)
             if cs is None:
                 continue  # no bars: its price and exits never move
             band = self._band(code)
             if band is None:
-                return k, None
+                return k, None, None
             stop, target, peak, trailing = band
             ptr = cs.ptr
             if run.aligned:
@@ -641,12 +643,18 @@ class Backtest:
                 continue
             if run.aligned and end - ptr <= _SHORT:
                 lo, hi, high = cs.lo, cs.hi, cs.high
-                for r in range(ptr, end):
-                    if lo[r] <= stop or hi[r] >= target or (trailing and high[r] > peak):
-                        j = k + r - ptr
-                        break
+                if trailing:
+                    for r in range(ptr, end):
+                        if lo[r] <= stop or hi[r] >= target or high[r] > peak:
+                            j = k + r - ptr
+                            break
+                else:
+                    for r in range(ptr, end):
+                        if lo[r] <= stop or hi[r] >= target:
+                            j = k + r - ptr
+                            break
                 if j <= k:
-                    return k, None
+                    return k, None, None
                 continue
             loud = cs.lo_np[ptr:end] <= stop
             loud |= cs.hi_np[ptr:end] >= target
@@ -656,13 +664,16 @@ class Backtest:
             if loud[first]:
                 j = min(j, bisect.bisect_left(times, cs.times[ptr + first], k))
                 if j <= k:
-                    return k, None
+                    return k, None, None
         equity = self._equity_series(run, k, j, positions)
-        if run.watch_equity:
-            before = self.trader.equity_krw() if opens_day else 0
-            j = k + self._risk.first_limit_hit(equity, self._opens(run, k, j), before)
-            equity = equity[: j - k]
-        return j, equity
+        if not run.watch_equity:
+            return j, equity, None
+        before = self.trader.equity_krw() if opens_day else 0
+        opens = self._opens(run, k, j)
+        m = self._risk.first_limit_hit(equity, opens, before)
+        if m < j - k:
+            j, equity, opens = k + m, equity[:m], [d for d in opens if d < m]
+        return j, equity, opens
 
     @staticmethod
     def _next_marks(states: list[_CodeState], timeline: np.ndarray) -> list[int]:
@@ -727,10 +738,9 @@ class Backtest:
         if run.aligned and m <= _SHORT:
             states = run.states
             if len(positions) == 1 and positions[0].stock_code in states:  # the common case
-                pos = positions[0]
-                st = states[pos.stock_code]
-                qty = pos.qty
-                marks = [int(qty * c) for c in st.close[st.ptr : st.ptr + m]]
+                one = states[positions[0].stock_code]
+                qty = positions[0].qty
+                marks = [int(qty * c) for c in one.close[one.ptr : one.ptr + m]]
                 if max(marks) > MAX_EQUITY_KRW / 4:
                     raise _NearOverflow
                 return [v + cash for v in marks]
@@ -783,15 +793,23 @@ class Backtest:
         return value
 
     def _pass_quiet(
-        self, run: _Run, k: int, j: int, equity: np.ndarray | list[int] | None, cur_day: int
+        self,
+        run: _Run,
+        k: int,
+        j: int,
+        equity: np.ndarray | list[int] | None,
+        cur_day: int,
+        opens: list[int] | None = None,
     ) -> int:
         """Pass bars ``k … j-1`` of a quiet stretch (:meth:`_quiet_end`) in one step, as
         the bar loop would: each day change closes and opens the days (the day's start
         equity is the mark before it), each held stock's peak takes the stretch's highest
         high, the risk's high-water mark its highest mark, every stock its last close.
-        Returns the day of bar ``j-1``."""
+        ``opens``: the stretch's day openings when :meth:`_quiet_end` took them. Returns the
+        day of bar ``j-1``."""
         session, times, day_of = self.session, run.times, run.day_of
-        opens = self._opens(run, k, j)
+        if opens is None:
+            opens = self._opens(run, k, j)
         if equity is None and (opens or run.watch_equity):
             equity = self._equity_series(run, k, j, self.trader.positions())
         for d in opens:
