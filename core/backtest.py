@@ -147,20 +147,20 @@ class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
     __slots__ = ("c_np", "close", "code", "daily_slots", "h_np", "hi", "hi_np", "high",
-                 "lo", "lo_np", "low", "n", "open", "ptr", "rc", "rc_np", "t_np", "times",
+                 "l_np", "lo", "lo_np", "n", "o_np", "ptr", "rc", "rc_np", "t_np", "times",
                  "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
-        # plain lists: indexing them in the bar loop is several times cheaper than numpy
+        # plain lists: indexing them in the bar loop is several times cheaper than numpy;
+        # the columns read on every bar or stretch only (a list of 200,000 costs ~7 ms)
         self.code = code
         self.t_np = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
         o, h, lo, c = (
             frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close")
         )
         self.times: list[int] = self.t_np.tolist()
-        self.open: list[float] = o.tolist()
+        self.o_np, self.l_np = o, lo  # read on visited bars only: .item(i) is a float
         self.high: list[float] = h.tolist()
-        self.low: list[float] = lo.tolist()
         self.close: list[float] = c.tolist()
         # numpy columns for passing quiet stretches in one step (see Backtest._quiet_end)
         self.c_np = c
@@ -352,10 +352,11 @@ class Backtest:
             for code in wanted:
                 if code not in states:
                     continue
-                minute_data = is_intraday(self.bars[code])
-                if frames and minute_data and "daily" in frames:
+                # only strategies with timeframes ask (is_intraday scans the whole index)
+                minute_data = bool(frames) and is_intraday(self.bars[code])
+                if minute_data and "daily" in frames:
                     states[code].daily_slots.append(slot)
-                if frames and minute_data and "minute" not in frames:
+                if minute_data and "minute" not in frames:
                     continue
                 window = self.trader.build_window(slot, code, self.bars[code])
                 mask = self.trader.signal_mask(slot, window)
@@ -406,7 +407,10 @@ class Backtest:
         )
         cash = np.empty(n, dtype=np.int64)
         holdings = np.empty(n, dtype=np.int64)
-        times: list[int] = timeline.tolist()
+        # a stock with a bar at every time of the run from its first bar has the timeline's
+        # list already (the common single-stock case)
+        whole = [st.times for st in states if st.ptr == 0 and st.n == n]
+        times: list[int] = whole[0] if whole else timeline.tolist()
         day_of: list[int] = days.tolist()
         prices = trader.prices
         last_price = broker._last_price
@@ -447,7 +451,10 @@ class Backtest:
         )
         opens = np.ones(n, dtype=bool)
         opens[1:] = days[1:] != days[:-1]
-        years = (days.astype("datetime64[D]").astype("datetime64[Y]")).astype(np.int64)
+        year_starts = None
+        if on_year_end is not None:
+            years = (days.astype("datetime64[D]").astype("datetime64[Y]")).astype(np.int64)
+            year_starts = [*(np.flatnonzero(years[1:] != years[:-1]) + 1).tolist(), n]
         run = _Run(
             states={st.code: st for st in states},
             timeline=timeline,
@@ -455,11 +462,7 @@ class Backtest:
             day_of=day_of,
             new_day=opens,
             day_starts=[*(np.flatnonzero(opens[1:]) + 1).tolist(), n],
-            year_starts=(
-                [*(np.flatnonzero(years[1:] != years[:-1]) + 1).tolist(), n]
-                if on_year_end is not None
-                else None
-            ),
+            year_starts=year_starts,
             next_mark=self._next_marks(states, timeline),
             multi_day=skip_ok and not screening,
             close_exits=close_exits,
@@ -509,16 +512,16 @@ class Backtest:
                 c = round(close)
                 holding = code in held
                 if holding or code in pending:
-                    h, lo = round(st.high[i]), round(st.low[i])
+                    h, lo = round(st.high[i]), round(st.l_np.item(i))
                     # a bar locked at the limit-down (high = low) fills no sell, no exit
                     locked = (
                         broker.locked_side(code, self.now(), h, lo) if holding and h == lo else None
                     )
                     if code in pending:
-                        broker.process_bar(code, self.now(), round(st.open[i]), h, lo, c)
+                        broker.process_bar(code, self.now(), round(st.o_np.item(i)), h, lo, c)
                         trader.poll_orders(code)
                     if code in held and locked is not OrderSide.SELL:
-                        o, hi, low = st.open[i], st.high[i], st.low[i]
+                        o, hi, low = st.o_np.item(i), st.high[i], st.l_np.item(i)
                         band = self._band(code)
                         # inside the band nothing can happen (exit_band)
                         if (
