@@ -290,24 +290,27 @@ class RiskManager:
             return False
 
     def first_limit_hit(
-        self, equity_krw: np.ndarray, opens: list[int], before_krw: int
+        self, equity_krw: np.ndarray | list[int], opens: list[int], before_krw: int
     ) -> int:
         """Index of the first of a run of equity marks at which the daily loss lock engages
         or the portfolio stop fires, ``len(equity_krw)`` when neither does; changes nothing.
 
-        ``equity_krw`` (int64, KRW) are the marks in time order, one per bar, with nothing
-        traded in between; ``opens`` the indices (ascending) of the bars that open a
-        trading day, whose starting equity is the mark before it (``before_krw`` for bar
-        0), as :meth:`start_day` takes it. The answer is the bar at which marking one by one
-        with :meth:`start_day`, :meth:`update_equity` and :meth:`portfolio_stop_hit` would
-        first act. Worked number: peak 1,000,000, ``portfolio_stop_pct`` 0.1, marks
-        [950,000, 899,000] → 1 (899,000 ≤ 900,000).
+        ``equity_krw`` (int64 array or list of int, KRW) are the marks in time order, one
+        per bar, with nothing traded in between; ``opens`` the indices (ascending) of the
+        bars that open a trading day, whose starting equity is the mark before it
+        (``before_krw`` for bar 0), as :meth:`start_day` takes it. The answer is the bar at
+        which marking one by one with :meth:`start_day`, :meth:`update_equity` and
+        :meth:`portfolio_stop_hit` would first act. Worked number: peak 1,000,000,
+        ``portfolio_stop_pct`` 0.1, marks [950,000, 899,000] → 1 (899,000 ≤ 900,000).
         """
         m = len(equity_krw)
         limit, pct = self.limits.daily_loss_limit_pct, self.limits.portfolio_stop_pct
         if m == 0 or (limit is None and pct is None):
             return m
-        low, high = int(equity_krw.min()), int(equity_krw.max())
+        if isinstance(equity_krw, list):  # a short run: builtins beat numpy's call costs
+            low, high = min(equity_krw), max(equity_krw)
+        else:
+            low, high = int(equity_krw.min()), int(equity_krw.max())
         if opens and opens[0] == 0:
             high = max(high, before_krw)
         # no peak or day start above the highest mark: the lowest mark tells at once
@@ -321,6 +324,7 @@ class RiskManager:
         )
         if stop_quiet and lock_quiet:
             return m
+        equity_krw = np.asarray(equity_krw, dtype=np.int64)
         prev = np.empty(m, dtype=np.int64)  # each bar's day-start equity, if it opens a day
         prev[0] = before_krw
         prev[1:] = equity_krw[:-1]
