@@ -301,7 +301,12 @@ class PaperBroker(Broker, OrderExecutor):
         fills: list[Fill] = []
         pending = self._pending.get(stock_code)
         if pending:
-            locked = self.locked_side(stock_code, when, high, low) if limit_check else None
+            # only a bar without a range can be locked (locked_side answers None otherwise)
+            locked = (
+                self.locked_side(stock_code, when, high, low)
+                if limit_check and high == low
+                else None
+            )
             for order in list(pending):
                 if order.created_at >= when:
                     continue
@@ -377,7 +382,10 @@ class PaperBroker(Broker, OrderExecutor):
     def _try_fill(
         self, order: _PaperOrder, when: datetime, open_: int, high: int, low: int
     ) -> Fill | None:
-        price = self._fill_price(order, open_, high, low)
+        if order.limit_price is None and not self.slippage_ticks:
+            price: int | None = open_  # a market order at the open (_fill_price, inline)
+        else:
+            price = self._fill_price(order, open_, high, low)
         if price is None:
             return None
         req = order.request
@@ -389,14 +397,16 @@ class PaperBroker(Broker, OrderExecutor):
                 if self.buying_power is None
                 else min(self.cash_krw, self.buying_power(req))
             )
-            affordable = self.fees.max_affordable_qty(cash, price)
-            if affordable < qty:
-                qty = affordable
-            if qty <= 0:
-                self._close(order, OrderStatus.CANCELLED, f"not enough cash at {price:,} KRW")
-                return None
             amount = qty * price
-            commission = self.fees.commission(amount)
+            commission = self.fees.commission(amount) if amount > 0 else 0
+            # max_affordable_qty only when the whole order does not fit (or nothing could)
+            if qty <= 0 or price <= 0 or amount + commission > cash:
+                qty = min(qty, self.fees.max_affordable_qty(cash, price))
+                if qty <= 0:
+                    self._close(order, OrderStatus.CANCELLED, f"not enough cash at {price:,} KRW")
+                    return None
+                amount = qty * price
+                commission = self.fees.commission(amount)
             self.cash_krw -= amount + commission
             h = self._holdings.setdefault(req.stock_code, [0, 0])
             h[0] += qty

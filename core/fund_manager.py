@@ -179,7 +179,16 @@ class FundManager:
     def buying_power_krw(self, client_order_id: str) -> int:
         """KRW a buy order may spend when it fills: its reservation's rest plus free cash
         (what a broker simulation asks before filling a buy)."""
-        return self.spendable_krw(self._by_order.get(client_order_id))
+        with self._lock:  # spendable_krw in one pass over the reservations (once per buy fill)
+            rid = self._by_order.get(client_order_id)
+            own = reserved = 0
+            for res in self._reservations.values():
+                left = res.amount_krw - res.spent_krw
+                if left > 0:
+                    reserved += left
+                    if res.reservation_id == rid:
+                        own = left
+            return own + max(0, self._cash - reserved)
 
     def release_order(self, client_order_id: str) -> int:
         """Drop the reservation of an order that reached a final state; returns the KRW

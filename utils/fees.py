@@ -36,7 +36,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from datetime import date, timedelta
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from framework.errors import ConfigError
@@ -63,10 +63,15 @@ def to_rate(value: float | str | Decimal) -> Decimal:
 
 
 def fee_krw(amount_krw: int, rate: Decimal) -> int:
-    """``floor(amount × rate)`` in whole KRW (0 for a zero amount). Never negative."""
+    """``floor(amount × rate)`` in whole KRW (0 for a zero amount). Never negative.
+
+    Exact: a Decimal rate is a fraction ``n / d`` of integers, so the floor is
+    ``amount × n // d`` in integer arithmetic (no rounding at any precision).
+    """
     if amount_krw < 0:
         raise ValueError(f"amount must not be negative, got {amount_krw}")
-    return int((Decimal(amount_krw) * rate).to_integral_value(rounding=ROUND_FLOOR))
+    num, den = rate.as_integer_ratio()
+    return amount_krw * num // den
 
 
 class SellTaxTable:
@@ -185,6 +190,7 @@ class FeeModel:
         self.commission_rate = to_rate(commission_rate)
         self.flat_sell_tax = None if sell_tax_rate is None else to_rate(sell_tax_rate)
         self.commission_rate_f = float(self.commission_rate)
+        self._commission_num, self._commission_den = self.commission_rate.as_integer_ratio()
         self.symbols = symbols if symbols is not None else default_symbols()
         self.tax_table = tax_table if tax_table is not None else default_tax_table()
 
@@ -193,8 +199,11 @@ class FeeModel:
         return self.symbols.market(stock_code)
 
     def commission(self, amount_krw: int) -> int:
-        """Commission in KRW on ``amount_krw`` (either side)."""
-        return fee_krw(amount_krw, self.commission_rate)
+        """Commission in KRW on ``amount_krw`` (either side): ``floor(amount × rate)``,
+        exact in integers (:func:`fee_krw`). ``ValueError`` for a negative amount."""
+        if amount_krw < 0:
+            raise ValueError(f"amount must not be negative, got {amount_krw}")
+        return amount_krw * self._commission_num // self._commission_den
 
     def sell_tax_rate(self, trade_date: date, stock_code: str) -> Decimal:
         """Tax rate (fraction) of a sale of ``stock_code`` traded on ``trade_date``."""
