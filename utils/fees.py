@@ -30,6 +30,7 @@ are truncated to the won, never negative.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import functools
 import logging
@@ -89,6 +90,7 @@ class SellTaxTable:
         for start, market, rate in rows:
             by_market.setdefault(market, []).append((start, rate))
         self._rows = {m: sorted(r) for m, r in by_market.items()}
+        self._starts = {m: [start for start, _ in r] for m, r in self._rows.items()}
         self.boundaries: tuple[date, ...] = tuple(
             sorted({start for rows in self._rows.values() for start, _ in rows[1:]})
         )
@@ -133,11 +135,8 @@ class SellTaxTable:
         """Rate (fraction) of a sale settling on ``settles``. Before the market's first row
         the first row's rate applies, with one warning."""
         rows = self._rows[market]
-        found = rows[0][1]
-        for start, rate in rows:
-            if start > settles:
-                break
-            found = rate
+        # the last row starting on or before `settles` (the first row before them all)
+        found = rows[max(0, bisect.bisect_right(self._starts[market], settles) - 1)][1]
         if settles < rows[0][0]:
             with self._lock:
                 first = market not in self._warned
@@ -154,7 +153,10 @@ class SellTaxTable:
 
     def settles_near_boundary(self, trade_date: date) -> bool:
         """True if a rate change lies within T+2 of ``trade_date`` (settlement decides)."""
-        return any(trade_date < b <= trade_date + _SETTLEMENT_SPAN for b in self.boundaries)
+        later = bisect.bisect_right(self.boundaries, trade_date)  # the first boundary after
+        return later < len(self.boundaries) and (
+            self.boundaries[later] <= trade_date + _SETTLEMENT_SPAN
+        )
 
 
 @functools.lru_cache(maxsize=1)
