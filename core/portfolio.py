@@ -160,14 +160,16 @@ class Portfolio:
         """Apply one fill; returns the position and, if it closed, the round trip."""
         key = (strategy, fill.stock_code)
         pos = self._positions.get(key)
+        qty = fill.qty
+        amount = qty * fill.price  # fill.amount_krw
         if fill.side is OrderSide.BUY:
             if pos is None or pos.qty == 0:
                 pos = Position(strategy, fill.stock_code, opened_at=fill.time, reasons=reasons)
                 self._positions[key] = pos
-            pos.qty += fill.qty
-            pos.cost_basis_krw += fill.amount_krw
-            pos.bought_qty += fill.qty
-            pos.buy_amount_krw += fill.amount_krw
+            pos.qty += qty
+            pos.cost_basis_krw += amount
+            pos.bought_qty += qty
+            pos.buy_amount_krw += amount
             pos.buy_fees_krw += fill.commission_krw
             if stop_loss is not None:
                 pos.stop_loss = stop_loss
@@ -176,18 +178,16 @@ class Portfolio:
             if metadata:
                 pos.metadata.update(metadata)
             return pos, None
-        if pos is None or fill.qty > pos.qty:
+        if pos is None or qty > pos.qty:
             held = pos.qty if pos else 0
             raise OverfillError(
-                f"{strategy}: sell fill of {fill.qty} {fill.stock_code} but holds {held}"
+                f"{strategy}: sell fill of {qty} {fill.stock_code} but holds {held}"
             )
-        cost_out = (
-            pos.cost_basis_krw if fill.qty == pos.qty else pos.cost_basis_krw * fill.qty // pos.qty
-        )
-        pos.qty -= fill.qty
+        cost_out = pos.cost_basis_krw if qty == pos.qty else pos.cost_basis_krw * qty // pos.qty
+        pos.qty -= qty
         pos.cost_basis_krw -= cost_out
-        pos.sold_qty += fill.qty
-        pos.sell_amount_krw += fill.amount_krw
+        pos.sold_qty += qty
+        pos.sell_amount_krw += amount
         pos.sell_fees_krw += fill.commission_krw + fill.tax_krw
         if reasons:
             pos.exit_reasons = reasons
