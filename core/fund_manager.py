@@ -193,8 +193,14 @@ class FundManager:
     def release_order(self, client_order_id: str) -> int:
         """Drop the reservation of an order that reached a final state; returns the KRW
         that became free again (0 when it had none)."""
-        with self._lock:
-            return self.release(self._by_order.pop(client_order_id, None))
+        with self._lock:  # release() inline: once per order
+            rid = self._by_order.pop(client_order_id, None)
+            res = self._reservations.pop(rid, None) if rid is not None else None
+            if res is None:
+                return 0
+            if res.client_order_id is not None:
+                self._by_order.pop(res.client_order_id, None)
+            return res.remaining_krw
 
     def spendable_krw(self, reservation_id: int | None) -> int:
         """Cash a buy may spend at its fill: its reservation's rest plus free cash."""
