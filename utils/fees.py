@@ -158,6 +158,21 @@ class SellTaxTable:
             self.boundaries[later] <= trade_date + _SETTLEMENT_SPAN
         )
 
+    def steady_span(self, trade_date: date, market: Market) -> tuple[date, date] | None:
+        """Trade dates ``[from, to)`` around ``trade_date`` that all pay the rate of
+        ``trade_date`` itself for ``market``: no rate change between them and none
+        within T+2 of any of them. ``None`` when ``trade_date`` settles near a change
+        or lies before the market's first row."""
+        first = self._rows[market][0][0]
+        if trade_date < first or self.settles_near_boundary(trade_date):
+            return None
+        later = bisect.bisect_right(self.boundaries, trade_date)
+        start = max(first, self.boundaries[later - 1]) if later else first
+        end = (
+            self.boundaries[later] - _SETTLEMENT_SPAN if later < len(self.boundaries) else date.max
+        )
+        return start, end
+
 
 @functools.lru_cache(maxsize=1)
 def default_tax_table() -> SellTaxTable:
@@ -195,6 +210,7 @@ class FeeModel:
         self._commission_num, self._commission_den = self.commission_rate.as_integer_ratio()
         self.symbols = symbols if symbols is not None else default_symbols()
         self.tax_table = tax_table if tax_table is not None else default_tax_table()
+        self._steady: dict[Market, tuple[date, date, Decimal]] = {}
 
     def market(self, stock_code: str) -> Market:
         """The market of ``stock_code`` (KOSPI, with one warning, when no file lists it)."""
@@ -214,11 +230,18 @@ class FeeModel:
             return Decimal(0)
         if self.flat_sell_tax is not None:
             return self.flat_sell_tax
+        steady = self._steady.get(market)  # (from, to, rate): a sale a day needs no lookup
+        if steady is not None and steady[0] <= trade_date < steady[1]:
+            return steady[2]
         table = self.tax_table
         settles = (
             settlement_date(trade_date) if table.settles_near_boundary(trade_date) else trade_date
         )
-        return table.rate(settles, market)
+        rate = table.rate(settles, market)
+        span = table.steady_span(trade_date, market)
+        if span is not None:
+            self._steady[market] = (span[0], span[1], rate)
+        return rate
 
     def sell_tax(self, amount_krw: int, trade_date: date, stock_code: str) -> int:
         """Transaction tax in KRW on a sale of ``amount_krw`` of ``stock_code`` traded on
