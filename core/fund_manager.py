@@ -218,7 +218,8 @@ class FundManager:
             raise ValueError(f"a buy cost must not be negative, got {cost_krw}")
         with self._lock:
             res = self._reservations.get(reservation_id) if reservation_id is not None else None
-            from_res = min(cost_krw, res.remaining_krw) if res else 0
+            # min(cost, res.remaining_krw), the property inline (once per buy fill)
+            from_res = max(0, min(cost_krw, res.amount_krw - res.spent_krw)) if res else 0
             extra = cost_krw - from_res
             if extra and extra > self.free_krw:  # free cash is >= 0: nothing to check at 0
                 raise FundsError(
