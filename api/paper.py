@@ -69,6 +69,11 @@ class _PaperOrder:
     fills: list[Fill] = field(default_factory=list)
     message: str = ""
     session_day: date | None = None  # the session it rests in: the day of its first bar
+    _state: tuple[tuple[OrderStatus, int, int], OrderState] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """The last :meth:`state` and what it was built from (a resting order is read on
+    every bar of its stock and mostly has not changed)."""
 
     @property
     def remaining(self) -> int:
@@ -77,20 +82,29 @@ class _PaperOrder:
     def state(self) -> OrderState:
         """``qty`` excludes partially cancelled shares; ``cancelled_qty`` counts them plus
         the remainder of an order closed as CANCELLED/EXPIRED."""
-        closed = self.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
-        return OrderState(
-            broker_order_id=self.broker_order_id,
-            status=self.status,
-            qty=self.request.qty - self.cancelled_qty,
-            filled_qty=self.filled_qty,
-            fills=tuple(self.fills),
-            client_order_id=self.request.client_order_id,
-            stock_code=self.request.stock_code,
-            side=self.request.side,
-            price=self.limit_price,
-            ordered_at=self.created_at,
-            cancelled_qty=self.cancelled_qty + (self.remaining if closed else 0),
+        # every change of an order changes its status, filled or cancelled shares (a fill
+        # has at least one share): the same three give the same state
+        key = (self.status, self.filled_qty, self.cancelled_qty)
+        cached = self._state
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        req = self.request
+        closed = self.status is OrderStatus.CANCELLED or self.status is OrderStatus.EXPIRED
+        state = OrderState(  # positional (the field order of OrderState): hot path
+            self.broker_order_id,
+            self.status,
+            req.qty - self.cancelled_qty,
+            self.filled_qty,
+            tuple(self.fills),
+            req.client_order_id,
+            req.stock_code,
+            req.side,
+            self.limit_price,
+            self.created_at,
+            self.cancelled_qty + (self.remaining if closed else 0),
         )
+        self._state = (key, state)
+        return state
 
 
 class PaperBroker(Broker, OrderExecutor):
@@ -301,7 +315,12 @@ class PaperBroker(Broker, OrderExecutor):
         fills: list[Fill] = []
         pending = self._pending.get(stock_code)
         if pending:
-            locked = self.locked_side(stock_code, when, high, low) if limit_check else None
+            # only a bar without a range can be locked (locked_side answers None otherwise)
+            locked = (
+                self.locked_side(stock_code, when, high, low)
+                if limit_check and high == low
+                else None
+            )
             for order in list(pending):
                 if order.created_at >= when:
                     continue
@@ -377,7 +396,10 @@ class PaperBroker(Broker, OrderExecutor):
     def _try_fill(
         self, order: _PaperOrder, when: datetime, open_: int, high: int, low: int
     ) -> Fill | None:
-        price = self._fill_price(order, open_, high, low)
+        if order.limit_price is None and not self.slippage_ticks:
+            price: int | None = open_  # a market order at the open (_fill_price, inline)
+        else:
+            price = self._fill_price(order, open_, high, low)
         if price is None:
             return None
         req = order.request
@@ -389,14 +411,16 @@ class PaperBroker(Broker, OrderExecutor):
                 if self.buying_power is None
                 else min(self.cash_krw, self.buying_power(req))
             )
-            affordable = self.fees.max_affordable_qty(cash, price)
-            if affordable < qty:
-                qty = affordable
-            if qty <= 0:
-                self._close(order, OrderStatus.CANCELLED, f"not enough cash at {price:,} KRW")
-                return None
             amount = qty * price
-            commission = self.fees.commission(amount)
+            commission = self.fees.commission(amount) if amount > 0 else 0
+            # max_affordable_qty only when the whole order does not fit (or nothing could)
+            if qty <= 0 or price <= 0 or amount + commission > cash:
+                qty = min(qty, self.fees.max_affordable_qty(cash, price))
+                if qty <= 0:
+                    self._close(order, OrderStatus.CANCELLED, f"not enough cash at {price:,} KRW")
+                    return None
+                amount = qty * price
+                commission = self.fees.commission(amount)
             self.cash_krw -= amount + commission
             h = self._holdings.setdefault(req.stock_code, [0, 0])
             h[0] += qty
@@ -418,17 +442,17 @@ class PaperBroker(Broker, OrderExecutor):
             self.cash_krw += amount - commission - tax
         if self.cash_krw < 0:  # impossible by construction; guard the invariant loudly
             raise RuntimeError(f"paper cash went negative: {self.cash_krw}")
-        fill = Fill(
-            fill_id=f"PF{self.id_prefix}{next(self._fill_ids):09d}",
-            client_order_id=req.client_order_id,
-            stock_code=req.stock_code,
-            side=req.side,
-            qty=qty,
-            price=price,
-            time=when,
-            commission_krw=commission,
-            tax_krw=tax,
-            broker_order_id=order.broker_order_id,
+        fill = Fill(  # positional (the field order of Fill): once per fill
+            f"PF{self.id_prefix}{next(self._fill_ids):09d}",  # fill_id
+            req.client_order_id,
+            req.stock_code,
+            req.side,
+            qty,
+            price,
+            when,  # time
+            commission,  # commission_krw
+            tax,  # tax_krw
+            order.broker_order_id,
         )
         order.fills.append(fill)
         order.filled_qty += qty

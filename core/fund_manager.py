@@ -179,13 +179,28 @@ class FundManager:
     def buying_power_krw(self, client_order_id: str) -> int:
         """KRW a buy order may spend when it fills: its reservation's rest plus free cash
         (what a broker simulation asks before filling a buy)."""
-        return self.spendable_krw(self._by_order.get(client_order_id))
+        with self._lock:  # spendable_krw in one pass over the reservations (once per buy fill)
+            rid = self._by_order.get(client_order_id)
+            own = reserved = 0
+            for res in self._reservations.values():
+                left = res.amount_krw - res.spent_krw
+                if left > 0:
+                    reserved += left
+                    if res.reservation_id == rid:
+                        own = left
+            return own + max(0, self._cash - reserved)
 
     def release_order(self, client_order_id: str) -> int:
         """Drop the reservation of an order that reached a final state; returns the KRW
         that became free again (0 when it had none)."""
-        with self._lock:
-            return self.release(self._by_order.pop(client_order_id, None))
+        with self._lock:  # release() inline: once per order
+            rid = self._by_order.pop(client_order_id, None)
+            res = self._reservations.pop(rid, None) if rid is not None else None
+            if res is None:
+                return 0
+            if res.client_order_id is not None:
+                self._by_order.pop(res.client_order_id, None)
+            return res.remaining_krw
 
     def spendable_krw(self, reservation_id: int | None) -> int:
         """Cash a buy may spend at its fill: its reservation's rest plus free cash."""
@@ -203,7 +218,8 @@ class FundManager:
             raise ValueError(f"a buy cost must not be negative, got {cost_krw}")
         with self._lock:
             res = self._reservations.get(reservation_id) if reservation_id is not None else None
-            from_res = min(cost_krw, res.remaining_krw) if res else 0
+            # min(cost, res.remaining_krw), the property inline (once per buy fill)
+            from_res = max(0, min(cost_krw, res.amount_krw - res.spent_krw)) if res else 0
             extra = cost_krw - from_res
             if extra and extra > self.free_krw:  # free cash is >= 0: nothing to check at 0
                 raise FundsError(

@@ -123,9 +123,13 @@ class MemoryJournal:
         closed_at: datetime | None,
         cash_delta_krw: int,
     ) -> bool:
-        self.order(order, note)
-        self.fill(order.strategy, fill)
-        self.position(position, closed_at)
+        # order(), fill() and position() inline: once per fill of a backtest
+        cid = order.client_order_id
+        self.orders[cid] = order
+        self.history.append((cid, order.status.value, order.updated_at, note))
+        self.fills.append((order.strategy, fill))
+        if closed_at is not None:
+            self.closed_positions.append((position_fields(position), closed_at))
         return True
 
     def position(self, position: PositionRecord, closed_at: datetime | None = None) -> None:

@@ -31,7 +31,7 @@ import dataclasses
 import itertools
 import logging
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +44,15 @@ from framework.errors import (
 )
 from framework.events import OverfillRefused
 from framework.executor import ExecutionNotice, OrderExecutor, OrderState
-from framework.types import Fill, Order, OrderSide, OrderStatus, OrderType, Signal
+from framework.types import (
+    FINAL_STATUSES,
+    Fill,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Signal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +182,22 @@ class OrderManager:
     # --- queries -----------------------------------------------------------------------
     def open_orders(self, stock_code: str | None = None) -> list[Order]:
         return [o for o in self._open.values() if stock_code is None or o.stock_code == stock_code]
+
+    def to_poll(self, stock_code: str | None = None) -> list[Order]:
+        """What a poll reads (of one stock, or all): :meth:`open_orders`, then the
+        :meth:`settling_orders` not among them; empty, at once, when nothing is watched."""
+        if not self._open and not self._settling:
+            return []
+        orders = self.open_orders(stock_code)
+        if self._settling:
+            listed = {o.client_order_id for o in orders}
+            orders += [
+                o
+                for o in self.settling_orders()
+                if o.client_order_id not in listed
+                and (stock_code is None or o.stock_code == stock_code)
+            ]
+        return orders
 
     def watching(self) -> bool:
         """Whether any order is open or a cancelled one is still watched for a late fill
@@ -347,9 +371,15 @@ class OrderManager:
 
         Raises ``StorageError`` (from the fill handler) when a fill could not be written:
         the fills before it are applied, it and the final status are not (next poll)."""
-        new_fills = self._apply_fills(order, self._new_fills(order, state))
+        if state.filled_amount_krw is None and not state.fills:  # nothing executed yet
+            new_fills: list[Fill] = []
+        else:
+            new_fills = self._apply_fills(order, self._new_fills(order, state))
         if new_fills:
-            self._polled[order.client_order_id] = (self.clock(), order.filled_qty)
+            if order.filled_qty < order.qty:
+                self._polled[order.client_order_id] = (self.clock(), order.filled_qty)
+            else:  # filled: no notice can add to it (apply_notice), nothing to remember
+                self._polled.pop(order.client_order_id, None)
         if state.status.is_final and not order.status.is_final:
             status = state.status
             if status is OrderStatus.FILLED and order.filled_qty < order.qty:
@@ -359,13 +389,13 @@ class OrderManager:
                 self._settling[order.client_order_id] = self.clock()
         return new_fills
 
-    def _new_fills(self, order: Order, state: OrderState) -> list[Fill]:
+    def _new_fills(self, order: Order, state: OrderState) -> Sequence[Fill]:
         if state.filled_amount_krw is not None:  # running totals: derive from what is recorded
             fill = self.executor.fill_since(
                 state, order.filled_qty, order.filled_amount_krw, order.client_order_id
             )
             return [fill] if fill is not None else []
-        return list(state.fills)
+        return state.fills
 
     def apply_fill(self, order: Order, fill: Fill) -> bool:
         """Apply one fill pushed by the broker; ``False`` if it was seen already."""
@@ -416,22 +446,24 @@ class OrderManager:
     def book_fill(self, order: Order, fill: Fill) -> str:
         """Add ``fill`` to ``order``'s figures and status in memory (no journal); returns
         the history note. The fill handler calls it and then writes everything at once."""
-        total = order.filled_qty + fill.qty
-        order.filled_amount_krw += fill.amount_krw
-        order.avg_fill_price = order.filled_amount_krw / total
+        qty = fill.qty
+        total = order.filled_qty + qty
+        amount = order.filled_amount_krw + qty * fill.price
+        order.filled_amount_krw = amount
+        order.avg_fill_price = amount / total
         order.filled_qty = total
         order.commission_krw += fill.commission_krw
         order.tax_krw += fill.tax_krw
         order.updated_at = fill.time
-        note = f"fill {fill.qty} @ {fill.price}"
-        if order.status.is_final:  # a late fill of a cancelled order: money moved, stays final
+        note = f"fill {qty} @ {fill.price}"
+        if order.status in FINAL_STATUSES:  # a late fill of a cancelled order: stays final
             return f"late {note}"
-        order.status = (
-            OrderStatus.FILLED if order.remaining_qty == 0 else OrderStatus.PARTIALLY_FILLED
-        )
         order.message = note
-        if order.status.is_final:
+        if total == order.qty:
+            order.status = OrderStatus.FILLED
             self._open.pop(order.client_order_id, None)
+        else:
+            order.status = OrderStatus.PARTIALLY_FILLED
         return note
 
     @staticmethod
@@ -449,10 +481,11 @@ class OrderManager:
 
     def _apply_fills(self, order: Order, fills: Iterable[Fill]) -> list[Fill]:
         new: list[Fill] = []
+        seen = self._seen_fills
         for fill in fills:
-            if fill.fill_id in self._seen_fills:
+            if fill.fill_id in seen:
                 continue
-            if fill.qty <= 0 or fill.qty > order.remaining_qty:
+            if fill.qty <= 0 or fill.qty > order.qty - order.filled_qty:  # the remaining qty
                 logger.error(
                     "refused fill %s of %s shares for %s (remaining %s)",
                     fill.fill_id,
@@ -481,7 +514,7 @@ class OrderManager:
                 note = self.book_fill(order, fill)
                 self.journal.order(order, note)
                 self.journal.fill(order.strategy, fill)
-            self._seen_fills.add(fill.fill_id)
+            seen.add(fill.fill_id)
             new.append(fill)
         return new
 

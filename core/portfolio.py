@@ -132,8 +132,7 @@ class Portfolio:
         if pos is None:
             return None, len(self.round_trips)
         saved = Position.__new__(Position)  # copy.copy without its generic machinery
-        saved.__dict__.update(pos.__dict__)  # every field but metadata is immutable
-        saved.metadata = dict(pos.metadata)
+        saved.__dict__.update(pos.__dict__)  # metadata is shared: apply_fill replaces it
         return saved, len(self.round_trips)
 
     def rollback(
@@ -160,34 +159,34 @@ class Portfolio:
         """Apply one fill; returns the position and, if it closed, the round trip."""
         key = (strategy, fill.stock_code)
         pos = self._positions.get(key)
+        qty = fill.qty
+        amount = qty * fill.price  # fill.amount_krw
         if fill.side is OrderSide.BUY:
             if pos is None or pos.qty == 0:
                 pos = Position(strategy, fill.stock_code, opened_at=fill.time, reasons=reasons)
                 self._positions[key] = pos
-            pos.qty += fill.qty
-            pos.cost_basis_krw += fill.amount_krw
-            pos.bought_qty += fill.qty
-            pos.buy_amount_krw += fill.amount_krw
+            pos.qty += qty
+            pos.cost_basis_krw += amount
+            pos.bought_qty += qty
+            pos.buy_amount_krw += amount
             pos.buy_fees_krw += fill.commission_krw
             if stop_loss is not None:
                 pos.stop_loss = stop_loss
             if target_price is not None:
                 pos.target_price = target_price
-            if metadata:
-                pos.metadata.update(metadata)
+            if metadata:  # a new dict, never updated in place (checkpoint shares the old)
+                pos.metadata = {**pos.metadata, **metadata}
             return pos, None
-        if pos is None or fill.qty > pos.qty:
+        if pos is None or qty > pos.qty:
             held = pos.qty if pos else 0
             raise OverfillError(
-                f"{strategy}: sell fill of {fill.qty} {fill.stock_code} but holds {held}"
+                f"{strategy}: sell fill of {qty} {fill.stock_code} but holds {held}"
             )
-        cost_out = (
-            pos.cost_basis_krw if fill.qty == pos.qty else pos.cost_basis_krw * fill.qty // pos.qty
-        )
-        pos.qty -= fill.qty
+        cost_out = pos.cost_basis_krw if qty == pos.qty else pos.cost_basis_krw * qty // pos.qty
+        pos.qty -= qty
         pos.cost_basis_krw -= cost_out
-        pos.sold_qty += fill.qty
-        pos.sell_amount_krw += fill.amount_krw
+        pos.sold_qty += qty
+        pos.sell_amount_krw += amount
         pos.sell_fees_krw += fill.commission_krw + fill.tax_krw
         if reasons:
             pos.exit_reasons = reasons
@@ -195,19 +194,19 @@ class Portfolio:
             return pos, None
         buy_cost = pos.buy_amount_krw + pos.buy_fees_krw
         pnl = pos.sell_amount_krw - pos.sell_fees_krw - buy_cost
-        trip = RoundTrip(
-            strategy=strategy,
-            stock_code=fill.stock_code,
-            entry_time=pos.opened_at or fill.time,
-            exit_time=fill.time,
-            entry_price=pos.buy_amount_krw / pos.bought_qty,
-            exit_price=pos.sell_amount_krw / pos.sold_qty,
-            qty=pos.bought_qty,
-            pnl_krw=pnl,
-            return_pct=pnl / buy_cost * 100.0 if buy_cost else 0.0,
-            fees_krw=pos.buy_fees_krw + pos.sell_fees_krw,
-            reasons=pos.reasons,
-            exit_reasons=pos.exit_reasons,
+        trip = RoundTrip(  # positional (the field order of RoundTrip): once per round trip
+            strategy,
+            fill.stock_code,
+            pos.opened_at or fill.time,  # entry_time
+            fill.time,  # exit_time
+            pos.buy_amount_krw / pos.bought_qty,  # entry_price
+            pos.sell_amount_krw / pos.sold_qty,  # exit_price
+            pos.bought_qty,  # qty
+            pnl,  # pnl_krw
+            pnl / buy_cost * 100.0 if buy_cost else 0.0,  # return_pct
+            pos.buy_fees_krw + pos.sell_fees_krw,  # fees_krw
+            pos.reasons,
+            pos.exit_reasons,
         )
         pos.realized_pnl_krw = pnl
         self.round_trips.append(trip)

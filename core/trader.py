@@ -75,6 +75,7 @@ from framework.events import (
 )
 from framework.executor import ExecutionNotice, OrderExecutor, OrderState
 from framework.types import (
+    FINAL_STATUSES,
     Balance,
     Fill,
     Holding,
@@ -807,14 +808,10 @@ class Trader:
 
         ``book_cash=False`` (reconciliation) leaves the cash pool alone: the caller takes
         the cash from the account afterwards, which already includes these fills."""
-        applied: list[Fill] = []
-        if not self._orders.watching():
-            return applied
-        orders = self._orders.open_orders(stock_code)
-        watched = [o for o in self._orders.settling_orders() if o not in orders]
-        orders += [o for o in watched if stock_code is None or o.stock_code == stock_code]
+        orders = self._orders.to_poll(stock_code)
         if not orders:
-            return applied
+            return []
+        applied: list[Fill] = []
         previous = self._book_cash  # as cash_from_account(not book_cash), inline: hot path
         self._book_cash = previous and book_cash
         try:
@@ -836,7 +833,7 @@ class Trader:
             self._book_cash = previous
 
     def _poll_one(self, order: Order) -> list[Fill]:
-        was_final = order.status.is_final
+        was_final = order.status in FINAL_STATUSES
         try:
             if order.status is OrderStatus.UNKNOWN:
                 fills = self._orders.resolve_unknown(order)
@@ -864,7 +861,7 @@ class Trader:
                 )
             )
             return []
-        if order.status.is_final and not was_final:
+        if not was_final and order.status in FINAL_STATUSES:
             self.finalise(order)
         return fills
 
@@ -933,45 +930,50 @@ class Trader:
         Raises ``StorageError`` when the write failed: nothing changed in memory either.
         Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
         book_cash = self._book_cash if book_cash is None else book_cash
-        late = order.status.is_final
-        before = self._orders.snapshot(order)
-        mark = self._portfolio.checkpoint(order.strategy, fill.stock_code)
-        note = self._orders.book_fill(order, fill)
+        late = order.status in FINAL_STATUSES
+        orders, portfolio = self._orders, self._portfolio
+        strategy, code, buy = order.strategy, fill.stock_code, fill.side is OrderSide.BUY
+        before = orders.snapshot(order)
+        mark = portfolio.checkpoint(strategy, code)
+        note = orders.book_fill(order, fill)
         try:
-            pos, trip = self._portfolio.apply_fill(
-                order.strategy,
-                fill,
-                reasons=tuple(order.reasons),
-                stop_loss=order.metadata.get(STOP_KEY),
-                target_price=order.metadata.get(TARGET_KEY),
-                metadata=(
-                    {k: v for k, v in order.metadata.items() if k not in (STOP_KEY, TARGET_KEY)}
-                    if fill.side is OrderSide.BUY
-                    else None
-                ),
-            )
-            if fill.side is OrderSide.BUY and (
-                pos.peak_price is None or fill.price > pos.peak_price
-            ):
-                pos.peak_price = float(fill.price)
+            if buy:
+                meta = order.metadata
+                pos, trip = portfolio.apply_fill(
+                    strategy,
+                    fill,
+                    reasons=tuple(order.reasons),
+                    stop_loss=meta.get(STOP_KEY) if meta else None,
+                    target_price=meta.get(TARGET_KEY) if meta else None,
+                    metadata=(
+                        {k: v for k, v in meta.items() if k not in (STOP_KEY, TARGET_KEY)}
+                        if meta
+                        else None  # no metadata: nothing to add to the position
+                    ),
+                )
+                if pos.peak_price is None or fill.price > pos.peak_price:
+                    pos.peak_price = float(fill.price)
+            else:  # a sell takes only the reasons (stop, target and metadata stay)
+                pos, trip = portfolio.apply_fill(strategy, fill, reasons=tuple(order.reasons))
             stored = self._journal.fill_applied(
                 order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
             )
         except (StorageError, OverfillError) as exc:
-            self._orders.unbook(order, before)
-            self._portfolio.rollback(order.strategy, fill.stock_code, mark)
+            orders.unbook(order, before)
+            portfolio.rollback(strategy, code, mark)
             if isinstance(exc, StorageError):
                 self.storage_failed(exc)
             raise
-        self._storage_ok()
+        if self.storage_error is not None:
+            self._storage_ok()
         if not stored:  # already in the database (applied before): nothing more to do
-            self._orders.unbook(order, before)
-            self._portfolio.rollback(order.strategy, fill.stock_code, mark)
+            orders.unbook(order, before)
+            portfolio.rollback(strategy, code, mark)
             return
-        slot = self.slots.get(order.strategy)
+        slot = self.slots.get(strategy)
         self._book_cash_of(order, fill, book_cash, late)
-        if fill.side is OrderSide.SELL:
-            self._risk.record_sell(order.strategy, fill.stock_code, fill.time)
+        if not buy:
+            self._risk.record_sell(strategy, code, fill.time)
         if self._order_events_wanted():
             self.publish(
                 OrderFilled(
@@ -986,8 +988,8 @@ class Trader:
                     **self._order_fields(order),
                 )
             )
-        if fill.stock_code not in self.prices:
-            self.update_price(fill.stock_code, fill.price)
+        if code not in self.prices:
+            self.update_price(code, fill.price)
         # the default hook does nothing and cannot fail: skip it and the order copy
         if (
             slot is not None

@@ -136,18 +136,24 @@ class OrderStatus(enum.Enum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"
 
+    # members are singletons compared by identity: an identity hash is C-level, where
+    # Enum's hash(name) is a Python call on every `status in {...}` (several per fill)
+    __hash__ = object.__hash__
+
     @property
     def is_final(self) -> bool:
-        return self in _FINAL_STATUSES
+        return self in FINAL_STATUSES
 
     @property
     def is_open(self) -> bool:
         return self in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
 
 
-_FINAL_STATUSES = frozenset(
+FINAL_STATUSES = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 )
+"""The statuses after which an order never changes again (``status in FINAL_STATUSES`` is
+:attr:`OrderStatus.is_final` without the property call, for hot paths)."""
 
 
 @dataclass(frozen=True, slots=True)

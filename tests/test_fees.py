@@ -9,7 +9,7 @@ first that settles on or after it.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -141,3 +141,22 @@ def test_a_bad_tax_table_names_the_file_and_line(tmp_path: Path, content: str, m
     with pytest.raises(ConfigError, match=message) as info:
         SellTaxTable.read(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("market", list(MARKET_CODE))
+def test_rates_remembered_between_changes_match_a_fresh_lookup(market: Market) -> None:
+    """One model asked day after day (as a backtest asks it, keeping the rate between
+    changes) gives, on every day of 1995-1997 and 2019-2027 (every rate change) and
+    back, the rate a model that never asked before gives for that day."""
+
+    code = MARKET_CODE[market]
+    days = [
+        d
+        for start, n in ((date(1995, 1, 1), 800), (date(2018, 12, 1), 3000))
+        for d in (start + timedelta(days=k) for k in range(n))
+    ]
+    for asked in (days, days[::-3]):  # every day forward, every third back
+        kept = FeeModel(symbols=SYMBOLS)
+        for day in asked:
+            fresh = FeeModel(symbols=SYMBOLS).sell_tax_rate(day, code)
+            assert kept.sell_tax_rate(day, code) == fresh, day

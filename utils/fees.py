@@ -30,13 +30,14 @@ are truncated to the won, never negative.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import functools
 import logging
 import threading
 from collections.abc import Iterable
 from datetime import date, timedelta
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from framework.errors import ConfigError
@@ -63,10 +64,15 @@ def to_rate(value: float | str | Decimal) -> Decimal:
 
 
 def fee_krw(amount_krw: int, rate: Decimal) -> int:
-    """``floor(amount × rate)`` in whole KRW (0 for a zero amount). Never negative."""
+    """``floor(amount × rate)`` in whole KRW (0 for a zero amount). Never negative.
+
+    Exact: a Decimal rate is a fraction ``n / d`` of integers, so the floor is
+    ``amount × n // d`` in integer arithmetic (no rounding at any precision).
+    """
     if amount_krw < 0:
         raise ValueError(f"amount must not be negative, got {amount_krw}")
-    return int((Decimal(amount_krw) * rate).to_integral_value(rounding=ROUND_FLOOR))
+    num, den = rate.as_integer_ratio()
+    return amount_krw * num // den
 
 
 class SellTaxTable:
@@ -84,6 +90,7 @@ class SellTaxTable:
         for start, market, rate in rows:
             by_market.setdefault(market, []).append((start, rate))
         self._rows = {m: sorted(r) for m, r in by_market.items()}
+        self._starts = {m: [start for start, _ in r] for m, r in self._rows.items()}
         self.boundaries: tuple[date, ...] = tuple(
             sorted({start for rows in self._rows.values() for start, _ in rows[1:]})
         )
@@ -128,11 +135,8 @@ class SellTaxTable:
         """Rate (fraction) of a sale settling on ``settles``. Before the market's first row
         the first row's rate applies, with one warning."""
         rows = self._rows[market]
-        found = rows[0][1]
-        for start, rate in rows:
-            if start > settles:
-                break
-            found = rate
+        # the last row starting on or before `settles` (the first row before them all)
+        found = rows[max(0, bisect.bisect_right(self._starts[market], settles) - 1)][1]
         if settles < rows[0][0]:
             with self._lock:
                 first = market not in self._warned
@@ -149,7 +153,25 @@ class SellTaxTable:
 
     def settles_near_boundary(self, trade_date: date) -> bool:
         """True if a rate change lies within T+2 of ``trade_date`` (settlement decides)."""
-        return any(trade_date < b <= trade_date + _SETTLEMENT_SPAN for b in self.boundaries)
+        later = bisect.bisect_right(self.boundaries, trade_date)  # the first boundary after
+        return later < len(self.boundaries) and (
+            self.boundaries[later] <= trade_date + _SETTLEMENT_SPAN
+        )
+
+    def steady_span(self, trade_date: date, market: Market) -> tuple[date, date] | None:
+        """Trade dates ``[from, to)`` around ``trade_date`` that all pay the rate of
+        ``trade_date`` itself for ``market``: no rate change between them and none
+        within T+2 of any of them. ``None`` when ``trade_date`` settles near a change
+        or lies before the market's first row."""
+        first = self._rows[market][0][0]
+        if trade_date < first or self.settles_near_boundary(trade_date):
+            return None
+        later = bisect.bisect_right(self.boundaries, trade_date)
+        start = max(first, self.boundaries[later - 1]) if later else first
+        end = (
+            self.boundaries[later] - _SETTLEMENT_SPAN if later < len(self.boundaries) else date.max
+        )
+        return start, end
 
 
 @functools.lru_cache(maxsize=1)
@@ -185,16 +207,21 @@ class FeeModel:
         self.commission_rate = to_rate(commission_rate)
         self.flat_sell_tax = None if sell_tax_rate is None else to_rate(sell_tax_rate)
         self.commission_rate_f = float(self.commission_rate)
+        self._commission_num, self._commission_den = self.commission_rate.as_integer_ratio()
         self.symbols = symbols if symbols is not None else default_symbols()
         self.tax_table = tax_table if tax_table is not None else default_tax_table()
+        self._steady: dict[Market, tuple[date, date, Decimal]] = {}
 
     def market(self, stock_code: str) -> Market:
         """The market of ``stock_code`` (KOSPI, with one warning, when no file lists it)."""
         return self.symbols.market(stock_code)
 
     def commission(self, amount_krw: int) -> int:
-        """Commission in KRW on ``amount_krw`` (either side)."""
-        return fee_krw(amount_krw, self.commission_rate)
+        """Commission in KRW on ``amount_krw`` (either side): ``floor(amount × rate)``,
+        exact in integers (:func:`fee_krw`). ``ValueError`` for a negative amount."""
+        if amount_krw < 0:
+            raise ValueError(f"amount must not be negative, got {amount_krw}")
+        return amount_krw * self._commission_num // self._commission_den
 
     def sell_tax_rate(self, trade_date: date, stock_code: str) -> Decimal:
         """Tax rate (fraction) of a sale of ``stock_code`` traded on ``trade_date``."""
@@ -203,11 +230,18 @@ class FeeModel:
             return Decimal(0)
         if self.flat_sell_tax is not None:
             return self.flat_sell_tax
+        steady = self._steady.get(market)  # (from, to, rate): a sale a day needs no lookup
+        if steady is not None and steady[0] <= trade_date < steady[1]:
+            return steady[2]
         table = self.tax_table
         settles = (
             settlement_date(trade_date) if table.settles_near_boundary(trade_date) else trade_date
         )
-        return table.rate(settles, market)
+        rate = table.rate(settles, market)
+        span = table.steady_span(trade_date, market)
+        if span is not None:
+            self._steady[market] = (span[0], span[1], rate)
+        return rate
 
     def sell_tax(self, amount_krw: int, trade_date: date, stock_code: str) -> int:
         """Transaction tax in KRW on a sale of ``amount_krw`` of ``stock_code`` traded on
