@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from framework.errors import ConfigError
@@ -141,3 +142,17 @@ def test_a_bad_tax_table_names_the_file_and_line(tmp_path: Path, content: str, m
     with pytest.raises(ConfigError, match=message) as info:
         SellTaxTable.read(path)
     assert str(path) in str(info.value)
+
+
+def test_max_affordable_qty_takes_numpy_and_integral_float_prices_as_whole_won() -> None:
+    fees = FeeModel()
+    expected = fees.max_affordable_qty(100_000_000, 66_600)
+    got = fees.max_affordable_qty(np.int64(100_000_000), 66_600.0)
+    assert got == expected and type(got) is int
+    cost = expected * 66_600 + fees.commission(expected * 66_600)
+    assert cost <= 100_000_000 < cost + 66_600 + fees.commission(66_600)
+
+
+def test_max_affordable_qty_refuses_a_fraction_of_a_won() -> None:
+    with pytest.raises(ValueError, match="whole number of KRW"):
+        FeeModel().max_affordable_qty(1_000_000, 66_600.5)
