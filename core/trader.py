@@ -627,8 +627,10 @@ class Trader:
         return sum(1 for s, _ in pairs if s == strategy), len(pairs)
 
     def _order_type(self, signal: Signal) -> tuple[OrderType, int | None]:
-        strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
-        if signal.limit_price is None or strong:
+        if signal.limit_price is None or signal.signal_type in (
+            SignalType.STRONG_BUY,
+            SignalType.STRONG_SELL,
+        ):
             return OrderType.MARKET, None
         rules = self._tick_rules(signal.stock_code)
         if signal.signal_type.is_buy:  # never above the price the strategy asked for
