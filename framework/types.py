@@ -182,7 +182,9 @@ class OrderRequest:
     price: int | None = None
 
     def __post_init__(self) -> None:
-        validate_code(self.stock_code)
+        code = self.stock_code  # one request per order: a plain str code is checked inline
+        if not (type(code) is str and len(code) == 6 and code.isalnum()):
+            validate_code(code)
         if not isinstance(self.qty, int) or self.qty <= 0:
             raise ValueError(f"qty must be a positive int, got {self.qty!r}")
         if self.order_type is OrderType.LIMIT and (self.price is None or self.price <= 0):
