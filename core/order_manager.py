@@ -248,8 +248,7 @@ class OrderManager:
         signal type are carried over and ``attempt`` is one more).
         """
         now = self.clock()
-        if reasons is None:
-            reasons = signal.reasons if signal is not None else ()
+        why = reasons if reasons is not None else signal.reasons if signal is not None else ()
         metadata: dict[str, Any] = {}
         if signal is not None:
             if signal.metadata:
@@ -269,7 +268,7 @@ class OrderManager:
             price,
             created_at=now,
             updated_at=now,
-            reasons=tuple(reasons),
+            reasons=tuple(why),
             metadata=metadata,
             signal_type=signal.signal_type if signal is not None else None,
         )

@@ -147,12 +147,13 @@ def test_a_bad_tax_table_names_the_file_and_line(tmp_path: Path, content: str, m
 def test_max_affordable_qty_takes_numpy_and_integral_float_prices_as_whole_won() -> None:
     fees = FeeModel()
     expected = fees.max_affordable_qty(100_000_000, 66_600)
-    got = fees.max_affordable_qty(np.int64(100_000_000), 66_600.0)
-    assert got == expected and type(got) is int
+    got = fees.max_affordable_qty(np.int64(100_000_000), 66_600.0)  # type: ignore[arg-type]
+    assert got == expected
+    assert type(got) is int
     cost = expected * 66_600 + fees.commission(expected * 66_600)
     assert cost <= 100_000_000 < cost + 66_600 + fees.commission(66_600)
 
 
 def test_max_affordable_qty_refuses_a_fraction_of_a_won() -> None:
     with pytest.raises(ValueError, match="whole number of KRW"):
-        FeeModel().max_affordable_qty(1_000_000, 66_600.5)
+        FeeModel().max_affordable_qty(1_000_000, 66_600.5)  # type: ignore[arg-type]

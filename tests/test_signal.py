@@ -15,9 +15,7 @@ class _Code(str):
     """A str subclass (what a pandas or pydantic value can be)."""
 
 
-@pytest.mark.parametrize(
-    "code", ["00593", "0059300", 5930, None, "00-593", "", b"005930"]
-)
+@pytest.mark.parametrize("code", ["00593", "0059300", 5930, None, "00-593", "", b"005930"])
 def test_a_code_that_is_not_a_krx_code_is_refused(code: Any) -> None:
     with pytest.raises(ValueError, match="6-character KRX code"):
         Signal(SignalType.BUY, code)
@@ -49,7 +47,7 @@ def test_the_signal_type_must_be_a_signal_type() -> None:
 
 
 def test_reasons_become_a_tuple_of_strings() -> None:
-    signal = Signal(SignalType.SELL, "005930", reasons=["crossed", 3, _Code("x")])
+    signal = Signal(SignalType.SELL, "005930", reasons=["crossed", 3, _Code("x")])  # type: ignore[list-item]
     assert signal.reasons == ("crossed", "3", "x")
     assert all(type(r) is str for r in signal.reasons)
 
@@ -68,7 +66,8 @@ def test_empty_metadata_is_read_only_and_not_shared_with_the_caller() -> None:
     signal = Signal(SignalType.BUY, "005930", metadata=source)
     other = Signal(SignalType.SELL, "000660")
     source["late"] = 1
-    assert dict(signal.metadata) == {} and dict(other.metadata) == {}
+    assert dict(signal.metadata) == {}
+    assert dict(other.metadata) == {}
     with pytest.raises(TypeError):
         signal.metadata["x"] = 1  # type: ignore[index]
 
