@@ -691,7 +691,15 @@ class Trader:
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
-        order = self._create(name, code, OrderSide.BUY, order_type, qty, limit, signal=signal)
+        order = self._create(
+            strategy=name,
+            stock_code=code,
+            side=OrderSide.BUY,
+            order_type=order_type,
+            qty=qty,
+            price=limit,
+            signal=signal,
+        )
         if order is None:
             funds.release(reservation.reservation_id)
             return None
@@ -702,42 +710,20 @@ class Trader:
         qty = held if signal.qty is None else min(signal.qty, held)
         order_type, limit = self._order_type(signal)
         order = self._create(
-            slot.strategy.name,
-            signal.stock_code,
-            OrderSide.SELL,
-            order_type,
-            qty,
-            limit,
+            strategy=slot.strategy.name,
+            stock_code=signal.stock_code,
+            side=OrderSide.SELL,
+            order_type=order_type,
+            qty=qty,
+            price=limit,
             signal=signal,
         )
         return self._send(slot, order, signal) if order is not None else None
 
-    def _create(
-        self,
-        strategy: str,
-        stock_code: str,
-        side: OrderSide,
-        order_type: OrderType,
-        qty: int,
-        price: int | None,
-        *,
-        signal: Signal | None = None,
-        reasons: tuple[str, ...] | None = None,
-        replaces: Order | None = None,
-    ) -> Order | None:
+    def _create(self, **kwargs: Any) -> Order | None:
         """``OrderManager.create``; ``None`` (nothing sent) when it cannot be journaled."""
         try:
-            order = self._orders.create(
-                strategy=strategy,
-                stock_code=stock_code,
-                side=side,
-                order_type=order_type,
-                qty=qty,
-                price=price,
-                signal=signal,
-                reasons=reasons,
-                replaces=replaces,
-            )
+            order = self._orders.create(**kwargs)
         except StorageError as exc:
             self.storage_failed(exc)
             return None
