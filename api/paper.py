@@ -214,19 +214,19 @@ class PaperBroker(Broker, OrderExecutor):
     def submit_order(self, request: OrderRequest) -> str:
         """Accept an order; it fills on a later bar/quote. ``OrderRejectedError`` if invalid."""
         code = request.stock_code
+        pending = self._pending.get(code)
         limit = None
         if request.order_type is OrderType.LIMIT:
             assert request.price is not None  # noqa: S101 - guaranteed by OrderRequest
             side: Direction = "down" if request.side is OrderSide.BUY else "up"
             limit = round_to_tick(request.price, side, **self._rules(code))
         if request.side is OrderSide.SELL:
-            open_sells = sum(
-                o.remaining for o in self._pending.get(code, ()) if o.request.side is OrderSide.SELL
-            )
-            if request.qty > self.holding_qty(code) - open_sells:
+            free_qty = self.holding_qty(code)
+            if pending:
+                free_qty -= sum(o.remaining for o in pending if o.request.side is OrderSide.SELL)
+            if request.qty > free_qty:
                 raise OrderRejectedError(
-                    f"sell {request.qty} {code}: only {self.holding_qty(code) - open_sells} "
-                    "shares free to sell"
+                    f"sell {request.qty} {code}: only {free_qty} shares free to sell"
                 )
         elif limit is not None or code in self._last_price:
             need, orderable = self._held_for(code, request.qty, limit), self.orderable_krw()
@@ -242,7 +242,10 @@ class PaperBroker(Broker, OrderExecutor):
         order = _PaperOrder(request, broker_id, self.clock(), limit)
         self._orders[broker_id] = order
         self._by_client[request.client_order_id] = broker_id
-        self._pending.setdefault(code, []).append(order)
+        if pending is None:
+            self._pending[code] = [order]
+        else:
+            pending.append(order)
         return broker_id
 
     def cancel_order(self, broker_order_id: str, stock_code: str, qty: int | None = None) -> None:

@@ -83,14 +83,28 @@ class FundManager:
 
     @property
     def reserved_krw(self) -> int:
+        """KRW held by every reservation (what is left of each, ≥ 0)."""
         with self._lock:
-            return sum(r.remaining_krw for r in self._reservations.values())
+            return self._reserved()
 
     @property
     def free_krw(self) -> int:
         """Cash not reserved by any open buy (KRW, ≥ 0)."""
         with self._lock:
-            return max(0, self._cash - self.reserved_krw)
+            return max(0, self._cash - self._reserved())
+
+    def _reserved(self, strategy: str | None = None) -> int:
+        """Σ of the reservations' rests (of ``strategy``'s only, if given); the caller
+        holds the lock. Most of the time no buy is open: nothing to sum."""
+        if not self._reservations:
+            return 0
+        return sum(
+            [
+                r.amount_krw - r.spent_krw
+                for r in self._reservations.values()
+                if r.amount_krw > r.spent_krw and (strategy is None or r.strategy == strategy)
+            ]
+        )
 
     def reservations(self) -> list[Reservation]:
         with self._lock:
@@ -98,9 +112,7 @@ class FundManager:
 
     def strategy_reserved_krw(self, strategy: str) -> int:
         with self._lock:
-            return sum(
-                r.remaining_krw for r in self._reservations.values() if r.strategy == strategy
-            )
+            return self._reserved(strategy)
 
     def allocation(self, strategy: str) -> float:
         return self._allocations.get(strategy, 1.0)
@@ -144,9 +156,11 @@ class FundManager:
         """KRW the strategy may still commit: its allocation of ``equity_krw`` minus what it has
         invested (``invested_krw``, cost basis) and reserved, capped by the free cash."""
         with self._lock:
-            own = self.allocation(strategy) * equity_krw - invested_krw
-            own -= self.strategy_reserved_krw(strategy)
-            return max(0, min(int(own), self.free_krw))
+            own = self._allocations.get(strategy, 1.0) * equity_krw - invested_krw
+            if not self._reservations:  # no buy open (the common case): all cash is free
+                return max(0, min(int(own), self._cash))
+            own -= self._reserved(strategy)
+            return max(0, min(int(own), self._cash - self._reserved()))
 
     # --- reserve / commit / release -----------------------------------------------------
     def reserve(self, strategy: str, stock_code: str, amount_krw: int) -> Reservation:
@@ -154,14 +168,14 @@ class FundManager:
         if amount_krw <= 0:
             raise ValueError(f"reservation must be positive, got {amount_krw}")
         with self._lock:
-            free = self.free_krw
+            free = max(0, self._cash - self._reserved())
             if amount_krw > free:
                 raise FundsError(
                     f"{strategy}/{stock_code}: needs {amount_krw:,} KRW, free {free:,} KRW"
                 )
             res = Reservation(next(self._ids), strategy, stock_code, int(amount_krw))
             self._reservations[res.reservation_id] = res
-            return Reservation(**vars(res))
+            return Reservation(res.reservation_id, strategy, stock_code, res.amount_krw)
 
     def assign(self, reservation_id: int, client_order_id: str) -> None:
         """Tie a reservation to the order it pays for (after the order is created)."""

@@ -106,7 +106,8 @@ class MemoryJournal:
 
     def order(self, order: Order, note: str = "") -> None:
         self.orders[order.client_order_id] = order
-        self.history.append((order.client_order_id, order.status.value, order.updated_at, note))
+        # _value_ is .value without the enum descriptor (three entries per order)
+        self.history.append((order.client_order_id, order.status._value_, order.updated_at, note))
 
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     adjustments: list[dict[str, Any]] = field(default_factory=list)

@@ -205,9 +205,11 @@ class OrderManager:
         return bool(self._open or self._settling)
 
     def has_open(self, strategy: str, stock_code: str) -> bool:
-        return any(
-            o.strategy == strategy and o.stock_code == stock_code for o in self._open.values()
-        )
+        """Whether ``strategy`` has an open order for ``stock_code``."""
+        for o in self._open.values():  # a loop, not any(): asked before every order
+            if o.stock_code == stock_code and o.strategy == strategy:
+                return True
+        return False
 
     def restore(self, order: Order, fill_ids: Iterable[str] = ()) -> None:
         """Track an order read back from the database (restart).
@@ -270,26 +272,30 @@ class OrderManager:
         signal type are carried over and ``attempt`` is one more).
         """
         now = self.clock()
+        why = reasons if reasons is not None else signal.reasons if signal is not None else ()
+        metadata: dict[str, Any] = {}
+        if signal is not None:
+            if signal.metadata:
+                metadata.update(signal.metadata)
+            # kept with the order so a fill after a restart has them
+            if signal.stop_loss is not None:
+                metadata[STOP_KEY] = float(signal.stop_loss)
+            if signal.target_price is not None:
+                metadata[TARGET_KEY] = float(signal.target_price)
         order = Order(
-            client_order_id=f"{self.id_prefix}-{next(self._seq):07d}",
-            strategy=strategy,
-            stock_code=stock_code,
-            side=side,
-            order_type=order_type,
-            qty=qty,
-            price=price,
+            f"{self.id_prefix}-{next(self._seq):07d}",
+            strategy,
+            stock_code,
+            side,
+            order_type,
+            qty,
+            price,
             created_at=now,
             updated_at=now,
-            reasons=tuple(signal.reasons) if signal else (),
-            metadata=dict(signal.metadata) if signal else {},
-            signal_type=signal.signal_type if signal else None,
+            reasons=tuple(why),
+            metadata=metadata,
+            signal_type=signal.signal_type if signal is not None else None,
         )
-        if signal is not None:  # kept with the order so a fill after a restart has them
-            for key, value in ((STOP_KEY, signal.stop_loss), (TARGET_KEY, signal.target_price)):
-                if value is not None:
-                    order.metadata = {**order.metadata, key: float(value)}
-        if reasons is not None:
-            order.reasons = tuple(reasons)
         if replaces is not None:
             order.replaces = replaces.client_order_id
             order.attempt = replaces.attempt + 1

@@ -387,7 +387,7 @@ class RiskManager:
         state = self._state
         if state is TradingState.HALTED:
             return "trading is halted"
-        if signal.signal_type.is_buy and state is TradingState.REDUCE_ONLY:
+        if state is TradingState.REDUCE_ONLY and signal.signal_type.is_buy:
             return "reduce-only: no new buys"
         if has_open_order:
             return "an order for this stock is still open"
@@ -403,9 +403,10 @@ class RiskManager:
         if self.daily_loss_locked:
             pct = limits.daily_loss_limit_pct or 0.0
             return f"daily loss lock: equity {pct:.1%} below the day's start"
-        until = self.cooldown_until(strategy, signal.stock_code)
-        if until is not None and now is not None and now < until:
-            return f"cooldown after a sell until {until:%Y-%m-%d %H:%M:%S}"
+        if limits.cooldown_s > 0:  # else there is no cooldown to look up
+            until = self.cooldown_until(strategy, signal.stock_code)
+            if until is not None and now is not None and now < until:
+                return f"cooldown after a sell until {until:%Y-%m-%d %H:%M:%S}"
         if position_qty <= 0:
             if risk.max_positions is not None and strategy_positions >= risk.max_positions:
                 return f"max_positions {risk.max_positions} of the strategy reached"

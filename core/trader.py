@@ -549,30 +549,32 @@ class Trader:
         """
         if not slot.active or not slot.enabled:
             return None
+        strategy = slot.strategy
         if isinstance(bars, FrameWindow):
             data: Any = bars.frame()
-        elif slot.strategy.numpy_bars:
+        elif strategy.numpy_bars:
             data = bars
         else:  # another window (live minute bars): its DataFrame, the last lookback rows
             data = bars.to_frame()
-            lookback = slot.strategy.config.lookback
+            lookback = strategy.config.lookback
             if lookback is not None:
                 data = data.iloc[-lookback:]
         signal = self._call(
             slot,
             "generate_signal",
-            slot.strategy.generate_signal,
+            strategy.generate_signal,
             stock_code,
             data,
-            timeframe or slot.strategy.timeframe,
+            timeframe or strategy.timeframe,
             code=stock_code,
             returns=Signal,
         )
         if signal is None:
             return None
-        slot.signals[signal.signal_type.value] += 1
-        self._last_signal[(slot.name, stock_code)] = (signal.signal_type, self.clock())
-        if signal.signal_type is SignalType.HOLD:
+        kind = signal.signal_type
+        slot.signals[kind._value_] += 1  # _value_: .value is a slow descriptor before 3.12
+        self._last_signal[(strategy.name, stock_code)] = (kind, self.clock())
+        if kind is SignalType.HOLD:
             return signal
         if signal.stock_code != stock_code:
             self._reject(
@@ -589,19 +591,20 @@ class Trader:
         if price is None:
             self._reject(slot, signal, "no price known")
             return None
-        held = self._portfolio.qty(slot.name, code)
+        name = slot.strategy.name
+        risk = slot.strategy.risk
+        held = self._portfolio.qty(name, code)
         counted = signal.signal_type.is_buy and (
-            slot.strategy.risk.max_positions is not None
-            or self._risk.limits.max_positions is not None
+            risk.max_positions is not None or self._risk.limits.max_positions is not None
         )  # max_positions is the only check that reads them
-        mine, everyone = self._position_counts(slot.name) if counted else (0, 0)
+        mine, everyone = self._position_counts(name) if counted else (0, 0)
         reason = self._risk.check_signal(
             signal,
-            slot.strategy.risk,
+            risk,
             trades_today=slot.trades_today,
-            has_open_order=self._orders.has_open(slot.name, code),
+            has_open_order=self._orders.has_open(name, code),
             position_qty=held,
-            strategy=slot.name,
+            strategy=name,
             now=self.clock(),
             strategy_positions=mine,
             total_positions=everyone,
@@ -625,8 +628,10 @@ class Trader:
         return sum(1 for s, _ in pairs if s == strategy), len(pairs)
 
     def _order_type(self, signal: Signal) -> tuple[OrderType, int | None]:
-        strong = signal.signal_type in (SignalType.STRONG_BUY, SignalType.STRONG_SELL)
-        if signal.limit_price is None or strong:
+        if signal.limit_price is None or signal.signal_type in (
+            SignalType.STRONG_BUY,
+            SignalType.STRONG_SELL,
+        ):
             return OrderType.MARKET, None
         rules = self._tick_rules(signal.stock_code)
         if signal.signal_type.is_buy:  # never above the price the strategy asked for
@@ -639,7 +644,8 @@ class Trader:
 
     def _buy(self, slot: StrategySlot, signal: Signal, price: float, held: int) -> Order | None:
         code = signal.stock_code
-        name = slot.name
+        name = slot.strategy.name
+        fees, funds = self.fees, self._funds
         order_type, limit = self._order_type(signal)
         ref_price = float(limit) if limit is not None else price
         # KIS holds a market buy's buying power at the upper-limit price (상한가) over the base
@@ -652,16 +658,16 @@ class Trader:
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self._portfolio.invested_krw(name)
-        free = self._funds.strategy_free_krw(name, equity, invested)
+        free = funds.strategy_free_krw(name, equity, invested)
         if signal.qty is not None:  # explicit size: capped by the strategy's free capital
-            qty = min(signal.qty, self.fees.max_affordable_qty(free, int(held_at)))
+            qty = min(signal.qty, fees.max_affordable_qty(free, int(held_at)))
         else:
-            qty = self._funds.size_buy(
+            qty = funds.size_buy(
                 strategy=name,
                 price_krw=ref_price,
                 equity_krw=equity,
                 max_position_size=slot.strategy.risk.max_position_size,
-                commission_rate=self.fees.commission_rate_f,
+                commission_rate=fees.commission_rate_f,
                 confidence=signal.confidence,
                 strong=signal.signal_type is SignalType.STRONG_BUY,
                 held_value_krw=int(held * price),
@@ -669,7 +675,7 @@ class Trader:
                 strategy_free_krw=free,
             )
             if held_at > ref_price:
-                qty = min(qty, self.fees.max_affordable_qty(free, math.ceil(held_at)))
+                qty = min(qty, fees.max_affordable_qty(free, math.ceil(held_at)))
         reason = (
             self._risk.check_order(OrderSide.BUY, qty, ref_price)
             if qty > 0
@@ -680,9 +686,9 @@ class Trader:
             return None
         amount = qty * held_at
         # cost estimate rounded up; never more than is free (qty was sized within it)
-        reserve = min(math.ceil(amount * (1.0 + self.fees.commission_rate_f)), self._funds.free_krw)
+        reserve = min(math.ceil(amount * (1.0 + fees.commission_rate_f)), funds.free_krw)
         try:
-            reservation = self._funds.reserve(name, code, reserve)
+            reservation = funds.reserve(name, code, reserve)
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None
@@ -696,16 +702,16 @@ class Trader:
             signal=signal,
         )
         if order is None:
-            self._funds.release(reservation.reservation_id)
+            funds.release(reservation.reservation_id)
             return None
-        self._funds.assign(reservation.reservation_id, order.client_order_id)
+        funds.assign(reservation.reservation_id, order.client_order_id)
         return self._send(slot, order, signal)
 
     def _sell(self, slot: StrategySlot, signal: Signal, held: int) -> Order | None:
         qty = held if signal.qty is None else min(signal.qty, held)
         order_type, limit = self._order_type(signal)
         order = self._create(
-            strategy=slot.name,
+            strategy=slot.strategy.name,
             stock_code=signal.stock_code,
             side=OrderSide.SELL,
             order_type=order_type,
@@ -722,18 +728,25 @@ class Trader:
         except StorageError as exc:
             self.storage_failed(exc)
             return None
-        self._storage_ok()
+        if self.storage_error is not None:
+            self._storage_ok()
         return order
 
     def _send(self, slot: StrategySlot | None, order: Order, signal: Signal | None) -> Order:
+        orders = self._orders
         if signal is not None:
-            self._orders.context(order.client_order_id).signal = signal
-        if slot is not None and order.attempt == 0:
-            slot.trades_today += 1
+            orders.context(order.client_order_id).signal = signal
         if order.attempt == 0:
+            if slot is not None:
+                slot.trades_today += 1
             self._risk.record_trade()
-        self._orders.submit(order)
-        if order.status is OrderStatus.REJECTED:
+        orders.submit(order)
+        status = order.status
+        if status is OrderStatus.SUBMITTED:  # the common case: accepted, resting
+            if self._order_events_wanted():
+                self._publish_submitted(order)
+            return order
+        if status is OrderStatus.REJECTED:
             self.publish(
                 OrderRejected(
                     at=self.clock(),
@@ -745,17 +758,20 @@ class Trader:
             )
             if slot is not None and slot.active:
                 self._call(slot, "on_order_rejected", slot.strategy.on_order_rejected, order.copy())
-        elif order.status is not OrderStatus.PENDING_NEW and self._order_events_wanted():
-            self.publish(
-                OrderSubmitted(
-                    at=self.clock(),
-                    message=self._order_line("sent", order),
-                    **self._order_fields(order),
-                )
-            )
-        if order.status.is_final:
+        elif status is not OrderStatus.PENDING_NEW and self._order_events_wanted():
+            self._publish_submitted(order)
+        if status.is_final:
             self.finalise(order)
         return order
+
+    def _publish_submitted(self, order: Order) -> None:
+        self.publish(
+            OrderSubmitted(
+                at=self.clock(),
+                message=self._order_line("sent", order),
+                **self._order_fields(order),
+            )
+        )
 
     def _order_events_wanted(self) -> bool:
         """Whether anyone gets order events: the journal does not (the orders and fills

@@ -55,6 +55,10 @@ class SignalType(enum.Enum):
         return self in (SignalType.SELL, SignalType.STRONG_SELL)
 
 
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+"""The read-only empty metadata of every signal that carries none (nothing can write it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A strategy's decision for one stock at one moment.
@@ -91,15 +95,27 @@ class Signal:
     limit_price: int | None = None
 
     def __post_init__(self) -> None:
+        # one signal per order: a plain 6-character str code, a float confidence and no
+        # metadata (the common case) take the short checks; anything else the full ones
         if not isinstance(self.signal_type, SignalType):
             raise ValueError(f"signal_type must be a SignalType, got {self.signal_type!r}")
-        validate_code(self.stock_code)
-        conf = float(self.confidence)
+        code = self.stock_code
+        if not (type(code) is str and len(code) == 6 and code.isalnum()):
+            validate_code(code)
+        conf = self.confidence if type(self.confidence) is float else float(self.confidence)
         if not 0.0 <= conf <= 100.0:
             raise ValueError(f"confidence must be within 0..100, got {self.confidence!r}")
-        object.__setattr__(self, "confidence", conf)
-        object.__setattr__(self, "reasons", tuple(str(r) for r in self.reasons))
-        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if conf is not self.confidence:
+            object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "reasons", tuple(map(str, self.reasons)))
+        metadata = self.metadata
+        object.__setattr__(
+            self,
+            "metadata",
+            _NO_METADATA
+            if type(metadata) is dict and not metadata
+            else MappingProxyType(dict(metadata)),
+        )
         if self.qty is not None and (not isinstance(self.qty, int) or self.qty <= 0):
             raise ValueError(f"qty must be a positive whole number of shares, got {self.qty!r}")
         if self.limit_price is not None and (
@@ -172,7 +188,9 @@ class OrderRequest:
     price: int | None = None
 
     def __post_init__(self) -> None:
-        validate_code(self.stock_code)
+        code = self.stock_code  # one request per order: a plain str code is checked inline
+        if not (type(code) is str and len(code) == 6 and code.isalnum()):
+            validate_code(code)
         if not isinstance(self.qty, int) or self.qty <= 0:
             raise ValueError(f"qty must be a positive int, got {self.qty!r}")
         if self.order_type is OrderType.LIMIT and (self.price is None or self.price <= 0):

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from framework.errors import ConfigError
@@ -160,3 +161,18 @@ def test_rates_remembered_between_changes_match_a_fresh_lookup(market: Market) -
         for day in asked:
             fresh = FeeModel(symbols=SYMBOLS).sell_tax_rate(day, code)
             assert kept.sell_tax_rate(day, code) == fresh, day
+
+
+def test_max_affordable_qty_takes_numpy_and_integral_float_prices_as_whole_won() -> None:
+    fees = FeeModel()
+    expected = fees.max_affordable_qty(100_000_000, 66_600)
+    got = fees.max_affordable_qty(np.int64(100_000_000), 66_600.0)  # type: ignore[arg-type]
+    assert got == expected
+    assert type(got) is int
+    cost = expected * 66_600 + fees.commission(expected * 66_600)
+    assert cost <= 100_000_000 < cost + 66_600 + fees.commission(66_600)
+
+
+def test_max_affordable_qty_refuses_a_fraction_of_a_won() -> None:
+    with pytest.raises(ValueError, match="whole number of KRW"):
+        FeeModel().max_affordable_qty(1_000_000, 66_600.5)  # type: ignore[arg-type]

@@ -180,6 +180,13 @@ def default_tax_table() -> SellTaxTable:
     return SellTaxTable.read()
 
 
+def _whole_krw(value: float) -> int:
+    whole = int(value)
+    if whole != value:
+        raise ValueError(f"expected a whole number of KRW, got {value!r}")
+    return whole
+
+
 class FeeModel:
     """Commission and sell tax for fills.
 
@@ -249,13 +256,20 @@ class FeeModel:
         return fee_krw(amount_krw, self.sell_tax_rate(trade_date, stock_code))
 
     def max_affordable_qty(self, cash_krw: int, price_krw: int) -> int:
-        """Most whole shares whose cost ``qty × price + commission`` fits in ``cash_krw``."""
+        """Most whole shares whose cost ``qty × price + commission`` fits in ``cash_krw``
+        (both whole KRW; numpy integers and integral floats are taken as ints, a fraction
+        of a won raises ``ValueError``)."""
         if price_krw <= 0 or cash_krw <= 0:
             return 0
-        qty = int(Decimal(cash_krw) / (Decimal(price_krw) * (1 + self.commission_rate)))
-        while qty > 0 and qty * price_krw + self.commission(qty * price_krw) > cash_krw:
+        if type(cash_krw) is not int or type(price_krw) is not int:
+            cash_krw, price_krw = _whole_krw(cash_krw), _whole_krw(price_krw)
+        # exact integers (every buy asks): the rate as num/den, so the commission
+        # floor(amount × rate) is amount × num // den, the won :meth:`commission` gives
+        num, den = self.commission_rate.as_integer_ratio()
+        qty = cash_krw * den // (price_krw * (den + num))  # cost ≤ qty × price × (1 + rate)
+        while qty > 0 and qty * price_krw + qty * price_krw * num // den > cash_krw:
             qty -= 1
-        while (qty + 1) * price_krw + self.commission((qty + 1) * price_krw) <= cash_krw:
+        while (qty + 1) * price_krw + (qty + 1) * price_krw * num // den <= cash_krw:
             qty += 1
         return qty
 

@@ -103,10 +103,17 @@ LIMIT_30_FROM = date(2015, 6, 15)
 Direction = Literal["down", "up", "nearest"]
 
 
+_TABLES_OF: dict[Market, tuple[tuple[date, TickTable], ...]] = {
+    market: tuple((start, table) for start, kind, table in TICK_TABLES if kind is market)
+    for market in Market
+}
+""":data:`TICK_TABLES` by market (newest first): every price rounding looks one up."""
+
+
 def tick_table(on: date | None = None, market: Market = Market.KOSPI) -> TickTable:
     """The tick table in force on ``on`` (``None``: today's rules) for ``market``."""
-    for start, kind, table in TICK_TABLES:
-        if kind is market and (on is None or on >= start):
+    for start, table in _TABLES_OF.get(market, ()):
+        if on is None or on >= start:
             return table
     raise ValueError(f"no tick table for {market} on {on}")  # unreachable: date.min rows
 

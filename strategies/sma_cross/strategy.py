@@ -7,6 +7,8 @@ the whole position.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -55,16 +57,17 @@ class SmaCrossStrategy(BaseStrategy):
         if f0 <= s0 and f1 > s1:  # NaN compares False: no signal during warm-up
             if self.get_position(stock_code) is None:
                 return Signal(
-                    SignalType.BUY,
-                    stock_code,
-                    confidence=100.0,
-                    reasons=(f"SMA{self.params.fast} crossed above SMA{self.params.slow}",),
+                    SignalType.BUY, stock_code, confidence=100.0, reasons=self._reasons[0]
                 )
         elif f0 >= s0 and f1 < s1 and self.get_position(stock_code) is not None:
-            return Signal(
-                SignalType.SELL,
-                stock_code,
-                confidence=100.0,
-                reasons=(f"SMA{self.params.fast} crossed below SMA{self.params.slow}",),
-            )
+            return Signal(SignalType.SELL, stock_code, confidence=100.0, reasons=self._reasons[1])
         return None
+
+    @functools.cached_property
+    def _reasons(self) -> tuple[tuple[str], tuple[str]]:
+        """The reasons of a buy and of a sell (the same on every signal: built once)."""
+        p: SmaCrossParameters = self.params
+        return (
+            (f"SMA{p.fast} crossed above SMA{p.slow}",),
+            (f"SMA{p.fast} crossed below SMA{p.slow}",),
+        )
