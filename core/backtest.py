@@ -210,6 +210,15 @@ class _Run:
     each stock when the loop is at ``k`` (no searching for rows)."""
     year_set: frozenset[int] = frozenset()
 
+    def end_row(self, st: _CodeState, k: int, j: int) -> int:
+        """The row after ``st``'s last bar before bar ``j`` of the timeline, when the loop
+        is at bar ``k``: its rows ``st.ptr … end-1`` are its bars among ``k … j-1``."""
+        if self.aligned:
+            return st.ptr + j - k
+        if j >= len(self.times):
+            return st.n
+        return bisect.bisect_left(st.times, self.times[j], st.ptr, st.n)
+
 
 class _NearOverflow(Exception):
     """Equity near int64's end: the stretch is walked bar by bar (the loop raises
@@ -638,10 +647,7 @@ class Backtest:
                 return k, None, None
             stop, target, peak, trailing = band
             ptr = cs.ptr
-            if run.aligned:
-                end = ptr + j - k
-            else:
-                end = cs.n if j >= n else bisect.bisect_left(cs.times, times[j], ptr, cs.n)
+            end = run.end_row(cs, k, j)
             if end <= ptr:
                 continue
             if run.aligned and end - ptr <= _SHORT:
@@ -715,9 +721,7 @@ class Backtest:
         m = j - k
         if st is None:
             return np.full(m, before)
-        end = st.n if j >= len(run.times) else bisect.bisect_left(
-            st.times, run.times[j], st.ptr, st.n
-        )
+        end = run.end_row(st, k, j)
         values = getattr(st, column)
         if end - st.ptr == m and st.times[st.ptr] == run.times[k]:  # a bar at every time
             return values[st.ptr : end]
@@ -825,14 +829,11 @@ class Backtest:
             session.open_day(_to_date(cur_day), start, time_cut=False)
         if run.watch_equity and equity is not None:
             self._risk.pass_marks(int(max(equity) if isinstance(equity, list) else equity.max()))
-        prices, last_price, n = self.trader.prices, self.broker._last_price, len(times)
+        prices, last_price = self.trader.prices, self.broker._last_price
         held = self.broker._holdings
         for st in run.states.values():
             ptr = st.ptr
-            if run.aligned:
-                end = ptr + j - k
-            else:
-                end = st.n if j >= n else bisect.bisect_left(st.times, times[j], ptr, st.n)
+            end = run.end_row(st, k, j)
             if end <= ptr:
                 continue
             if st.code in held:
