@@ -487,16 +487,12 @@ class Backtest:
             t = times[k]
             day = day_of[k]
             if skip_ok and cur_day is not None and not pending and next_mark[k] != k:
-                try:
-                    j, equity, opens_in = self._quiet_end(run, k, cur_day)
-                except _NearOverflow:
-                    j, equity, opens_in = k, None, None
-                if j > k:
-                    cash[k:j] = funds.cash_krw
-                    holdings[k:j] = self._holdings_series(run, k, j)
-                    cur_day = self._pass_quiet(run, k, j, equity, cur_day, opens_in)
+                passed = self._pass_short(run, k, cur_day, cash, holdings) if run.aligned else None
+                if passed is None:
+                    passed = self._pass_stretch(run, k, cur_day, cash, holdings)
+                if passed[0] > k:
+                    k, cur_day = passed
                     marked = None if held else (funds.cash_krw, cur_day)
-                    k = j
                     continue
             if day != cur_day:
                 if cur_day is not None:  # at the time of the day's last bar
@@ -605,6 +601,174 @@ class Backtest:
             self._bands[code] = cached
         return cached[1]
 
+    @staticmethod
+    def _stretch_bound(run: _Run, k: int, opens_day: bool, positions: list[Any]) -> int:
+        """The furthest end ``j`` a quiet stretch from bar ``k`` may have before its stocks'
+        bars are looked at (``j <= k``: none): the next marked bar, the day's end unless
+        stretches may cross days (nor a year's end with ``on_year_end``), the day's last bar
+        while a time cut could place an order; none with ``exit_at_close`` positions, nor
+        on a bar opening a day that may not be crossed. ``positions``: the open ones."""
+        mark = run.next_mark[k]
+        if mark == k or (positions and run.close_exits):
+            return k
+        if opens_day and (not run.multi_day or k in run.year_set):
+            return k
+        starts = run.day_starts
+        nxt = starts[bisect.bisect_right(starts, k)]
+        j = len(run.times) if run.multi_day else nxt
+        if run.year_starts is not None:
+            j = min(j, run.year_starts[bisect.bisect_right(run.year_starts, k)])
+        if positions and run.time_cuts:  # the day's last bar places the time cut
+            j = min(j, nxt - 1)
+        return min(j, mark)
+
+    def _pass_stretch(
+        self, run: _Run, k: int, cur_day: int, cash_col: np.ndarray, hold_col: np.ndarray
+    ) -> tuple[int, int]:
+        """The quiet stretch from bar ``k`` (:meth:`_quiet_end`) passed in one step, its
+        cash and holdings columns written: ``(j, the day of bar j-1)``, ``j == k`` when bar
+        ``k`` is not quiet."""
+        try:
+            j, equity, opens = self._quiet_end(run, k, cur_day)
+        except _NearOverflow:  # bar by bar: the loop raises at the bar crossing the limit
+            return k, cur_day
+        if j <= k:
+            return k, cur_day
+        cash_col[k:j] = self._funds.cash_krw
+        hold_col[k:j] = self._holdings_series(run, k, j)
+        return j, self._pass_quiet(run, k, j, equity, cur_day, opens)
+
+    def _pass_short(
+        self, run: _Run, k: int, cur_day: int, cash_col: np.ndarray, hold_col: np.ndarray
+    ) -> tuple[int, int] | None:
+        """A quiet stretch from bar ``k`` when every stock has a bar at every time
+        (``run.aligned``) and it is at most ``_SHORT`` bars long: found, marked and passed in
+        one walk over plain lists, doing what :meth:`_quiet_end`, :meth:`_holdings_series`
+        and :meth:`_pass_quiet` do (the cash and holdings columns of its bars written).
+        Returns ``(j, the day of bar j-1)`` (``j == k``: bar ``k`` is not quiet), or
+        ``None`` when the stretch may be longer (those methods pass it with numpy)."""
+        trader, session, risk = self.trader, self.session, self._risk
+        positions = trader.positions()
+        day_of = run.day_of
+        opens_day = day_of[k] != cur_day
+        j = self._stretch_bound(run, k, opens_day, positions)
+        if j <= k:
+            return k, cur_day
+        if j - k > _SHORT:
+            return None
+        states = run.states
+        seen: dict[str, tuple[float, float, float, bool]] = {}
+        for code in {p.stock_code for p in positions}:
+            cs = states.get(code)
+            if cs is None:
+                continue  # no bars: its price and exits never move
+            band = self._band(code)
+            if band is None:
+                return k, cur_day
+            seen[code] = band
+            stop, target, peak, trailing = band
+            lo, hi, high = cs.lo, cs.hi, cs.high
+            ptr = cs.ptr
+            for r in range(ptr, ptr + j - k):
+                if lo[r] <= stop or hi[r] >= target or (trailing and high[r] > peak):
+                    j = k + r - ptr
+                    break
+            if j <= k:
+                return k, cur_day
+        cash = self._funds.cash_krw
+        opens = self._opens(run, k, j)
+        closes: list[float] | None = None
+        equity: list[int] | None = None
+        if not positions:
+            low = top = cash
+        elif len(positions) == 1 and positions[0].stock_code in states:  # the common case
+            # one position: the marks rise and fall with the close (int() is monotonic), so
+            # the lowest and highest closes give the lowest and highest marks
+            one = states[positions[0].stock_code]
+            shares = positions[0].qty
+            closes = one.close[one.ptr : one.ptr + j - k]
+            low, top = cash + int(shares * min(closes)), cash + int(shares * max(closes))
+            if top - cash > MAX_EQUITY_KRW / 4:  # near int64's end: bar by bar
+                return k, cur_day
+        else:
+            try:
+                marks = self._equity_series(run, k, j, positions)
+            except _NearOverflow:  # bar by bar: the loop raises at the bar crossing the limit
+                return k, cur_day
+            assert isinstance(marks, list)  # noqa: S101 - aligned and short: a list
+            equity = marks
+            low, top = min(equity), max(equity)
+        if run.watch_equity:
+            before = trader.equity_krw() if opens_day else 0
+            if not risk.marks_quiet(low, max(top, before) if opens_day else top):
+                if equity is None:
+                    equity = (
+                        [cash] * (j - k)
+                        if closes is None
+                        else [cash + int(shares * c) for c in closes]
+                    )
+                m = risk.first_limit_hit(equity, opens, before)
+                if not m:
+                    return k, cur_day
+                if m < j - k:
+                    j, opens = k + m, [d for d in opens if d < m]
+                    top = max(equity[:m])
+        m = j - k
+        cash_col[k:j] = cash
+        last, held = self.broker._last_price, self.broker._holdings
+        if len(held) == 1 and next(iter(held)) in states:  # one stock held
+            for code, (qty, _) in held.items():
+                one = states[code]
+                hold_col[k:j] = [qty * c for c in one.rc[one.ptr : one.ptr + m]]
+        elif held:
+            sums = [0] * m
+            for code, (qty, _) in held.items():
+                cs = states.get(code)
+                if cs is None:
+                    value = qty * last[code]
+                    sums = [v + value for v in sums]
+                else:
+                    marks = cs.rc[cs.ptr : cs.ptr + m]
+                    sums = [v + qty * c for v, c in zip(sums, marks, strict=True)]
+            hold_col[k:j] = sums
+        else:
+            hold_col[k:j] = 0
+        times = run.times
+        for d in opens:  # the day changes, as the loop makes them
+            if not d:
+                start = trader.equity_krw()
+            elif equity is not None:
+                start = equity[d - 1]
+            else:
+                start = cash if closes is None else cash + int(shares * closes[d - 1])
+            self._now_ns = times[k + d - 1]
+            session.close_day(_to_date(cur_day))
+            self._now_ns = times[k + d]
+            cur_day = day_of[k + d]
+            session.open_day(_to_date(cur_day), start, time_cut=False)
+        if run.watch_equity and top > (risk.peak_equity_krw or 0):
+            risk.pass_marks(top)
+        prices = trader.prices
+        for st in states.values():
+            ptr = st.ptr
+            end = ptr + m
+            code = st.code
+            if code in held:
+                band = seen[code] if code in seen else self._band(code)
+                if band is not None:
+                    highest = max(st.high[ptr:end])
+                    if highest > band[2]:
+                        trader.raise_peaks(code, highest)
+                        self._bands[code] = (
+                            len(self.journal.history), (band[0], band[1], highest, band[3])
+                        )
+            close = st.close[end - 1]
+            prices[code] = close
+            last[code] = round(close)
+            st.ptr = end
+        self._now_ns = times[j - 1]
+        return j, cur_day
+
     def _quiet_end(
         self, run: _Run, k: int, cur_day: int
     ) -> tuple[int, np.ndarray | list[int] | None, list[int] | None]:
@@ -620,22 +784,10 @@ class Backtest:
         (nor, with ``on_year_end``, a year change), no last bar of a day while a time cut
         or ``exit_at_close`` could sell. Day changes inside are passed as the loop passes
         them (:meth:`_pass_quiet`)."""
-        times, n = run.times, len(run.times)
-        if run.next_mark[k] == k:  # a strategy may signal on this bar
-            return k, None, None
+        times = run.times
         positions = self.trader.positions()
         opens_day = run.day_of[k] != cur_day
-        if positions and run.close_exits:
-            return k, None, None
-        if opens_day and (not run.multi_day or k in run.year_set):
-            return k, None, None
-        nxt = run.day_starts[bisect.bisect_right(run.day_starts, k)]
-        j = n if run.multi_day else nxt
-        if run.year_starts is not None:
-            j = min(j, run.year_starts[bisect.bisect_right(run.year_starts, k)])
-        if positions and run.time_cuts:  # the day's last bar places the time cut
-            j = min(j, nxt - 1)
-        j = min(j, run.next_mark[k])
+        j = self._stretch_bound(run, k, opens_day, positions)
         if j <= k:
             return k, None, None
         for code in {p.stock_code for p in positions}:

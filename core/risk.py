@@ -313,15 +313,7 @@ class RiskManager:
             low, high = int(equity_krw.min()), int(equity_krw.max())
         if opens and opens[0] == 0:
             high = max(high, before_krw)
-        # no peak or day start above the highest mark: the lowest mark tells at once
-        stop_quiet = (
-            pct is None
-            or self._state is TradingState.HALTED
-            or low > max(high, self.peak_equity_krw or 0) * (1.0 - pct)
-        )
-        lock_quiet = limit is None or low > max(high, self.day_start_equity_krw or 0) * (
-            1.0 - limit
-        )
+        stop_quiet, lock_quiet = self._quiet_limits(low, high)
         if stop_quiet and lock_quiet:
             return m
         equity_krw = np.asarray(equity_krw, dtype=np.int64)
@@ -349,6 +341,37 @@ class RiskManager:
                 live[later] = True
             hit |= live & (start != 0) & (equity_krw <= start * (1.0 - limit))  # type: ignore[operator]
         return int(np.argmax(hit)) if hit.any() else m
+
+    def marks_quiet(self, low_krw: int, high_krw: int) -> bool:
+        """Whether a run of equity marks between ``low_krw`` and ``high_krw`` (KRW; with
+        the starting equity of any day the run opens among them) can neither engage the
+        daily loss lock nor fire the portfolio stop: :meth:`first_limit_hit` would give the
+        run's length. Changes nothing."""
+        limit, pct = self.limits.daily_loss_limit_pct, self.limits.portfolio_stop_pct
+        # inline (once per quiet stretch): what _quiet_limits answers
+        if pct is not None and self._state is not TradingState.HALTED:
+            peak = self.peak_equity_krw or 0
+            if not low_krw > (high_krw if high_krw > peak else peak) * (1.0 - pct):
+                return False
+        if limit is not None:
+            start = self.day_start_equity_krw or 0
+            if not low_krw > (high_krw if high_krw > start else start) * (1.0 - limit):
+                return False
+        return True
+
+    def _quiet_limits(self, low: int, high: int) -> tuple[bool, bool]:
+        """(the portfolio stop, the daily loss lock) cannot act on marks from ``low`` to
+        ``high``: no peak or day start above the highest mark, so the lowest tells at once."""
+        limit, pct = self.limits.daily_loss_limit_pct, self.limits.portfolio_stop_pct
+        stop_quiet = (
+            pct is None
+            or self._state is TradingState.HALTED
+            or low > max(high, self.peak_equity_krw or 0) * (1.0 - pct)
+        )
+        lock_quiet = limit is None or low > max(high, self.day_start_equity_krw or 0) * (
+            1.0 - limit
+        )
+        return stop_quiet, lock_quiet
 
     def pass_marks(self, high_krw: int) -> None:
         """Take ``high_krw`` (the highest of a run of marks :meth:`first_limit_hit` found

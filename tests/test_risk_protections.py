@@ -903,3 +903,44 @@ def test_no_exit_without_a_known_price():
     rig = make_rig(strategy(stop_loss_pct=0.05))
     rig.hold(10, 10_000)
     assert rig.trader.check_exits(OTHER) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    peak=st.integers(1_000_000, 2_000_000),
+    start=st.integers(1_000_000, 2_000_000),
+    marks=st.lists(st.integers(500_000, 2_500_000), min_size=1, max_size=30),
+    locked=st.booleans(),
+    halted=st.booleans(),
+    limit=st.sampled_from([None, 0.01, 0.05]),
+    pct=st.sampled_from([None, 0.1, 0.3]),
+)
+def test_marks_found_quiet_are_quiet_when_marked_one_by_one(
+    peak: int,
+    start: int,
+    marks: list[int],
+    locked: bool,
+    halted: bool,
+    limit: float | None,
+    pct: float | None,
+) -> None:
+    def manager() -> RiskManager:
+        risk = RiskManager(RiskLimits(daily_loss_limit_pct=limit, portfolio_stop_pct=pct))
+        risk.peak_equity_krw = peak
+        risk.start_day(date(2024, 1, 2), start)
+        risk.peak_equity_krw = max(peak, start)
+        risk.daily_loss_locked = locked
+        if halted:
+            risk.set_state(TradingState.HALTED)
+        return risk
+
+    risk = manager()
+    acted = [
+        risk.update_equity(equity)
+        or (risk.state is not TradingState.HALTED and risk.portfolio_stop_hit(equity))
+        for equity in marks
+    ]
+    first = acted.index(True) if any(acted) else len(marks)
+    assert manager().first_limit_hit(marks, [], 0) == first
+    if manager().marks_quiet(min(marks), max(marks)):
+        assert not any(acted)
