@@ -658,7 +658,9 @@ class Backtest:
             return None
         states = run.states
         seen: dict[str, tuple[float, float, float, bool]] = {}
-        for code in {p.stock_code for p in positions}:
+        one_code = len(positions) == 1
+        codes = [positions[0].stock_code] if one_code else {p.stock_code for p in positions}
+        for code in codes:
             cs = states.get(code)
             if cs is None:
                 continue  # no bars: its price and exits never move

@@ -99,11 +99,9 @@ class Portfolio:
         return pos if pos is not None and pos.qty > 0 else None
 
     def positions(self, strategy: str | None = None) -> list[Position]:
-        return [
-            p
-            for (s, _), p in self._positions.items()
-            if p.qty > 0 and (strategy is None or s == strategy)
-        ]
+        if strategy is None:  # asked on every visited bar and quiet stretch of a backtest
+            return [p for p in self._positions.values() if p.qty > 0]
+        return [p for (s, _), p in self._positions.items() if p.qty > 0 and s == strategy]
 
     def market_value(self, prices: Mapping[str, float]) -> float:
         """Every held position's shares × its price in ``prices`` (KRW; the average cost

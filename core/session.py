@@ -174,6 +174,11 @@ class TradingSession:
             return
         trader, risk = self.trader, self.risk
         equity = trader.equity_krw()
+        if risk.marks_quiet(equity, equity):  # the common mark: only the high-water mark moves
+            peak = risk.peak_equity_krw
+            if peak is None or equity > peak:
+                risk.pass_marks(equity)
+            return
         if risk.update_equity(equity):
             trader.publish(
                 RiskLimitHit(
