@@ -227,3 +227,29 @@ def test_a_held_stock_s_peak_is_the_highest_high_since_entry() -> None:
     frame = bars["005930"]
     assert pos.peak_price == max(frame["open"].iloc[3], frame["high"].iloc[3:].max())
     assert len(result.trades) == 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "risk"),
+    [
+        (RiskLimits(daily_loss_limit_pct=0.004, portfolio_stop_pct=0.25), {}),
+        (RiskLimits(daily_loss_limit_pct=0.01), {"max_holding_days": 4}),
+        (RiskLimits(), {"trailing_stop_pct": 0.03}),
+    ],
+)
+def test_short_stretches_walked_over_lists_give_the_run_numpy_gives(
+    monkeypatch: pytest.MonkeyPatch, limits: RiskLimits, risk: dict[str, Any]
+) -> None:
+    """Aligned stocks: the one-walk pass of short stretches (Backtest._pass_short) against
+    the numpy pass every stretch takes when none counts as short."""
+    import core.backtest
+
+    bars = hourly(stagger=0)
+    strategy_risk = {k: v for k, v in risk.items() if k != "trailing_stop_pct"}
+    trailing = risk.get("trailing_stop_pct")
+    walked = run(Counted(config(trailing, **strategy_risk)), bars, limits)
+    monkeypatch.setattr(core.backtest, "_SHORT", 0)
+    with_numpy = run(Counted(config(trailing, **strategy_risk)), bars, limits)
+
+    assert len(walked[1].trades) > 10, "the case should trade"
+    assert fingerprint(*walked) == fingerprint(*with_numpy)
