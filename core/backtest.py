@@ -723,16 +723,7 @@ class Backtest:
                 one = states[code]
                 hold_col[k:j] = [qty * c for c in one.rc[one.ptr : one.ptr + m]]
         elif held:
-            sums = [0] * m
-            for code, (qty, _) in held.items():
-                cs = states.get(code)
-                if cs is None:
-                    value = qty * last[code]
-                    sums = [v + value for v in sums]
-                else:
-                    marks = cs.rc[cs.ptr : cs.ptr + m]
-                    sums = [v + qty * c for v, c in zip(sums, marks, strict=True)]
-            hold_col[k:j] = sums
+            hold_col[k:j] = self._holdings_series(run, k, j)
         else:
             hold_col[k:j] = 0
         times = run.times
