@@ -48,6 +48,7 @@ from framework.types import (
     FINAL_STATUSES,
     Fill,
     Order,
+    OrderRequest,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -317,8 +318,16 @@ class OrderManager:
             raise ValueError(
                 f"{order.client_order_id} is {order.status.value}; only a new order is sent"
             )
+        request = OrderRequest(  # Order.to_request, positional (once per order)
+            order.client_order_id,
+            order.stock_code,
+            order.side,
+            order.order_type,
+            order.qty,
+            order.price,
+        )
         try:
-            broker_id = self.executor.submit_order(order.to_request())
+            broker_id = self.executor.submit_order(request)
         except UnknownOrderOutcomeError as exc:
             self._set_status(order, OrderStatus.UNKNOWN, f"unknown outcome: {exc}")
             try:
@@ -332,8 +341,13 @@ class OrderManager:
         except BrokerError as exc:  # not sent (circuit open, auth...): final, nothing to track
             self._set_status(order, OrderStatus.REJECTED, f"not sent: {exc}")
             return order
+        # _set_status for PENDING_NEW -> SUBMITTED inline (not final: nothing to untrack)
+        note = f"accepted as {broker_id}"
         order.broker_order_id = broker_id
-        self._set_status(order, OrderStatus.SUBMITTED, f"accepted as {broker_id}")
+        order.status = OrderStatus.SUBMITTED
+        order.message = note
+        order.updated_at = self.clock()
+        self.journal.order(order, note)
         return order
 
     def resolve_unknown(self, order: Order) -> list[Fill]:

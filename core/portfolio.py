@@ -118,7 +118,11 @@ class Portfolio:
 
     def invested_krw(self, strategy: str) -> int:
         """Cost basis of the strategy's open positions (KRW)."""
-        return sum(p.cost_basis_krw for p in self.positions(strategy))
+        total = 0  # positions() filtered inline: asked before every buy
+        for (s, _), p in self._positions.items():
+            if s == strategy and p.qty > 0:
+                total += p.cost_basis_krw
+        return total
 
     def restore(self, position: Position) -> None:
         """Put back a position read from the database (restart)."""

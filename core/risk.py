@@ -31,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from framework.types import OrderSide, Signal
+from framework.types import OrderSide, Signal, SignalType
 from strategies.config import RiskManagement
 from utils.ticks import Market, round_to_tick
 
@@ -410,11 +410,12 @@ class RiskManager:
         state = self._state
         if state is TradingState.HALTED:
             return "trading is halted"
-        if state is TradingState.REDUCE_ONLY and signal.signal_type.is_buy:
+        kind = signal.signal_type
+        if state is TradingState.REDUCE_ONLY and kind.is_buy:
             return "reduce-only: no new buys"
         if has_open_order:
             return "an order for this stock is still open"
-        if signal.signal_type.is_sell:
+        if kind is SignalType.SELL or kind is SignalType.STRONG_SELL:  # is_sell, no property
             if position_qty <= 0:
                 return "no position to sell"
             return None

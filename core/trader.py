@@ -594,8 +594,10 @@ class Trader:
         name = slot.strategy.name
         risk = slot.strategy.risk
         held = self._portfolio.qty(name, code)
-        counted = signal.signal_type.is_buy and (
-            risk.max_positions is not None or self._risk.limits.max_positions is not None
+        kind = signal.signal_type  # identity tests: is_buy/is_sell are property calls
+        limits = self._risk.limits
+        counted = (kind is SignalType.BUY or kind is SignalType.STRONG_BUY) and (
+            risk.max_positions is not None or limits.max_positions is not None
         )  # max_positions is the only check that reads them
         mine, everyone = self._position_counts(name) if counted else (0, 0)
         reason = self._risk.check_signal(
@@ -605,14 +607,14 @@ class Trader:
             has_open_order=self._orders.has_open(name, code),
             position_qty=held,
             strategy=name,
-            now=self.clock(),
+            now=self.clock() if limits.cooldown_s > 0 else None,  # only a cooldown reads it
             strategy_positions=mine,
             total_positions=everyone,
         )
         if reason:
             self._reject(slot, signal, reason)
             return None
-        if signal.signal_type.is_sell:
+        if kind is SignalType.SELL or kind is SignalType.STRONG_SELL:
             return self._sell(slot, signal, held)
         return self._buy(slot, signal, price, held)
 
@@ -654,7 +656,10 @@ class Trader:
         held_at = ref_price
         if limit is None:
             base = round(self.base_prices.get(code, price))
-            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
+            # the arguments of _tick_rules without its dict (once per market buy)
+            upper = upper_limit_price(
+                max(base, 1), on=self.clock().date(), market=self.fees.market(code)
+            )
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self._portfolio.invested_krw(name)

@@ -59,7 +59,7 @@ _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 """The read-only empty metadata of every signal that carries none (nothing can write it)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Signal:
     """A strategy's decision for one stock at one moment.
 
@@ -76,7 +76,8 @@ class Signal:
     reasons:
         Human readable reasons, shown in alerts and stored with the order and position.
     metadata:
-        Indicator values and anything else worth keeping (JSON-serialisable values).
+        Indicator values and anything else worth keeping (JSON-serialisable values);
+        kept as a read-only copy (``None``: none).
     qty:
         Optional explicit quantity in shares (sells: part of the position; buys: overrides
         the sizing, still capped by free cash). ``None`` = let the engine size it.
@@ -94,36 +95,49 @@ class Signal:
     qty: int | None = None
     limit_price: int | None = None
 
-    def __post_init__(self) -> None:
-        # one signal per order: a plain 6-character str code, a float confidence and no
-        # metadata (the common case) take the short checks; anything else the full ones
-        if not isinstance(self.signal_type, SignalType):
-            raise ValueError(f"signal_type must be a SignalType, got {self.signal_type!r}")
-        code = self.stock_code
-        if not (type(code) is str and len(code) == 6 and code.isalnum()):
-            validate_code(code)
-        conf = self.confidence if type(self.confidence) is float else float(self.confidence)
+    def __init__(
+        self,
+        signal_type: SignalType,
+        stock_code: str,
+        confidence: float = 0.0,
+        target_price: float | None = None,
+        stop_loss: float | None = None,
+        reasons: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        qty: int | None = None,
+        limit_price: int | None = None,
+    ) -> None:
+        # written by hand (the dataclass's __init__ and __post_init__ set three fields twice):
+        # one signal per order; a plain 6-character str code, a float confidence and no
+        # metadata (the common case) take the short checks, anything else the full ones.
+        # ``metadata=None`` is no metadata, as the default.
+        if not isinstance(signal_type, SignalType):
+            raise ValueError(f"signal_type must be a SignalType, got {signal_type!r}")
+        if not (type(stock_code) is str and len(stock_code) == 6 and stock_code.isalnum()):
+            validate_code(stock_code)
+        conf = confidence if type(confidence) is float else float(confidence)
         if not 0.0 <= conf <= 100.0:
-            raise ValueError(f"confidence must be within 0..100, got {self.confidence!r}")
-        if conf is not self.confidence:
-            object.__setattr__(self, "confidence", conf)
-        object.__setattr__(self, "reasons", tuple(map(str, self.reasons)))
-        metadata = self.metadata
-        object.__setattr__(
+            raise ValueError(f"confidence must be within 0..100, got {confidence!r}")
+        if qty is not None and (not isinstance(qty, int) or qty <= 0):
+            raise ValueError(f"qty must be a positive whole number of shares, got {qty!r}")
+        if limit_price is not None and (not isinstance(limit_price, int) or limit_price <= 0):
+            raise ValueError(f"limit_price must be a positive KRW integer, got {limit_price!r}")
+        put = object.__setattr__  # frozen: the fields are set once, here
+        put(self, "signal_type", signal_type)
+        put(self, "stock_code", stock_code)
+        put(self, "confidence", conf)
+        put(self, "target_price", target_price)
+        put(self, "stop_loss", stop_loss)
+        put(self, "reasons", tuple(map(str, reasons)))
+        put(
             self,
             "metadata",
             _NO_METADATA
-            if type(metadata) is dict and not metadata
+            if metadata is None or (type(metadata) is dict and not metadata)
             else MappingProxyType(dict(metadata)),
         )
-        if self.qty is not None and (not isinstance(self.qty, int) or self.qty <= 0):
-            raise ValueError(f"qty must be a positive whole number of shares, got {self.qty!r}")
-        if self.limit_price is not None and (
-            not isinstance(self.limit_price, int) or self.limit_price <= 0
-        ):
-            raise ValueError(
-                f"limit_price must be a positive KRW integer, got {self.limit_price!r}"
-            )
+        put(self, "qty", qty)
+        put(self, "limit_price", limit_price)
 
 
 class OrderSide(enum.Enum):

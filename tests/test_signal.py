@@ -79,3 +79,27 @@ def test_empty_metadata_is_read_only_and_not_shared_with_the_caller() -> None:
 def test_qty_and_limit_price_must_be_positive_integers(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=field):
         Signal(SignalType.BUY, "005930", **{field: value})
+
+
+def test_no_metadata_given_as_none_is_the_empty_read_only_mapping() -> None:
+    signal = Signal(SignalType.BUY, "005930", metadata=None)
+    assert dict(signal.metadata) == {}
+    with pytest.raises(TypeError):
+        signal.metadata["x"] = 1  # type: ignore[index]
+
+
+def test_a_signal_is_frozen_and_replace_keeps_every_field() -> None:
+    import dataclasses
+
+    signal = Signal(
+        SignalType.SELL, "005930", 40, 90_000.0, 70_000.0, ["cross"], {"rsi": 30}, 5, 80_000
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        signal.qty = 1  # type: ignore[misc]
+    copy = dataclasses.replace(signal, qty=3)
+    assert copy.qty == 3
+    assert (copy.confidence, copy.target_price, copy.stop_loss) == (40.0, 90_000.0, 70_000.0)
+    assert (copy.reasons, copy.limit_price) == (("cross",), 80_000)
+    assert dict(copy.metadata) == {"rsi": 30}
+    assert copy != signal
+    assert dataclasses.replace(copy, qty=5) == signal

@@ -265,7 +265,7 @@ class FeeModel:
             cash_krw, price_krw = _whole_krw(cash_krw), _whole_krw(price_krw)
         # exact integers (every buy asks): the rate as num/den, so the commission
         # floor(amount × rate) is amount × num // den, the won :meth:`commission` gives
-        num, den = self.commission_rate.as_integer_ratio()
+        num, den = self._commission_num, self._commission_den
         qty = cash_krw * den // (price_krw * (den + num))  # cost ≤ qty × price × (1 + rate)
         while qty > 0 and qty * price_krw + qty * price_krw * num // den > cash_krw:
             qty -= 1
