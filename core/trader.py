@@ -35,7 +35,7 @@ import pandas as pd
 
 from core.fencing import HookFailures, StrategyDisabledError, indicator_column
 from core.fund_manager import FundManager
-from core.journal import Journal, PositionRecord, StorageError
+from core.journal import Journal, MemoryJournal, PositionRecord, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
 from core.portfolio import OverfillError, Portfolio, Position, RoundTrip
 from core.risk import (
@@ -947,11 +947,14 @@ class Trader:
         Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
         book_cash = self._book_cash if book_cash is None else book_cash
         late = order.status in FINAL_STATUSES
-        orders, portfolio = self._orders, self._portfolio
+        orders, portfolio, journal = self._orders, self._portfolio, self._journal
         strategy, code, buy = order.strategy, fill.stock_code, fill.side is OrderSide.BUY
-        before = orders.snapshot(order)
-        mark = portfolio.checkpoint(strategy, code)
-        note = orders.book_fill(order, fill)
+        # a MemoryJournal never fails and holds no fill twice: nothing is ever undone, so
+        # nothing is captured (an overfill raises before the position or the order changes)
+        undo = type(journal) is not MemoryJournal
+        if undo:
+            before = orders.snapshot(order)
+            mark = portfolio.checkpoint(strategy, code)
         try:
             if buy:
                 meta = order.metadata
@@ -969,20 +972,24 @@ class Trader:
                 )
                 if pos.peak_price is None or fill.price > pos.peak_price:
                     pos.peak_price = float(fill.price)
+                cash_delta = -(fill.qty * fill.price + fill.commission_krw)  # fill.cash_delta_krw
             else:  # a sell takes only the reasons (stop, target and metadata stay)
                 pos, trip = portfolio.apply_fill(strategy, fill, reasons=tuple(order.reasons))
-            stored = self._journal.fill_applied(
-                order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
+                cash_delta = fill.qty * fill.price - fill.commission_krw - fill.tax_krw
+            note = orders.book_fill(order, fill)
+            stored = journal.fill_applied(
+                order, note, fill, pos, fill.time if trip else None, cash_delta
             )
         except (StorageError, OverfillError) as exc:
-            orders.unbook(order, before)
-            portfolio.rollback(strategy, code, mark)
+            if undo:
+                orders.unbook(order, before)
+                portfolio.rollback(strategy, code, mark)
             if isinstance(exc, StorageError):
                 self.storage_failed(exc)
             raise
         if self.storage_error is not None:
             self._storage_ok()
-        if not stored:  # already in the database (applied before): nothing more to do
+        if not stored:  # already in the database (a DatabaseJournal only): nothing more to do
             orders.unbook(order, before)
             portfolio.rollback(strategy, code, mark)
             return
