@@ -994,10 +994,11 @@ class Trader:
             portfolio.rollback(strategy, code, mark)
             return
         slot = self.slots.get(strategy)
-        self._book_cash_of(order, fill, book_cash, late)
+        if book_cash:
+            self._book_cash_of(order, buy, cash_delta, late)
         if not buy:
             self._risk.record_sell(strategy, code, fill.time)
-        if self._order_events_wanted():
+        if len(self._bus.subscribers) > 1:  # _order_events_wanted(), inline
             self.publish(
                 OrderFilled(
                     at=fill.time,
@@ -1021,13 +1022,13 @@ class Trader:
         ):
             self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
-    def _book_cash_of(self, order: Order, fill: Fill, book_cash: bool, late: bool) -> None:
-        if not book_cash:
+    def _book_cash_of(self, order: Order, buy: bool, cash_delta_krw: int, late: bool) -> None:
+        """Move the cash pool by a fill of ``order`` (``cash_delta_krw``: KRW, negative
+        for a buy, its amount and commission)."""
+        if not buy:
+            self._funds.credit(cash_delta_krw)
             return
-        if fill.side is OrderSide.SELL:
-            self._funds.credit(fill.cash_delta_krw)
-            return
-        cost = fill.amount_krw + fill.commission_krw
+        cost = -cash_delta_krw
         reservation = None if late else self._funds.reservation_of(order.client_order_id)
         try:
             self._funds.commit_buy(reservation, cost)
