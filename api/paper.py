@@ -264,6 +264,16 @@ class PaperBroker(Broker, OrderExecutor):
         except KeyError:
             raise OrderRejectedError(f"unknown order {broker_order_id}") from None
 
+    def fills_of(self, broker_order_id: str) -> tuple[OrderStatus, list[Fill]]:
+        """The status of an order and every fill it had so far, in order: what
+        :meth:`get_order` reports of them, without building the ``OrderState`` (the
+        engine's poll of a paper order, once per fill). The list is the order's own: read
+        it, never change it. ``OrderRejectedError`` for an unknown id."""
+        order = self._orders.get(broker_order_id)
+        if order is None:
+            raise OrderRejectedError(f"unknown order {broker_order_id}")
+        return order.status, order.fills
+
     def find_order(self, client_order_id: str) -> OrderState | None:
         broker_id = self._by_client.get(client_order_id)
         return None if broker_id is None else self._orders[broker_id].state()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from api.paper import PaperBroker
 from core.fencing import HookFailures, StrategyDisabledError, indicator_column
 from core.fund_manager import FundManager
 from core.journal import Journal, MemoryJournal, PositionRecord, StorageError
@@ -856,9 +857,16 @@ class Trader:
             elif order.broker_order_id is None:
                 return []
             else:
-                fills = self._orders.apply_state(
-                    order, self._executor.get_order(order.broker_order_id)
-                )
+                executor = self._executor
+                # a paper account (its own get_order) hands its status and fills without
+                # building an OrderState: once per fill of a backtest
+                if isinstance(executor, PaperBroker) and type(executor).get_order is _PAPER_STATE:
+                    status, reported = executor.fills_of(order.broker_order_id)
+                    fills = self._orders.apply_report(order, status, reported)
+                else:
+                    fills = self._orders.apply_state(
+                        order, self._executor.get_order(order.broker_order_id)
+                    )
         except StorageError as exc:
             self.storage_failed(exc)
             return []
@@ -1516,6 +1524,10 @@ class Trader:
             self._journal.event(event)
         except StorageError as exc:
             self.storage_failed(exc)
+
+
+_PAPER_STATE = PaperBroker.get_order
+"""The paper account's own order read (a subclass that replaces it is polled through it)."""
 
 
 def _overrides(strategy: BaseStrategy, hook: str) -> bool:

@@ -1,7 +1,8 @@
 """The backtest's short way from a fill to the books changes nothing: a run booked through
 the generic path (a journal that is not the plain ``MemoryJournal``, so every fill is
-captured for a rollback) gives the same orders, fills, journal, positions, round trips,
-events and equity as the run booked the short way. Market and limit orders, slippage,
+captured for a rollback, and a paper account read through ``get_order``'s ``OrderState``
+as any broker is) gives the same orders, fills, journal, positions, round trips, events
+and equity as the run booked the short way. Market and limit orders, slippage,
 resting and expiring orders, timeouts with re-placement and protective exits are all in."""
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import pandas as pd
 import pytest
 
 import core.backtest
+import core.engine
+from api.paper import PaperBroker
 from core.backtest import Backtest, BacktestSettings
 from core.journal import MemoryJournal
 from core.order_manager import OrderPolicy
 from core.risk import RiskLimits
 from framework.bars import Bars
+from framework.executor import OrderState
 from framework.types import OrderSide, Signal, SignalType
 from strategies.base import BaseStrategy
 from strategies.sma_cross.strategy import SmaCrossStrategy
@@ -28,6 +32,13 @@ from tests.test_backtest_fast_path import bars_of, config
 class GenericJournal(MemoryJournal):
     """A MemoryJournal the engine treats as any other journal (it might fail or hold a
     fill already), so every fill takes the generic path."""
+
+
+class StatePaper(PaperBroker):
+    """A paper account whose orders are read as any broker's: its own ``get_order``."""
+
+    def get_order(self, broker_order_id: str) -> OrderState:
+        return super().get_order(broker_order_id)
 
 
 class LimitCross(SmaCrossStrategy):
@@ -111,8 +122,10 @@ def test_fills_booked_the_short_way_give_the_books_of_the_generic_path(
     short_bt, short = run(strategy(config(0.03)), bars, slippage)
     with monkeypatch.context() as patch:
         patch.setattr(core.backtest, "MemoryJournal", GenericJournal)
+        patch.setattr(core.engine, "PaperBroker", StatePaper)
         generic_bt, generic = run(strategy(config(0.03)), bars, slippage)
     assert type(generic_bt.journal) is GenericJournal
+    assert type(generic_bt.broker) is StatePaper
     assert type(short_bt.journal) is MemoryJournal
     assert len(short.fills) > 20
     assert books(short_bt, short) == books(generic_bt, generic)
