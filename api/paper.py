@@ -33,7 +33,6 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from framework.broker import Broker
@@ -50,7 +49,7 @@ from framework.types import (
     Quote,
 )
 from utils.clock import system_now
-from utils.fees import FeeModel, fee_krw
+from utils.fees import FeeModel
 from utils.ticks import Direction, add_ticks, price_limit_pct, round_to_tick, upper_limit_price
 
 _LIMIT_TOLERANCE = 0.99
@@ -154,7 +153,6 @@ class PaperBroker(Broker, OrderExecutor):
         self._orders: dict[str, _PaperOrder] = {}
         self._by_client: dict[str, str] = {}
         self._pending: dict[str, list[_PaperOrder]] = {}
-        self._tax_rates: dict[tuple[date, str], Decimal] = {}
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
         self.id_prefix = id_prefix
@@ -265,6 +263,16 @@ class PaperBroker(Broker, OrderExecutor):
             return self._orders[broker_order_id].state()
         except KeyError:
             raise OrderRejectedError(f"unknown order {broker_order_id}") from None
+
+    def fills_of(self, broker_order_id: str) -> tuple[OrderStatus, list[Fill]]:
+        """The status of an order and every fill it had so far, in order: what
+        :meth:`get_order` reports of them, without building the ``OrderState`` (the
+        engine's poll of a paper order, once per fill). The list is the order's own: read
+        it, never change it. ``OrderRejectedError`` for an unknown id."""
+        order = self._orders.get(broker_order_id)
+        if order is None:
+            raise OrderRejectedError(f"unknown order {broker_order_id}")
+        return order.status, order.fills
 
     def find_order(self, client_order_id: str) -> OrderState | None:
         broker_id = self._by_client.get(client_order_id)
@@ -406,7 +414,7 @@ class PaperBroker(Broker, OrderExecutor):
         if price is None:
             return None
         req = order.request
-        qty = order.remaining
+        qty = req.qty - order.cancelled_qty - order.filled_qty  # order.remaining, inline
         commission = tax = 0
         if req.side is OrderSide.BUY:
             cash = (
@@ -432,11 +440,7 @@ class PaperBroker(Broker, OrderExecutor):
             h = self._holdings[req.stock_code]
             amount = qty * price
             commission = self.fees.commission(amount)
-            key = (when.date(), req.stock_code)
-            rate = self._tax_rates.get(key)
-            if rate is None:
-                rate = self._tax_rates[key] = self.fees.sell_tax_rate(*key)
-            tax = fee_krw(amount, rate)  # FeeModel.sell_tax with the day's rate kept
+            tax = self.fees.sell_tax(amount, when.date(), req.stock_code)
             cost_out = h[1] * qty // h[0] if qty < h[0] else h[1]
             h[0] -= qty
             h[1] -= cost_out
@@ -459,8 +463,15 @@ class PaperBroker(Broker, OrderExecutor):
         )
         order.fills.append(fill)
         order.filled_qty += qty
-        if order.remaining == 0:
-            self._close(order, OrderStatus.FILLED, "filled")
+        if order.filled_qty + order.cancelled_qty == req.qty:  # nothing remains: filled
+            order.status = OrderStatus.FILLED  # _close, inline (once per order)
+            order.message = "filled"
+            pending = self._pending.get(req.stock_code)
+            if pending is not None:
+                if len(pending) == 1 and pending[0] is order:
+                    del self._pending[req.stock_code]
+                elif order in pending:
+                    pending.remove(order)
         else:
             self._close(order, OrderStatus.CANCELLED, f"cut to {order.filled_qty} shares by cash")
         return fill

@@ -127,7 +127,7 @@ class MemoryJournal:
         # order(), fill() and position() inline: once per fill of a backtest
         cid = order.client_order_id
         self.orders[cid] = order
-        self.history.append((cid, order.status.value, order.updated_at, note))
+        self.history.append((cid, order.status._value_, order.updated_at, note))
         self.fills.append((order.strategy, fill))
         if closed_at is not None:
             self.closed_positions.append((position_fields(position), closed_at))

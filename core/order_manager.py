@@ -391,22 +391,30 @@ class OrderManager:
 
         Raises ``StorageError`` (from the fill handler) when a fill could not be written:
         the fills before it are applied, it and the final status are not (next poll)."""
-        if state.filled_amount_krw is None and not state.fills:  # nothing executed yet
-            new_fills: list[Fill] = []
-        else:
-            new_fills = self._apply_fills(order, self._new_fills(order, state))
+        if state.filled_amount_krw is None:  # executions reported (none yet, or some)
+            return self.apply_report(order, state.status, state.fills)
+        return self.apply_report(order, state.status, self._new_fills(order, state))
+
+    def apply_report(
+        self, order: Order, status: OrderStatus, fills: Sequence[Fill]
+    ) -> list[Fill]:
+        """:meth:`apply_state` of a broker's ``status`` of ``order`` and the executions
+        it reports (``fills``: all so far, or those beyond the recorded figures); the
+        same answer and errors, without an ``OrderState``."""
+        new_fills = self._apply_fills(order, fills) if fills else []
+        cid = order.client_order_id
         if new_fills:
             if order.filled_qty < order.qty:
-                self._polled[order.client_order_id] = (self.clock(), order.filled_qty)
+                self._polled[cid] = (self.clock(), order.filled_qty)
             else:  # filled: no notice can add to it (apply_notice), nothing to remember
-                self._polled.pop(order.client_order_id, None)
-        if state.status.is_final and not order.status.is_final:
-            status = state.status
-            if status is OrderStatus.FILLED and order.filled_qty < order.qty:
-                status = OrderStatus.CANCELLED  # broker cut the order (e.g. cash): rest dropped
-            self._set_status(order, status, f"broker: {state.status.value}")
-            if status is OrderStatus.CANCELLED:
-                self._settling[order.client_order_id] = self.clock()
+                self._polled.pop(cid, None)
+        if status in FINAL_STATUSES and order.status not in FINAL_STATUSES:
+            final = status
+            if final is OrderStatus.FILLED and order.filled_qty < order.qty:
+                final = OrderStatus.CANCELLED  # broker cut the order (e.g. cash): rest dropped
+            self._set_status(order, final, f"broker: {status.value}")
+            if final is OrderStatus.CANCELLED:
+                self._settling[cid] = self.clock()
         return new_fills
 
     def _new_fills(self, order: Order, state: OrderState) -> Sequence[Fill]:

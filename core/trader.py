@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from api.paper import PaperBroker
 from core.fencing import HookFailures, StrategyDisabledError, indicator_column
 from core.fund_manager import FundManager
-from core.journal import Journal, PositionRecord, StorageError
+from core.journal import Journal, MemoryJournal, PositionRecord, StorageError
 from core.order_manager import STOP_KEY, TARGET_KEY, OrderManager, OrderPolicy
 from core.portfolio import OverfillError, Portfolio, Position, RoundTrip
 from core.risk import (
@@ -861,9 +862,16 @@ class Trader:
             elif order.broker_order_id is None:
                 return []
             else:
-                fills = self._orders.apply_state(
-                    order, self._executor.get_order(order.broker_order_id)
-                )
+                executor = self._executor
+                # a paper account (its own get_order) hands its status and fills without
+                # building an OrderState: once per fill of a backtest
+                if isinstance(executor, PaperBroker) and type(executor).get_order is _PAPER_STATE:
+                    status, reported = executor.fills_of(order.broker_order_id)
+                    fills = self._orders.apply_report(order, status, reported)
+                else:
+                    fills = self._orders.apply_state(
+                        order, self._executor.get_order(order.broker_order_id)
+                    )
         except StorageError as exc:
             self.storage_failed(exc)
             return []
@@ -952,11 +960,14 @@ class Trader:
         Raises ``OverfillError`` for a sell of more shares than the strategy holds."""
         book_cash = self._book_cash if book_cash is None else book_cash
         late = order.status in FINAL_STATUSES
-        orders, portfolio = self._orders, self._portfolio
+        orders, portfolio, journal = self._orders, self._portfolio, self._journal
         strategy, code, buy = order.strategy, fill.stock_code, fill.side is OrderSide.BUY
-        before = orders.snapshot(order)
-        mark = portfolio.checkpoint(strategy, code)
-        note = orders.book_fill(order, fill)
+        # a MemoryJournal never fails and holds no fill twice: nothing is ever undone, so
+        # nothing is captured (an overfill raises before the position or the order changes)
+        undo = type(journal) is not MemoryJournal
+        if undo:
+            before = orders.snapshot(order)
+            mark = portfolio.checkpoint(strategy, code)
         try:
             if buy:
                 meta = order.metadata
@@ -974,28 +985,33 @@ class Trader:
                 )
                 if pos.peak_price is None or fill.price > pos.peak_price:
                     pos.peak_price = float(fill.price)
+                cash_delta = -(fill.qty * fill.price + fill.commission_krw)  # fill.cash_delta_krw
             else:  # a sell takes only the reasons (stop, target and metadata stay)
                 pos, trip = portfolio.apply_fill(strategy, fill, reasons=tuple(order.reasons))
-            stored = self._journal.fill_applied(
-                order, note, fill, pos, fill.time if trip else None, fill.cash_delta_krw
+                cash_delta = fill.qty * fill.price - fill.commission_krw - fill.tax_krw
+            note = orders.book_fill(order, fill)
+            stored = journal.fill_applied(
+                order, note, fill, pos, fill.time if trip else None, cash_delta
             )
         except (StorageError, OverfillError) as exc:
-            orders.unbook(order, before)
-            portfolio.rollback(strategy, code, mark)
+            if undo:
+                orders.unbook(order, before)
+                portfolio.rollback(strategy, code, mark)
             if isinstance(exc, StorageError):
                 self.storage_failed(exc)
             raise
         if self.storage_error is not None:
             self._storage_ok()
-        if not stored:  # already in the database (applied before): nothing more to do
+        if not stored:  # already in the database (a DatabaseJournal only): nothing more to do
             orders.unbook(order, before)
             portfolio.rollback(strategy, code, mark)
             return
         slot = self.slots.get(strategy)
-        self._book_cash_of(order, fill, book_cash, late)
+        if book_cash:
+            self._book_cash_of(order, buy, cash_delta, late)
         if not buy:
             self._risk.record_sell(strategy, code, fill.time)
-        if self._order_events_wanted():
+        if len(self._bus.subscribers) > 1:  # _order_events_wanted(), inline
             self.publish(
                 OrderFilled(
                     at=fill.time,
@@ -1019,13 +1035,13 @@ class Trader:
         ):
             self._call(slot, "on_order_filled", slot.strategy.on_order_filled, order.copy())
 
-    def _book_cash_of(self, order: Order, fill: Fill, book_cash: bool, late: bool) -> None:
-        if not book_cash:
+    def _book_cash_of(self, order: Order, buy: bool, cash_delta_krw: int, late: bool) -> None:
+        """Move the cash pool by a fill of ``order`` (``cash_delta_krw``: KRW, negative
+        for a buy, its amount and commission)."""
+        if not buy:
+            self._funds.credit(cash_delta_krw)
             return
-        if fill.side is OrderSide.SELL:
-            self._funds.credit(fill.cash_delta_krw)
-            return
-        cost = fill.amount_krw + fill.commission_krw
+        cost = -cash_delta_krw
         reservation = None if late else self._funds.reservation_of(order.client_order_id)
         try:
             self._funds.commit_buy(reservation, cost)
@@ -1513,6 +1529,10 @@ class Trader:
             self._journal.event(event)
         except StorageError as exc:
             self.storage_failed(exc)
+
+
+_PAPER_STATE = PaperBroker.get_order
+"""The paper account's own order read (a subclass that replaces it is polled through it)."""
 
 
 def _overrides(strategy: BaseStrategy, hook: str) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from framework.errors import ConfigError
-from utils.fees import FeeModel, SellTaxTable
+from utils.fees import FeeModel, SellTaxTable, fee_krw
 from utils.symbols import Market, Symbol, SymbolTable
 
 SYMBOLS = SymbolTable(
@@ -176,3 +176,28 @@ def test_max_affordable_qty_takes_numpy_and_integral_float_prices_as_whole_won()
 def test_max_affordable_qty_refuses_a_fraction_of_a_won() -> None:
     with pytest.raises(ValueError, match="whole number of KRW"):
         FeeModel().max_affordable_qty(1_000_000, 66_600.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", [*MARKET_CODE.values(), "069500"])
+def test_tax_on_a_sale_remembered_between_changes_matches_a_fresh_model(code: str) -> None:
+    """``sell_tax`` keeps each code's rate while it holds; asked day after day and back,
+    it gives on every day the won of ``floor(amount × rate)`` a model that never asked
+    before gives, flat rates and an exempt ETF included."""
+    days = [
+        d
+        for start, n in ((date(1995, 1, 1), 800), (date(2018, 12, 1), 3000))
+        for d in (start + timedelta(days=k) for k in range(n))
+    ]
+    amount = 987_654_321  # every rate of the table gives a different won
+    for flat in (None, "0.0023"):
+        for asked in (days, days[::-3]):
+            kept = FeeModel(sell_tax_rate=flat, symbols=SYMBOLS)
+            for day in asked:
+                fresh = FeeModel(sell_tax_rate=flat, symbols=SYMBOLS)
+                expected = fee_krw(amount, fresh.sell_tax_rate(day, code))
+                assert kept.sell_tax(amount, day, code) == expected, day
+
+
+def test_tax_on_a_negative_amount_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        FeeModel(symbols=SYMBOLS).sell_tax(-1, date(2024, 6, 3), MARKET_CODE[Market.KOSPI])

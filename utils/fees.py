@@ -218,6 +218,9 @@ class FeeModel:
         self.symbols = symbols if symbols is not None else default_symbols()
         self.tax_table = tax_table if tax_table is not None else default_tax_table()
         self._steady: dict[Market, tuple[date, date, Decimal]] = {}
+        self._tax_spans: dict[str, tuple[date, date, int, int]] = {}
+        """Per code: trade dates ``[from, to)`` that pay one rate, and that rate as
+        ``num / den`` (:meth:`sell_tax`, once per sale)."""
 
     def market(self, stock_code: str) -> Market:
         """The market of ``stock_code`` (KOSPI, with one warning, when no file lists it)."""
@@ -252,8 +255,23 @@ class FeeModel:
 
     def sell_tax(self, amount_krw: int, trade_date: date, stock_code: str) -> int:
         """Transaction tax in KRW on a sale of ``amount_krw`` of ``stock_code`` traded on
-        ``trade_date``: ``floor(amount × rate)``."""
-        return fee_krw(amount_krw, self.sell_tax_rate(trade_date, stock_code))
+        ``trade_date``: ``floor(amount × rate)`` with :meth:`sell_tax_rate`'s rate.
+        ``ValueError`` for a negative amount."""
+        if amount_krw < 0:
+            raise ValueError(f"amount must not be negative, got {amount_krw}")
+        span = self._tax_spans.get(stock_code)  # the code's rate while it holds: no lookup
+        if span is not None and span[0] <= trade_date < span[1]:
+            return amount_krw * span[2] // span[3]
+        rate = self.sell_tax_rate(trade_date, stock_code)
+        num, den = rate.as_integer_ratio()
+        market = self.market(stock_code)
+        if market.is_fund or self.flat_sell_tax is not None:  # one rate on every date
+            self._tax_spans[stock_code] = (date.min, date.max, num, den)
+        else:
+            steady = self._steady.get(market)
+            if steady is not None and steady[0] <= trade_date < steady[1]:
+                self._tax_spans[stock_code] = (steady[0], steady[1], num, den)
+        return amount_krw * num // den
 
     def max_affordable_qty(self, cash_krw: int, price_krw: int) -> int:
         """Most whole shares whose cost ``qty × price + commission`` fits in ``cash_krw``
