@@ -1,0 +1,59 @@
+"""The result tables' columns are built without pandas' per-object inference
+(core.backtest._time_columns, _numbers) and must equal what pandas infers itself."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from core.backtest import _numbers, _table, _time_columns
+from utils.clock import KST
+
+
+def _inferred(values: list[object]) -> pd.Series:
+    return pd.Series(values)
+
+
+def test_kst_columns_match_pandas_with_shared_objects_and_microseconds() -> None:
+    base = datetime(2024, 3, 4, 9, 0, tzinfo=KST)
+    times = [base + timedelta(hours=h, microseconds=h * 1_001) for h in range(50)]
+    old = [datetime(1987, 5, 10, 2, 30, tzinfo=KST), datetime(1988, 10, 9, 1, 15, tzinfo=KST)]
+    late = [datetime(2250, 12, 31, 23, 59, 59, 999_999, tzinfo=KST)]
+    first = times[:30] + old
+    second = times[10:] + late + times[:5]  # objects shared with the first column
+    got_first, got_second = _time_columns(first, second)
+    for got, values in ((got_first, first), (got_second, second)):
+        want = _inferred(values)
+        assert str(pd.Series(got).dtype) == str(want.dtype)
+        pd.testing.assert_series_equal(pd.Series(got), want)
+
+
+def test_a_column_with_none_or_another_zone_is_left_to_pandas() -> None:
+    kst = [datetime(2024, 1, 2, 9, tzinfo=KST), datetime(2024, 1, 2, 10, tzinfo=KST)]
+    with_none = [kst[0], None]
+    utc = [datetime(2024, 1, 2, 0, tzinfo=UTC)]
+    good, none_col, utc_col, empty = _time_columns(kst, with_none, utc, [])
+    assert none_col is with_none
+    assert utc_col is utc
+    assert empty == []
+    pd.testing.assert_series_equal(pd.Series(good), _inferred(kst))
+
+
+def test_number_columns_have_the_dtype_pandas_infers() -> None:
+    for values in ((1, 2, 3), (1.5, 2.0), (1, 2.5), (np.int64(4), 5)):
+        got = pd.Series(_numbers(values))
+        want = _inferred(list(values))
+        assert got.dtype == want.dtype
+        pd.testing.assert_series_equal(got, want)
+
+
+def test_table_reads_every_field_of_every_row() -> None:
+    class Row:
+        def __init__(self, a: int, b: str) -> None:
+            self.a, self.b = a, b
+
+    rows = [Row(1, "x"), Row(2, "y")]
+    assert _table(rows, "a b") == [(1, 2), ("x", "y")]
+    assert _table([], "a b") == [(), ()]
