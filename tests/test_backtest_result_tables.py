@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,8 +13,8 @@ from core.backtest import _numbers, _table, _time_columns
 from utils.clock import KST
 
 
-def _inferred(values: list[object]) -> pd.Series:
-    return pd.Series(values)
+def _inferred(values: Sequence[object]) -> pd.Series:
+    return pd.Series(list(values))
 
 
 def test_kst_columns_match_pandas_with_shared_objects_and_microseconds() -> None:
