@@ -498,10 +498,11 @@ class Trader:
             return Bars(cols, index)
         return FrameWindow(cols, index, lookback=slot.strategy.config.lookback)
 
-    def signal_mask(self, slot: StrategySlot, window: Bars) -> list[bool] | None:
+    def signal_mask(self, slot: StrategySlot, window: Bars) -> np.ndarray | None:
         """Per bar of ``window`` (its full length): may ``slot``'s strategy signal there
-        (``BaseStrategy.signal_bars``)? ``None``: ask on every bar, also when the hook
-        fails or answers with the wrong shape (reported as a strategy error)."""
+        (``BaseStrategy.signal_bars``)? A bool array of ``len(window)``; ``None``: ask on
+        every bar, also when the hook fails or answers with the wrong shape (reported as a
+        strategy error)."""
         mask = self._call(slot, "signal_bars", slot.strategy.signal_bars, window)
         if mask is None:
             return None
@@ -522,7 +523,7 @@ class Trader:
                 )
             )
             return None
-        return arr.tolist()
+        return arr
 
     def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
         """Record the last price (KRW) and, when known, today's base price (previous close,

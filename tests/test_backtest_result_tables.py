@@ -58,3 +58,47 @@ def test_table_reads_every_field_of_every_row() -> None:
     rows = [Row(1, "x"), Row(2, "y")]
     assert _table(rows, "a b") == [(1, 2), ("x", "y")]
     assert _table([], "a b") == [(), ()]
+
+
+def test_union_of_times_is_the_sorted_distinct_times() -> None:
+    from core.backtest import _union
+
+    rng = np.random.default_rng(3)
+    a = np.arange(0, 100, 2, dtype=np.int64)
+    cases = [
+        [a],
+        [a, a.copy()],
+        [a, np.arange(0, 100, 3, dtype=np.int64)],
+        [a[:10], a],
+        [np.array([5, 3, 3, 9], dtype=np.int64)],  # not rising: sorted and deduplicated
+        [np.sort(rng.integers(0, 50, 40)), np.sort(rng.integers(0, 50, 40))],
+    ]
+    for times in cases:
+        assert np.array_equal(_union(times), np.unique(np.concatenate(times)))
+
+
+def test_next_marks_point_each_bar_at_the_first_marked_bar_at_or_after_it() -> None:
+    from core.backtest import Backtest, _CodeState, _union
+
+    rng = np.random.default_rng(5)
+    index = pd.date_range("2024-01-01", periods=60, freq="h", tz="Asia/Seoul")
+    frame = pd.DataFrame({c: np.ones(60) for c in ("open", "high", "low", "close")}, index)
+    states = []
+    for rows, first in ((slice(None), 0), (slice(0, 60, 2), 4), (slice(10, 40), 0)):
+        part = frame.iloc[rows]
+        st = _CodeState("x", part, first, len(part))
+        st.marked = rng.random(len(part)) < 0.1
+        states.append(st)
+    states.append(_CodeState("y", frame, 0, 60))  # no mask: never marks
+    timeline = _union([st.t_np[st.ptr :] for st in states])
+    got = Backtest._next_marks(states, timeline)
+    marked_times = {
+        int(t) for st in states if st.marked is not None
+        for t in st.t_np[st.ptr :][st.marked[st.ptr :]]
+    }
+    n = len(timeline)
+    want = [
+        next((j for j in range(k, n) if int(timeline[j]) in marked_times), n)
+        for k in range(n + 1)
+    ]
+    assert got == want
