@@ -232,7 +232,11 @@ class _CodeState:
         self.rc_np = np.round(c).astype(np.int64)  # the close as the paper broker marks it
         # the same as lists, for stretches too short to pay numpy's call costs (_SHORT)
         self.lo: list[float] = self.lo_np.tolist()
-        self.hi: list[float] = self.hi_np.tolist()
+        # the highest price is the high itself where no open lies above it (valid bars):
+        # then one list serves both
+        self.hi: list[float] = (
+            self.high if np.array_equal(self.hi_np, h) else self.hi_np.tolist()
+        )
         self.rc: list[int] = self.rc_np.tolist()
         self.ptr = first_row
         self.n = n
