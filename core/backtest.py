@@ -404,6 +404,12 @@ class Backtest:
 
     # --- run ---------------------------------------------------------------------------
     def _prepare(self) -> tuple[list[_CodeState], np.ndarray]:
+        """The look-ahead check (``LookaheadError``), then the stocks' cursors, windows and
+        signal masks, and the timeline (``DataError`` when nothing can trade)."""
+        # the check computes every indicator over the whole history: the windows reuse it
+        indicators: dict[tuple[str, str], Any] = {}
+        if not self.settings.allow_lookahead:
+            require_causal(self.strategies, self.bars, indicators)
         start_ns = pd.Timestamp(self.settings.start, tz=TZ).value if self.settings.start else None
         states: dict[str, _CodeState] = {}
         for code, frame in sorted(self.bars.items()):
@@ -434,7 +440,9 @@ class Backtest:
                     states[code].daily_slots.append(slot)
                 if minute_data and "minute" not in frames:
                     continue
-                window = self.trader.build_window(slot, code, self.bars[code])
+                window = self.trader.build_window(
+                    slot, code, self.bars[code], indicators.get((slot.name, code))
+                )
                 mask = self.trader.signal_mask(slot, window)
                 st = states[code]
                 if mask is not None:
@@ -467,8 +475,6 @@ class Backtest:
 
     def _run(self) -> BacktestResult:
         t0 = time.perf_counter()
-        if not self.settings.allow_lookahead:
-            require_causal(self.strategies, self.bars)
         states, timeline = self._prepare()
         n = len(timeline)
         local = timeline + _KST_OFFSET_NS

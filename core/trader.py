@@ -450,7 +450,13 @@ class Trader:
         return self.exit_position(pos, ExitTrigger(reason, price, price))
 
     # --- data --------------------------------------------------------------------------
-    def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
+    def build_window(
+        self,
+        slot: StrategySlot,
+        stock_code: str,
+        frame: pd.DataFrame,
+        indicators: pd.DataFrame | Mapping[str, Any] | None = None,
+    ) -> Bars:
         """The window ``slot`` sees over ``frame``: OHLCV plus its indicator columns.
 
         ``frame`` is one stock's OHLCV (index tz Asia/Seoul, ascending). The result shows
@@ -459,18 +465,26 @@ class Trader:
         (at most ``lookback_bars`` rows) :meth:`evaluate` passes as ``data``. A failing
         ``indicators`` hook counts as a failure of the strategy and the window has OHLCV
         only; a column that is not numbers of ``len(frame)`` rows is reported and left out.
+        ``indicators``: what the strategy's ``indicators(frame)`` already answered (the
+        backtest's look-ahead check computes it over the same bars); the hook is then not
+        called again, and counts as a success.
         """
         cols: dict[str, np.ndarray] = {
             c: frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS
         }
-        extra = self._call(
-            slot,
-            "indicators",
-            slot.strategy.indicators,
-            frame,
-            code=stock_code,
-            returns=(pd.DataFrame, Mapping),
-        )
+        if indicators is None:
+            extra = self._call(
+                slot,
+                "indicators",
+                slot.strategy.indicators,
+                frame,
+                code=stock_code,
+                returns=(pd.DataFrame, Mapping),
+            )
+        else:
+            extra = indicators
+            if slot.failures:  # as _call books a success
+                slot.failures.succeeded("indicators", stock_code)
         if extra is not None:
             for name, values in extra.items():
                 arr = indicator_column(values)
