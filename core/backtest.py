@@ -36,9 +36,10 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -116,7 +117,6 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-_US = timedelta(microseconds=1)
 _SHORT = 64
 """Quiet stretches of at most this many bars are scanned and marked with plain Python
 over lists: a numpy call costs about as much as a dozen list steps, and most stretches are
@@ -125,7 +125,14 @@ a day or less (see Backtest._quiet_end)."""
 
 def _union(times: list[np.ndarray]) -> np.ndarray:
     """The sorted union of int64 arrays of times (np.unique hashes: a sort and one
-    comparison cost a third of it)."""
+    comparison cost a third of it). Arrays that are all the same strictly rising times
+    (one stock, or stocks with a bar at the same times) are their own union: two
+    comparisons instead of a sort."""
+    first = times[0]
+    if all(t is first or np.array_equal(t, first) for t in times[1:]) and bool(
+        (first[1:] > first[:-1]).all()
+    ):
+        return first
     joined = np.sort(np.concatenate(times))
     keep = np.empty(len(joined), dtype=bool)
     keep[:1] = True
@@ -133,22 +140,72 @@ def _union(times: list[np.ndarray]) -> np.ndarray:
     return joined[keep]
 
 
-def _time_column(values: list[Any]) -> Any:
-    """A result column of times: KST datetimes become ``datetime64[us, Asia/Seoul]`` from
-    their microseconds since the epoch (what pandas infers from the objects, at a third of
-    the cost); anything else (``None``, other zones) is left to pandas as it is."""
-    if not values or not all(type(v) is datetime and v.tzinfo is KST for v in values):
-        return values
-    us = np.array([(v - _EPOCH) // _US for v in values], dtype="datetime64[us]")
-    return pd.DatetimeIndex(us).tz_localize("UTC").tz_convert(TZ)
+def _time_columns(*columns: list[Any]) -> list[Any]:
+    """Result columns of times: a column of KST datetimes becomes
+    ``datetime64[us, Asia/Seoul]`` (what pandas infers from the objects, at a fraction of the
+    cost); any other column (``None`` in it, other zones) is left to pandas as it is.
+
+    The columns of one table share most of their objects (an order's last update is its
+    fill's time, a trade's entry that fill's), so each distinct object is converted once:
+    ``timestamp()`` gives its whole seconds, ``microsecond`` the rest, exactly."""
+    flat = [v for col in columns for v in col]
+    if not flat:
+        return list(columns)
+    ids = np.fromiter(map(id, flat), dtype=np.uint64, count=len(flat))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    objs = [flat[i] for i in first.tolist()]
+    if set(map(type, objs)) == {datetime} and _only_kst(set(map(_TZINFO, objs))):
+        kst = np.ones(len(objs), dtype=bool)
+    else:
+        kst = np.fromiter(
+            (type(v) is datetime and v.tzinfo is KST for v in objs), dtype=bool, count=len(objs)
+        )
+    us = np.zeros(len(objs), dtype=np.int64)
+    if kst.any():
+        good = [v for v, ok in zip(objs, kst.tolist(), strict=True) if ok]
+        seconds = np.fromiter(map(datetime.timestamp, good), dtype=np.float64, count=len(good))
+        micro = np.fromiter(map(_MICROSECOND, good), dtype=np.int64, count=len(good))
+        us[kst] = np.rint(seconds - micro / 1e6).astype(np.int64) * 1_000_000 + micro
+    out: list[Any] = []
+    at = 0
+    for col in columns:
+        rows = inverse[at : at + len(col)]
+        at += len(col)
+        if not col or not kst[rows].all():
+            out.append(col)
+            continue
+        index = pd.DatetimeIndex(us[rows].view("datetime64[us]"))
+        out.append(index.tz_localize("UTC").tz_convert(TZ))
+    return out
+
+
+_MICROSECOND = attrgetter("microsecond")
+_TZINFO = attrgetter("tzinfo")
+
+
+def _only_kst(zones: set[Any]) -> bool:
+    return len(zones) == 1 and next(iter(zones)) is KST
+
+
+def _table(rows: list[Any], fields: str) -> list[list[Any]]:
+    """The attributes ``fields`` (space-separated, dotted allowed) of ``rows``, one list
+    per field, each read by ``map`` over an ``attrgetter``: no Python frame per value, and
+    (unlike one getter of every field and a transposition) no tuple per row."""
+    return [list(map(attrgetter(name), rows)) for name in fields.split()]
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
+    """A column of ints or floats (never ``None``) as the array pandas would infer from
+    them (int64 when all are ints, else float64), built by numpy without pandas' scan."""
+    return np.array(values)
 
 
 class _CodeState:
     """Per-stock cursor over its bars during the run."""
 
     __slots__ = ("c_np", "close", "code", "daily_slots", "h_np", "hi", "hi_np", "high",
-                 "l_np", "lo", "lo_np", "n", "o_np", "ptr", "rc", "rc_np", "t_np", "times",
-                 "windows")
+                 "l_np", "lo", "lo_np", "marked", "n", "o_np", "ptr", "rc", "rc_np", "t_np",
+                 "times", "windows")
 
     def __init__(self, code: str, frame: pd.DataFrame, first_row: int, n: int):
         # plain lists: indexing them in the bar loop is several times cheaper than numpy;
@@ -172,12 +229,19 @@ class _CodeState:
         self.rc_np = np.round(c).astype(np.int64)  # the close as the paper broker marks it
         # the same as lists, for stretches too short to pay numpy's call costs (_SHORT)
         self.lo: list[float] = self.lo_np.tolist()
-        self.hi: list[float] = self.hi_np.tolist()
+        # the highest price is the high itself where no open lies above it (valid bars):
+        # then one list serves both
+        self.hi: list[float] = (
+            self.high if np.array_equal(self.hi_np, h) else self.hi_np.tolist()
+        )
         self.rc: list[int] = self.rc_np.tolist()
         self.ptr = first_row
         self.n = n
         self.windows: list[tuple[StrategySlot, Bars, list[bool] | None]] = []
         """(strategy, its window, the bars it may signal on or ``None`` for every bar)"""
+        self.marked: np.ndarray | None = None
+        """Per row: some strategy may signal there (the union of the windows' masks;
+        ``None`` when no window has a mask)."""
         self.daily_slots: list[StrategySlot] = []
         """Strategies with ``timeframes: [daily, …]`` deciding on daily bars derived from
         these minute bars (once a day: at ``decide_at``, else at the day's last bar)."""
@@ -337,6 +401,12 @@ class Backtest:
 
     # --- run ---------------------------------------------------------------------------
     def _prepare(self) -> tuple[list[_CodeState], np.ndarray]:
+        """The look-ahead check (``LookaheadError``), then the stocks' cursors, windows and
+        signal masks, and the timeline (``DataError`` when nothing can trade)."""
+        # the check computes every indicator over the whole history: the windows reuse it
+        indicators: dict[tuple[str, str], Any] = {}
+        if not self.settings.allow_lookahead:
+            require_causal(self.strategies, self.bars, indicators)
         start_ns = pd.Timestamp(self.settings.start, tz=TZ).value if self.settings.start else None
         states: dict[str, _CodeState] = {}
         for code, frame in sorted(self.bars.items()):
@@ -367,9 +437,15 @@ class Backtest:
                     states[code].daily_slots.append(slot)
                 if minute_data and "minute" not in frames:
                     continue
-                window = self.trader.build_window(slot, code, self.bars[code])
+                window = self.trader.build_window(
+                    slot, code, self.bars[code], indicators.get((slot.name, code))
+                )
                 mask = self.trader.signal_mask(slot, window)
-                states[code].windows.append((slot, window, mask))
+                st = states[code]
+                if mask is not None:
+                    st.marked = mask.copy() if st.marked is None else st.marked | mask
+                # the loop reads the mask bar by bar: a list (numpy's item access is slower)
+                st.windows.append((slot, window, None if mask is None else mask.tolist()))
         self._windows = [
             (slot.name, st.code, w) for st in states.values() for slot, w, _ in st.windows
         ]
@@ -396,8 +472,6 @@ class Backtest:
 
     def _run(self) -> BacktestResult:
         t0 = time.perf_counter()
-        if not self.settings.allow_lookahead:
-            require_causal(self.strategies, self.bars)
         states, timeline = self._prepare()
         n = len(timeline)
         local = timeline + _KST_OFFSET_NS
@@ -836,15 +910,13 @@ class Backtest:
         n = len(timeline)
         at = [np.zeros(0, dtype=np.int64)]
         for st in states:
-            marked = np.zeros(st.n, dtype=bool)
-            for _, _, mask in st.windows:
-                if mask is not None:
-                    marked |= np.asarray(mask, dtype=bool)
-            rows = np.flatnonzero(marked)
-            rows = rows[rows >= st.ptr]
+            if st.marked is None:
+                continue
+            rows = np.flatnonzero(st.marked[st.ptr :]) + st.ptr
             at.append(np.searchsorted(timeline, st.t_np[rows]))
         marks = np.append(np.unique(np.concatenate(at)), n)
-        return marks[np.searchsorted(marks, np.arange(n + 1))].tolist()
+        # bars marks[i-1]+1 … marks[i] all look ahead to marks[i]
+        return np.repeat(marks, np.diff(marks, prepend=-1)).tolist()
 
     @staticmethod
     def _opens(run: _Run, k: int, j: int) -> list[int]:
@@ -1032,65 +1104,88 @@ class Backtest:
             index=index,
         )
         equity.index.name = "time"
-        # built column by column: a dict per row costs several times more on long runs
+        # built column by column from one pass per table (_table): a dict per row costs
+        # several times more on long runs, a list comprehension per column twice as much
         book = list(self.journal.orders.values())
+        done = self.journal.fills
+        trips = self.trader.round_trips()
+        # the times of all three tables at once: most are the same objects (_time_columns)
+        fill_rows = [f for _, f in done]
+        created_at, updated_at, when_col, entry_time, exit_time = _time_columns(
+            *_table(book, "created_at updated_at"),
+            *_table(fill_rows, "time"),
+            *_table(trips, "entry_time exit_time"),
+        )
+        (oid, strategy, code, side, kind, qty, price, status, filled, avg, fee, tax, signal,
+         reasons) = _table(
+            book,
+            "client_order_id strategy stock_code side._value_ order_type._value_ qty price "
+            "status._value_ filled_qty avg_fill_price commission_krw tax_krw signal_type reasons",
+        )
         orders = pd.DataFrame(
             {
-                "client_order_id": [o.client_order_id for o in book],
-                "strategy": [o.strategy for o in book],
-                "code": [o.stock_code for o in book],
-                "side": [o.side.value for o in book],
-                "order_type": [o.order_type.value for o in book],
-                "qty": [o.qty for o in book],
-                "price": [o.price for o in book],
-                "status": [o.status.value for o in book],
-                "filled_qty": [o.filled_qty for o in book],
-                "avg_fill_price": [o.avg_fill_price for o in book],
-                "commission_krw": [o.commission_krw for o in book],
-                "tax_krw": [o.tax_krw for o in book],
-                "created_at": _time_column([o.created_at for o in book]),
-                "updated_at": _time_column([o.updated_at for o in book]),
-                "signal_type": [o.signal_type.value if o.signal_type else None for o in book],
-                "reasons": ["; ".join(o.reasons) for o in book],
+                "client_order_id": oid,
+                "strategy": strategy,
+                "code": code,
+                "side": side,
+                "order_type": kind,
+                "qty": _numbers(qty),
+                "price": price,
+                "status": status,
+                "filled_qty": _numbers(filled),
+                "avg_fill_price": _numbers(avg),
+                "commission_krw": _numbers(fee),
+                "tax_krw": _numbers(tax),
+                "created_at": created_at,
+                "updated_at": updated_at,
+                "signal_type": [t._value_ if t else None for t in signal],
+                "reasons": list(map("; ".join, reasons)),
             }
             if book
             else [],
             columns=list(ORDER_COLUMNS),
         )
-        done = self.journal.fills
+        (fid, oid, code, side, qty, price, fee, tax) = _table(
+            fill_rows,
+            "fill_id client_order_id stock_code side._value_ qty price commission_krw tax_krw",
+        )
         fills = pd.DataFrame(
             {
-                "fill_id": [f.fill_id for _, f in done],
-                "client_order_id": [f.client_order_id for _, f in done],
+                "fill_id": fid,
+                "client_order_id": oid,
                 "strategy": [s for s, _ in done],
-                "code": [f.stock_code for _, f in done],
-                "side": [f.side.value for _, f in done],
-                "qty": [f.qty for _, f in done],
-                "price": [f.price for _, f in done],
-                "amount_krw": [f.amount_krw for _, f in done],
-                "commission_krw": [f.commission_krw for _, f in done],
-                "tax_krw": [f.tax_krw for _, f in done],
-                "time": _time_column([f.time for _, f in done]),
+                "code": code,
+                "side": side,
+                "qty": _numbers(qty),
+                "price": _numbers(price),
+                "amount_krw": _numbers(qty) * _numbers(price),
+                "commission_krw": _numbers(fee),
+                "tax_krw": _numbers(tax),
+                "time": when_col,
             }
             if done
             else [],
             columns=list(FILL_COLUMNS),
         )
-        trips = self.trader.round_trips()
+        (strategy, code, entry_px, exit_px, qty, pnl, ret, fees, why, why_out) = _table(
+            trips,
+            "strategy stock_code entry_price exit_price qty pnl_krw return_pct fees_krw "
+            "reasons exit_reasons",
+        )
         trades = pd.DataFrame(
             {
-                "strategy": [t.strategy for t in trips],
-                "code": [t.stock_code for t in trips],
-                "entry_time": _time_column([t.entry_time for t in trips]),
-                "exit_time": _time_column([t.exit_time for t in trips]),
-                "entry_price": [t.entry_price for t in trips],
-                "exit_price": [t.exit_price for t in trips],
-                "qty": [t.qty for t in trips],
-                "pnl_krw": [t.pnl_krw for t in trips],
-                "return_pct": [t.return_pct for t in trips],
-                "fees_krw": [t.fees_krw for t in trips],
-                "reasons": ["; ".join(t.reasons) for t in trips],
-                "exit_reasons": ["; ".join(t.exit_reasons) for t in trips],
+                "strategy": strategy,
+                "code": code,
+                "entry_time": entry_time,
+                "exit_time": exit_time,
+                "entry_price": _numbers(entry_px),
+                "exit_price": _numbers(exit_px),
+                "qty": _numbers(qty),
+                "pnl_krw": _numbers(pnl),
+                "return_pct": _numbers(ret),
+                "fees_krw": _numbers(fees),
+                "reasons": list(map("; ".join, why)),
+                "exit_reasons": list(map("; ".join, why_out)),
             }
             if trips
             else [],

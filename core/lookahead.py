@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,12 +145,18 @@ def sample_ends(n: int, samples: int = SAMPLE_BARS) -> list[int]:
 
 
 def check_strategy(
-    strategy: BaseStrategy, bars: Mapping[str, pd.DataFrame], samples: int = SAMPLE_BARS
+    strategy: BaseStrategy,
+    bars: Mapping[str, pd.DataFrame],
+    samples: int = SAMPLE_BARS,
+    outputs: dict[str, pd.DataFrame | Mapping[str, Any]] | None = None,
 ) -> LookaheadReport:
     """Check ``strategy.indicators`` on every stock of its universe found in ``bars``.
 
     ``bars`` maps a stock code to its OHLCV DataFrame (index tz Asia/Seoul, ascending). An
-    exception from ``indicators`` ends the check with ``report.error`` set.
+    exception from ``indicators`` ends the check with ``report.error`` set. With
+    ``outputs``, what ``indicators`` returned over a stock's whole history (a DataFrame or
+    mapping; other answers are not kept) is stored there under the stock's code, for the
+    caller to reuse instead of computing it again.
     """
     report = LookaheadReport(strategy.name)
     for code in strategy.universe:
@@ -158,41 +165,52 @@ def check_strategy(
             continue
         report.stocks += 1
         try:
-            report.verdicts.extend(_check_stock(strategy, code, frame, samples))
+            report.verdicts.extend(_check_stock(strategy, code, frame, samples, outputs))
         except Exception as exc:  # strategy code: report it, the caller decides
             report.error = f"indicators() raised {type(exc).__name__}: {exc} on {code}"
             return report
     return report
 
 
-def _columns(strategy: BaseStrategy, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    out = strategy.indicators(frame.copy())
-    if out is None:
-        return {}
+def _columns(out: Any, rows: int) -> dict[str, np.ndarray]:
+    """The columns of an ``indicators`` answer that are ``rows`` numbers."""
     items = out.items() if isinstance(out, pd.DataFrame | Mapping) else []
     cols = {}
     for name, values in items:
         arr = indicator_column(values)
-        if arr is not None and arr.shape == (len(frame),):
+        if arr is not None and arr.shape == (rows,):
             cols[str(name)] = arr
     return cols
 
 
 def _check_stock(
-    strategy: BaseStrategy, code: str, frame: pd.DataFrame, samples: int
+    strategy: BaseStrategy,
+    code: str,
+    frame: pd.DataFrame,
+    samples: int,
+    outputs: dict[str, pd.DataFrame | Mapping[str, Any]] | None = None,
 ) -> list[ColumnVerdict]:
-    full = _columns(strategy, frame)
+    # pandas copies on write: a change the strategy makes to its input (a new column, a
+    # value set) lands in a copy of its own, never in the caller's bars, so no copy is made
+    # (the whole history goes as a new object sharing the data, prefixes are new anyway)
+    out = strategy.indicators(frame.copy(deep=False))
+    if outputs is not None and isinstance(out, pd.DataFrame | Mapping):
+        outputs[code] = out
+    full = _columns(out, len(frame))
     if not full:
         return []
     ends = sample_ends(len(frame), samples)
     first: dict[str, tuple[int, int, float, float]] = {}  # column -> (row, end, full, prefix)
     for end in ends:
-        part = _columns(strategy, frame.iloc[: end + 1])
+        part = _columns(strategy.indicators(frame.iloc[: end + 1]), end + 1)
         for name, values in full.items():
             got = part.get(name)
             want = values[: end + 1]
             if got is None:  # the column is missing or misshapen on a prefix: compare NaN
                 got = np.full(end + 1, np.nan)
+            # the common case: the same bits (NaN included), one integer comparison
+            if np.array_equal(got.view(np.int64), want.view(np.int64)):
+                continue
             same = np.isclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True)
             if same.all():
                 continue
@@ -215,16 +233,25 @@ def _check_stock(
 
 
 def require_causal(
-    strategies: Iterable[BaseStrategy], bars: Mapping[str, pd.DataFrame]
+    strategies: Iterable[BaseStrategy],
+    bars: Mapping[str, pd.DataFrame],
+    outputs: dict[tuple[str, str], pd.DataFrame | Mapping[str, Any]] | None = None,
 ) -> list[LookaheadReport]:
     """Check every strategy; raise :class:`LookaheadError` for the first that looks ahead.
 
     A strategy whose ``indicators`` raises is not judged here (the engine reports that
-    failure when it runs the hook); a warning is logged.
+    failure when it runs the hook); a warning is logged. With ``outputs``, each
+    ``indicators`` answer over a whole history is kept there under (strategy name, stock
+    code), as :func:`check_strategy` keeps it.
     """
     reports = []
     for strategy in strategies:
-        report = check_strategy(strategy, bars)
+        kept: dict[str, pd.DataFrame | Mapping[str, Any]] | None = (
+            None if outputs is None else {}
+        )
+        report = check_strategy(strategy, bars, outputs=kept)
+        if outputs is not None and kept:
+            outputs.update({(strategy.name, code): out for code, out in kept.items()})
         if report.error is not None:
             logger.warning("look-ahead check of %s skipped: %s", strategy.name, report.error)
         elif not report.causal:

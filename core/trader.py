@@ -451,7 +451,13 @@ class Trader:
         return self.exit_position(pos, ExitTrigger(reason, price, price))
 
     # --- data --------------------------------------------------------------------------
-    def build_window(self, slot: StrategySlot, stock_code: str, frame: pd.DataFrame) -> Bars:
+    def build_window(
+        self,
+        slot: StrategySlot,
+        stock_code: str,
+        frame: pd.DataFrame,
+        indicators: pd.DataFrame | Mapping[str, Any] | None = None,
+    ) -> Bars:
         """The window ``slot`` sees over ``frame``: OHLCV plus its indicator columns.
 
         ``frame`` is one stock's OHLCV (index tz Asia/Seoul, ascending). The result shows
@@ -460,18 +466,26 @@ class Trader:
         (at most ``lookback_bars`` rows) :meth:`evaluate` passes as ``data``. A failing
         ``indicators`` hook counts as a failure of the strategy and the window has OHLCV
         only; a column that is not numbers of ``len(frame)`` rows is reported and left out.
+        ``indicators``: what the strategy's ``indicators(frame)`` already answered (the
+        backtest's look-ahead check computes it over the same bars); the hook is then not
+        called again, and counts as a success.
         """
         cols: dict[str, np.ndarray] = {
             c: frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS
         }
-        extra = self._call(
-            slot,
-            "indicators",
-            slot.strategy.indicators,
-            frame,
-            code=stock_code,
-            returns=(pd.DataFrame, Mapping),
-        )
+        if indicators is None:
+            extra = self._call(
+                slot,
+                "indicators",
+                slot.strategy.indicators,
+                frame,
+                code=stock_code,
+                returns=(pd.DataFrame, Mapping),
+            )
+        else:
+            extra = indicators
+            if slot.failures:  # as _call books a success
+                slot.failures.succeeded("indicators", stock_code)
         if extra is not None:
             for name, values in extra.items():
                 arr = indicator_column(values)
@@ -499,10 +513,11 @@ class Trader:
             return Bars(cols, index)
         return FrameWindow(cols, index, lookback=slot.strategy.config.lookback)
 
-    def signal_mask(self, slot: StrategySlot, window: Bars) -> list[bool] | None:
+    def signal_mask(self, slot: StrategySlot, window: Bars) -> np.ndarray | None:
         """Per bar of ``window`` (its full length): may ``slot``'s strategy signal there
-        (``BaseStrategy.signal_bars``)? ``None``: ask on every bar, also when the hook
-        fails or answers with the wrong shape (reported as a strategy error)."""
+        (``BaseStrategy.signal_bars``)? A bool array of ``len(window)``; ``None``: ask on
+        every bar, also when the hook fails or answers with the wrong shape (reported as a
+        strategy error)."""
         mask = self._call(slot, "signal_bars", slot.strategy.signal_bars, window)
         if mask is None:
             return None
@@ -523,7 +538,7 @@ class Trader:
                 )
             )
             return None
-        return arr.tolist()
+        return arr
 
     def update_price(self, stock_code: str, price: float, base_krw: float | None = None) -> None:
         """Record the last price (KRW) and, when known, today's base price (previous close,
