@@ -26,12 +26,14 @@ from utils.market_calendar import (
 )
 
 ELECTION = date(2026, 6, 3)
+# a temporary holiday (임시공휴일) declared after the library's release: only KIS knows it
+DECLARED = date(2026, 6, 10)
 
 
 @pytest.fixture
 def real_broker(tmp_path: Path) -> KISBroker:
     fake = fast_fake(env="real", clock=FakeClock(datetime(2026, 6, 1, 8, 0, tzinfo=KST)))
-    fake.closed_days = {ELECTION}
+    fake.closed_days = {ELECTION, DECLARED}
     return mock_broker(fake, tmp_path, env="real")
 
 
@@ -43,13 +45,16 @@ def test_chk_holiday_answers_become_calendar_days(real_broker: KISBroker):
     assert max(days) >= date(2026, 6, 30)  # pages on until the days asked for
 
 
-def test_xkrx_alone_does_not_know_the_election(real_broker: KISBroker):
-    assert KRXCalendar().is_trading_day(ELECTION)  # the gap the sync closes
+def test_a_closure_xkrx_does_not_know_is_closed_when_synced(real_broker: KISBroker):
+    assert KRXCalendar().is_trading_day(DECLARED)  # the gap the sync closes
     cal = KRXCalendar(synced=fetch_market_days(real_broker.client, date(2026, 6, 1)))
-    assert not cal.is_trading_day(ELECTION)
-    assert cal.session(ELECTION) is None
+    for closed in (ELECTION, DECLARED):  # known to XKRX or not, KIS's answer holds
+        assert not cal.is_trading_day(closed)
+        assert cal.session(closed) is None
     assert cal.next_session(datetime(2026, 6, 3, 8, 0, tzinfo=KST)).day == date(2026, 6, 4)
+    assert cal.next_session(datetime(2026, 6, 10, 8, 0, tzinfo=KST)).day == date(2026, 6, 11)
     assert cal.sessions_between(date(2026, 6, 1), date(2026, 6, 5)) == 4
+    assert cal.sessions_between(date(2026, 6, 8), date(2026, 6, 12)) == 4
 
 
 def test_late_openings_stay_when_synced():

@@ -11,7 +11,8 @@ Which days the exchange opens comes first from KIS itself when synced: ``chk-hol
 (CTCA0903R, real accounts; :func:`api.kis_screen_api.fetch_market_days`) answers
 ``opnd_yn`` per day, and the answers are cached in ``<state dir>/krx_days.json``
 (:func:`read_day_cache` / :func:`write_day_cache`). A synced day overrides ``XKRX``: a day
-KRX closes that ``XKRX`` does not know (2026-06-03, the local election) is closed, and a
+KRX closes that ``XKRX`` does not know (a temporary holiday declared late, or an election
+day an older ``exchange_calendars`` lacks, such as 2026-06-03) is closed, and a
 synced open day trades with the hand-kept times above. Days without sync data fall back to
 ``XKRX`` and the hand rules.
 
