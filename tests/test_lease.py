@@ -9,14 +9,15 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 
-from core.lease import AccountLease, LeaseHeldError, state_dir
+from core.lease import AccountLease, LeaseHeldError, _pg_key, state_dir
 from db.engine import make_engine
 from db.models import AccountLeaseRow
 from db.repository import Repository
@@ -38,6 +39,21 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield repo.engine
     finally:
         repo.close()
+
+
+def wait_for_dead_session(engine: Engine) -> None:
+    """PostgreSQL frees a killed client's advisory lock once its server process has seen
+    the connection close, a moment after the client died: wait (up to WAIT_S) until a
+    probe can take and give back the lock."""
+    if engine.dialect.name != "postgresql":
+        return
+    deadline = time.monotonic() + WAIT_S
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        key = {"k": _pg_key(KEY)}
+        while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), key).scalar():
+            assert time.monotonic() < deadline, "the killed holder's session never ended"
+            time.sleep(0.05)
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), key)
 
 
 def row(engine: Engine) -> AccountLeaseRow | None:
@@ -117,6 +133,7 @@ def test_the_lease_of_a_killed_holder_is_taken_over(engine: Engine) -> None:
     assert dead is not None
     assert dead.released_at is None
     assert dead.pid == holder.pid
+    wait_for_dead_session(engine)
     lease = AccountLease(KEY, engine)
     previous = lease.acquire()
     try:
