@@ -721,17 +721,15 @@ class Backtest:
         and :meth:`_pass_quiet` do (the cash and holdings columns of its bars written).
         Returns ``(j, the day of bar j-1)`` (``j == k``: bar ``k`` is not quiet), or
         ``None`` when the stretch may be longer (those methods pass it with numpy)."""
-        trader, session, risk = self.trader, self.session, self._risk
+        trader, risk = self.trader, self._risk
         positions = trader.positions()
-        day_of = run.day_of
-        opens_day = day_of[k] != cur_day
+        opens_day = run.day_of[k] != cur_day
         j = self._stretch_bound(run, k, opens_day, positions)
         if j <= k:
             return k, cur_day
         if j - k > _SHORT:
             return None
         states = run.states
-        seen: dict[str, tuple[float, float, float, bool]] = {}
         one_code = len(positions) == 1
         codes = [positions[0].stock_code] if one_code else {p.stock_code for p in positions}
         for code in codes:
@@ -741,7 +739,6 @@ class Backtest:
             band = self._band(code)
             if band is None:
                 return k, cur_day
-            seen[code] = band
             stop, target, peak, trailing = band
             lo, hi, high = cs.lo, cs.hi, cs.high
             ptr = cs.ptr
@@ -789,51 +786,21 @@ class Backtest:
                 if m < j - k:
                     j, opens = k + m, [d for d in opens if d < m]
                     top = max(equity[:m])
-        m = j - k
         cash_col[k:j] = cash
-        last, held = self.broker._last_price, self.broker._holdings
-        if len(held) == 1 and next(iter(held)) in states:  # one stock held
-            for code, (qty, _) in held.items():
-                one = states[code]
-                hold_col[k:j] = [qty * c for c in one.rc[one.ptr : one.ptr + m]]
-        elif held:
-            hold_col[k:j] = self._holdings_series(run, k, j)
-        else:
-            hold_col[k:j] = 0
-        times = run.times
-        for d in opens:  # the day changes, as the loop makes them
-            if not d:
-                start = trader.equity_krw()
-            elif equity is not None:
-                start = equity[d - 1]
+        hold_col[k:j] = self._holdings_series(run, k, j)
+        if opens:
+            if equity is not None:
+                cur_day = self._pass_days(run, k, opens, cur_day, equity.__getitem__)
+            elif closes is None:
+                cur_day = self._pass_days(run, k, opens, cur_day, lambda i: cash)
             else:
-                start = cash if closes is None else cash + int(shares * closes[d - 1])
-            self._now_ns = times[k + d - 1]
-            session.close_day(_to_date(cur_day))
-            self._now_ns = times[k + d]
-            cur_day = day_of[k + d]
-            session.open_day(_to_date(cur_day), start, time_cut=False)
+                held_closes = closes
+                cur_day = self._pass_days(
+                    run, k, opens, cur_day, lambda i: cash + int(shares * held_closes[i])
+                )
         if run.watch_equity and top > (risk.peak_equity_krw or 0):
             risk.pass_marks(top)
-        prices = trader.prices
-        for st in states.values():
-            ptr = st.ptr
-            end = ptr + m
-            code = st.code
-            if code in held:
-                band = seen[code] if code in seen else self._band(code)
-                if band is not None:
-                    highest = max(st.high[ptr:end])
-                    if highest > band[2]:
-                        trader.raise_peaks(code, highest)
-                        self._bands[code] = (
-                            len(self.journal.history), (band[0], band[1], highest, band[3])
-                        )
-            close = st.close[end - 1]
-            prices[code] = close
-            last[code] = round(close)
-            st.ptr = end
-        self._now_ns = times[j - 1]
+        self._advance(run, k, j)
         return j, cur_day
 
     def _quiet_end(
@@ -1001,8 +968,14 @@ class Backtest:
         m = j - k
         if run.aligned and m <= _SHORT:
             states = run.states
+            holdings = self.broker._holdings
+            if len(holdings) == 1:  # one stock held (the common case): its marks are the sums
+                ((code, (qty, _)),) = holdings.items()
+                st = states.get(code)
+                if st is not None:
+                    return [qty * c for c in st.rc[st.ptr : st.ptr + m]]
             sums = [0] * m
-            for code, (qty, _) in self.broker._holdings.items():
+            for code, (qty, _) in holdings.items():
                 st = states.get(code)
                 if st is None:
                     held = qty * last[code]
@@ -1031,21 +1004,41 @@ class Backtest:
         high, the risk's high-water mark its highest mark, every stock its last close.
         ``opens``: the stretch's day openings when :meth:`_quiet_end` took them. Returns the
         day of bar ``j-1``."""
-        session, times, day_of = self.session, run.times, run.day_of
         if opens is None:
             opens = self._opens(run, k, j)
         if equity is None and (opens or run.watch_equity):
             equity = self._equity_series(run, k, j, self.trader.positions())
+        if opens:
+            assert equity is not None  # noqa: S101 - computed above when a day opens
+            marks = equity
+            cur_day = self._pass_days(run, k, opens, cur_day, lambda i: int(marks[i]))
+        if run.watch_equity and equity is not None:
+            self._risk.pass_marks(int(max(equity) if isinstance(equity, list) else equity.max()))
+        self._advance(run, k, j)
+        return cur_day
+
+    def _pass_days(
+        self, run: _Run, k: int, opens: list[int], cur_day: int, mark: Callable[[int], int]
+    ) -> int:
+        """The day changes of a quiet stretch from bar ``k``, as the loop makes them: at
+        each of ``opens`` (bars counted from ``k``) the day closes at its last bar's time and
+        the next opens with the mark before it as its starting equity (``mark(i)``: the
+        equity at the close of bar ``k+i``, KRW; the current equity for bar ``k``). Returns
+        the last day opened."""
+        session, times, day_of = self.session, run.times, run.day_of
         for d in opens:
             self._now_ns = times[k + d - 1]
             session.close_day(_to_date(cur_day))
             self._now_ns = times[k + d]
             cur_day = day_of[k + d]
-            assert equity is not None  # noqa: S101 - computed above when a day opens
-            start = int(equity[d - 1]) if d else self.trader.equity_krw()
+            start = mark(d - 1) if d else self.trader.equity_krw()
             session.open_day(_to_date(cur_day), start, time_cut=False)
-        if run.watch_equity and equity is not None:
-            self._risk.pass_marks(int(max(equity) if isinstance(equity, list) else equity.max()))
+        return cur_day
+
+    def _advance(self, run: _Run, k: int, j: int) -> None:
+        """Move every stock past bars ``k … j-1`` of a quiet stretch: a held stock's peak
+        takes its highest high there, every stock its last close (the trader's price and
+        the paper account's mark), the clock bar ``j-1``."""
         prices, last_price = self.trader.prices, self.broker._last_price
         held = self.broker._holdings
         for st in run.states.values():
@@ -1068,8 +1061,7 @@ class Backtest:
             prices[st.code] = close
             last_price[st.code] = round(close)
             st.ptr = end
-        self._now_ns = times[j - 1]
-        return cur_day
+        self._now_ns = run.times[j - 1]
 
     def _decide_daily(self, st: _CodeState, i: int, day: int) -> None:
         """Daily decisions of multi-timeframe strategies on minute bars: the daily frame
