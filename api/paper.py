@@ -414,7 +414,7 @@ class PaperBroker(Broker, OrderExecutor):
         if price is None:
             return None
         req = order.request
-        qty = req.qty - order.cancelled_qty - order.filled_qty  # order.remaining, inline
+        qty = order.remaining
         commission = tax = 0
         if req.side is OrderSide.BUY:
             cash = (
@@ -463,15 +463,8 @@ class PaperBroker(Broker, OrderExecutor):
         )
         order.fills.append(fill)
         order.filled_qty += qty
-        if order.filled_qty + order.cancelled_qty == req.qty:  # nothing remains: filled
-            order.status = OrderStatus.FILLED  # _close, inline (once per order)
-            order.message = "filled"
-            pending = self._pending.get(req.stock_code)
-            if pending is not None:
-                if len(pending) == 1 and pending[0] is order:
-                    del self._pending[req.stock_code]
-                elif order in pending:
-                    pending.remove(order)
+        if order.remaining == 0:
+            self._close(order, OrderStatus.FILLED, "filled")
         else:
             self._close(order, OrderStatus.CANCELLED, f"cut to {order.filled_qty} shares by cash")
         return fill
@@ -479,8 +472,13 @@ class PaperBroker(Broker, OrderExecutor):
     def _close(self, order: _PaperOrder, status: OrderStatus, message: str) -> None:
         order.status = status
         order.message = message
-        pending = self._pending.get(order.request.stock_code)
-        if pending and order in pending:
+        code = order.request.stock_code
+        pending = self._pending.get(code)
+        if not pending:
+            return
+        if len(pending) == 1 and pending[0] is order:  # the stock's only resting order
+            del self._pending[code]
+        elif order in pending:
             pending.remove(order)
             if not pending:
-                del self._pending[order.request.stock_code]
+                del self._pending[code]

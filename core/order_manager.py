@@ -48,7 +48,6 @@ from framework.types import (
     FINAL_STATUSES,
     Fill,
     Order,
-    OrderRequest,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -318,16 +317,8 @@ class OrderManager:
             raise ValueError(
                 f"{order.client_order_id} is {order.status.value}; only a new order is sent"
             )
-        request = OrderRequest(  # Order.to_request, positional (once per order)
-            order.client_order_id,
-            order.stock_code,
-            order.side,
-            order.order_type,
-            order.qty,
-            order.price,
-        )
         try:
-            broker_id = self.executor.submit_order(request)
+            broker_id = self.executor.submit_order(order.to_request())
         except UnknownOrderOutcomeError as exc:
             self._set_status(order, OrderStatus.UNKNOWN, f"unknown outcome: {exc}")
             try:
@@ -341,13 +332,8 @@ class OrderManager:
         except BrokerError as exc:  # not sent (circuit open, auth...): final, nothing to track
             self._set_status(order, OrderStatus.REJECTED, f"not sent: {exc}")
             return order
-        # _set_status for PENDING_NEW -> SUBMITTED inline (not final: nothing to untrack)
-        note = f"accepted as {broker_id}"
         order.broker_order_id = broker_id
-        order.status = OrderStatus.SUBMITTED
-        order.message = note
-        order.updated_at = self.clock()
-        self.journal.order(order, note)
+        self._set_status(order, OrderStatus.SUBMITTED, f"accepted as {broker_id}")
         return order
 
     def resolve_unknown(self, order: Order) -> list[Fill]:
@@ -564,7 +550,7 @@ class OrderManager:
         order.status = status
         order.message = note
         order.updated_at = when or self.clock()
-        if status.is_final:
+        if status in FINAL_STATUSES:  # membership: is_final is a property call
             self._open.pop(order.client_order_id, None)
         if changed or status is OrderStatus.PARTIALLY_FILLED:
             self.journal.order(order, note)

@@ -347,17 +347,8 @@ class RiskManager:
         the starting equity of any day the run opens among them) can neither engage the
         daily loss lock nor fire the portfolio stop: :meth:`first_limit_hit` would give the
         run's length. Changes nothing."""
-        limit, pct = self.limits.daily_loss_limit_pct, self.limits.portfolio_stop_pct
-        # inline (once per quiet stretch): what _quiet_limits answers
-        if pct is not None and self._state is not TradingState.HALTED:
-            peak = self.peak_equity_krw or 0
-            if not low_krw > (high_krw if high_krw > peak else peak) * (1.0 - pct):
-                return False
-        if limit is not None:
-            start = self.day_start_equity_krw or 0
-            if not low_krw > (high_krw if high_krw > start else start) * (1.0 - limit):
-                return False
-        return True
+        stop_quiet, lock_quiet = self._quiet_limits(low_krw, high_krw)
+        return stop_quiet and lock_quiet
 
     def _quiet_limits(self, low: int, high: int) -> tuple[bool, bool]:
         """(the portfolio stop, the daily loss lock) cannot act on marks from ``low`` to

@@ -672,10 +672,7 @@ class Trader:
         held_at = ref_price
         if limit is None:
             base = round(self.base_prices.get(code, price))
-            # the arguments of _tick_rules without its dict (once per market buy)
-            upper = upper_limit_price(
-                max(base, 1), on=self.clock().date(), market=self.fees.market(code)
-            )
+            upper = upper_limit_price(max(base, 1), **self._tick_rules(code))
             held_at = max(float(upper), ref_price)  # a stale base never under-reserves
         equity = self.equity_krw()
         invested = self._portfolio.invested_krw(name)
@@ -1000,10 +997,9 @@ class Trader:
                 )
                 if pos.peak_price is None or fill.price > pos.peak_price:
                     pos.peak_price = float(fill.price)
-                cash_delta = -(fill.qty * fill.price + fill.commission_krw)  # fill.cash_delta_krw
             else:  # a sell takes only the reasons (stop, target and metadata stay)
                 pos, trip = portfolio.apply_fill(strategy, fill, reasons=tuple(order.reasons))
-                cash_delta = fill.qty * fill.price - fill.commission_krw - fill.tax_krw
+            cash_delta = fill.cash_delta_krw
             note = orders.book_fill(order, fill)
             stored = journal.fill_applied(
                 order, note, fill, pos, fill.time if trip else None, cash_delta
@@ -1026,7 +1022,7 @@ class Trader:
             self._book_cash_of(order, buy, cash_delta, late)
         if not buy:
             self._risk.record_sell(strategy, code, fill.time)
-        if len(self._bus.subscribers) > 1:  # _order_events_wanted(), inline
+        if self._order_events_wanted():
             self.publish(
                 OrderFilled(
                     at=fill.time,

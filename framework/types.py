@@ -258,13 +258,14 @@ class Order:
         return copied
 
     def to_request(self) -> OrderRequest:
+        # positional, in OrderRequest's field order (once per order sent)
         return OrderRequest(
-            client_order_id=self.client_order_id,
-            stock_code=self.stock_code,
-            side=self.side,
-            order_type=self.order_type,
-            qty=self.qty,
-            price=self.price,
+            self.client_order_id,
+            self.stock_code,
+            self.side,
+            self.order_type,
+            self.qty,
+            self.price,
         )
 
 
