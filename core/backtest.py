@@ -771,15 +771,25 @@ class Backtest:
             assert isinstance(marks, list)  # noqa: S101 - aligned and short: a list
             equity = marks
             low, top = min(equity), max(equity)
+        mark: Callable[[int], int]  # the equity at the close of bar k+i (KRW)
+        if equity is not None:
+            mark = equity.__getitem__
+        elif closes is None:
+
+            def mark(i: int) -> int:
+                return cash
+
+        else:
+            held_closes = closes
+
+            def mark(i: int) -> int:
+                return cash + int(shares * held_closes[i])
+
         if run.watch_equity:
             before = trader.equity_krw() if opens_day else 0
             if not risk.marks_quiet(low, max(top, before) if opens_day else top):
                 if equity is None:
-                    equity = (
-                        [cash] * (j - k)
-                        if closes is None
-                        else [cash + int(shares * c) for c in closes]
-                    )
+                    equity = [mark(i) for i in range(j - k)]
                 m = risk.first_limit_hit(equity, opens, before)
                 if not m:
                     return k, cur_day
@@ -789,15 +799,7 @@ class Backtest:
         cash_col[k:j] = cash
         hold_col[k:j] = self._holdings_series(run, k, j)
         if opens:
-            if equity is not None:
-                cur_day = self._pass_days(run, k, opens, cur_day, equity.__getitem__)
-            elif closes is None:
-                cur_day = self._pass_days(run, k, opens, cur_day, lambda i: cash)
-            else:
-                held_closes = closes
-                cur_day = self._pass_days(
-                    run, k, opens, cur_day, lambda i: cash + int(shares * held_closes[i])
-                )
+            cur_day = self._pass_days(run, k, opens, cur_day, mark)
         if run.watch_equity and top > (risk.peak_equity_krw or 0):
             risk.pass_marks(top)
         self._advance(run, k, j)
