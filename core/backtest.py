@@ -273,6 +273,12 @@ class _Run:
     """Every stock has a bar at every time of the timeline: bar ``k`` is row ``ptr`` of
     each stock when the loop is at ``k`` (no searching for rows)."""
     year_set: frozenset[int] = frozenset()
+    spans: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+    """Quiet stretches whose cash and holdings columns are still to be written
+    (:meth:`Backtest._write_spans`): ``(k, j, cash KRW, shares, first row, stock)`` for bars
+    ``k … j-1``, holding ``shares`` of the stock at ``codes[stock]`` from its row
+    ``first row`` on (``stock`` -1: nothing held)."""
+    codes: list[str] = field(default_factory=list)
 
     def end_row(self, st: _CodeState, k: int, j: int) -> int:
         """The row after ``st``'s last bar before bar ``j`` of the timeline, when the loop
@@ -572,6 +578,7 @@ class Backtest:
                 if cur_day is not None:  # at the time of the day's last bar
                     session.close_day(_to_date(cur_day))
                     if on_year_end is not None and _to_date(cur_day).year != _to_date(day).year:
+                        self._write_spans(run, cash, holdings)
                         on_year_end(_to_date(cur_day).year, int(cash[k - 1] + holdings[k - 1]))
                 self._now_ns = t
                 cur_day = day
@@ -659,6 +666,7 @@ class Backtest:
                 updated = k
         if cur_day is not None:
             session.close_day(_to_date(cur_day))
+        self._write_spans(run, cash, holdings)
         bar.update(n - updated)
         bar.close()
         elapsed = time.perf_counter() - t0
@@ -796,14 +804,56 @@ class Backtest:
                 if m < j - k:
                     j, opens = k + m, [d for d in opens if d < m]
                     top = max(equity[:m])
-        cash_col[k:j] = cash
-        hold_col[k:j] = self._holdings_series(run, k, j)
+        self._defer_columns(run, k, j, cash, cash_col, hold_col)
         if opens:
             cur_day = self._pass_days(run, k, opens, cur_day, mark)
         if run.watch_equity and top > (risk.peak_equity_krw or 0):
             risk.pass_marks(top)
         self._advance(run, k, j)
         return j, cur_day
+
+    def _defer_columns(
+        self, run: _Run, k: int, j: int, cash: int, cash_col: np.ndarray, hold_col: np.ndarray
+    ) -> None:
+        """The cash and holdings columns of the short quiet stretch ``k … j-1``: kept in
+        ``run.spans`` when at most one stock is held (written at once by
+        :meth:`_write_spans`, a few numpy calls for all of them instead of two per stretch),
+        else written now."""
+        holdings = self.broker._holdings
+        if not holdings:
+            run.spans.append((k, j, cash, 0, 0, -1))
+            return
+        if len(holdings) == 1:
+            ((code, (qty, _)),) = holdings.items()
+            st = run.states.get(code)
+            if st is not None:
+                if not run.codes:
+                    run.codes = list(run.states)
+                run.spans.append((k, j, cash, qty, st.ptr, run.codes.index(code)))
+                return
+        cash_col[k:j] = cash
+        hold_col[k:j] = self._holdings_series(run, k, j)
+
+    @staticmethod
+    def _write_spans(run: _Run, cash_col: np.ndarray, hold_col: np.ndarray) -> None:
+        """Write the columns of the stretches kept in ``run.spans`` (and forget them): the
+        cash, and the shares times the stock's close rounded to the won (the paper
+        account's mark, as :meth:`_holdings_series` gives it)."""
+        if not run.spans:
+            return
+        spans = np.array(run.spans, dtype=np.int64)
+        run.spans.clear()
+        first, lengths = spans[:, 0], spans[:, 1] - spans[:, 0]
+        span = np.repeat(np.arange(len(spans)), lengths)  # the span of each bar written
+        offset = np.arange(len(span)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        at = first[span] + offset
+        cash_col[at] = spans[span, 2]
+        stock = spans[span, 5]
+        hold_col[at[stock < 0]] = 0
+        for index in np.unique(stock[stock >= 0]).tolist():
+            mine = stock == index
+            rows = spans[span[mine], 4] + offset[mine]
+            hold_col[at[mine]] = spans[span[mine], 3] * run.states[run.codes[index]].rc_np[rows]
 
     def _quiet_end(
         self, run: _Run, k: int, cur_day: int
