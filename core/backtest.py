@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain, repeat
-from operator import attrgetter, floordiv, sub
+from operator import attrgetter, floordiv, itemgetter, sub
 from typing import Any
 
 import numpy as np
@@ -205,17 +205,27 @@ _KST_EPOCH = datetime(1970, 1, 1, tzinfo=KST)
 _ONE_US = timedelta(microseconds=1)
 _NAT = np.iinfo(np.int64).min
 _TZINFO = attrgetter("tzinfo")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def _only_kst(zones: set[Any]) -> bool:
     return len(zones) == 1 and next(iter(zones)) is KST
 
 
-def _table(rows: list[Any], fields: str) -> list[list[Any]]:
+def _table(rows: list[Any], fields: str, by_row: bool = False) -> list[list[Any]]:
     """The attributes ``fields`` (space-separated, dotted allowed) of ``rows``, one list
     per field, each read by ``map`` over an ``attrgetter``: no Python frame per value, and
-    (unlike one getter of every field and a transposition) no tuple per row."""
-    return [list(map(attrgetter(name), rows)) for name in fields.split()]
+    (unlike one getter of every field and a transposition) no tuple per row.
+
+    ``by_row``: one getter of every field per row, then the transposition, for rows that
+    keep their fields in an instance dict (``RoundTrip``): each dict is then read once
+    instead of once per field, which saves more than the tuples cost (about 40 %)."""
+    names = fields.split()
+    if not by_row:
+        return [list(map(attrgetter(name), rows)) for name in names]
+    if not rows:
+        return [[] for _ in names]
+    return [list(column) for column in zip(*map(attrgetter(*names), rows), strict=True)]
 
 
 def _numbers(values: Sequence[Any]) -> np.ndarray:
@@ -1178,11 +1188,17 @@ class Backtest:
         done = self.journal.fills
         trips = self.trader.round_trips()
         # the times of all three tables at once: most are the same objects (_time_columns)
-        fill_rows = [f for _, f in done]
+        fill_rows = list(map(_SECOND, done))
+        trip_columns = _table(
+            trips,
+            "strategy stock_code entry_time exit_time entry_price exit_price qty pnl_krw "
+            "return_pct fees_krw reasons exit_reasons",
+            by_row=True,
+        )
         created_at, updated_at, when_col, entry_time, exit_time = _time_columns(
             *_table(book, "created_at updated_at"),
             *_table(fill_rows, "time"),
-            *_table(trips, "entry_time exit_time"),
+            *trip_columns[2:4],
         )
         (oid, strategy, code, side, kind, qty, price, status, filled, avg, fee, tax, signal,
          reasons) = _table(
@@ -1217,16 +1233,17 @@ class Backtest:
             fill_rows,
             "fill_id client_order_id stock_code side._value_ qty price commission_krw tax_krw",
         )
+        fill_qty, fill_price = _numbers(qty), _numbers(price)
         fills = pd.DataFrame(
             {
                 "fill_id": fid,
                 "client_order_id": oid,
-                "strategy": [s for s, _ in done],
+                "strategy": list(map(_FIRST, done)),
                 "code": code,
                 "side": side,
-                "qty": _numbers(qty),
-                "price": _numbers(price),
-                "amount_krw": _numbers(qty) * _numbers(price),
+                "qty": fill_qty,
+                "price": fill_price,
+                "amount_krw": fill_qty * fill_price,
                 "commission_krw": _numbers(fee),
                 "tax_krw": _numbers(tax),
                 "time": when_col,
@@ -1235,11 +1252,7 @@ class Backtest:
             else [],
             columns=list(FILL_COLUMNS),
         )
-        (strategy, code, entry_px, exit_px, qty, pnl, ret, fees, why, why_out) = _table(
-            trips,
-            "strategy stock_code entry_price exit_price qty pnl_krw return_pct fees_krw "
-            "reasons exit_reasons",
-        )
+        (strategy, code, _, _, entry_px, exit_px, qty, pnl, ret, fees, why, why_out) = trip_columns
         trades = pd.DataFrame(
             {
                 "strategy": strategy,

@@ -58,6 +58,8 @@ def test_table_reads_every_field_of_every_row() -> None:
     rows = [Row(1, "x"), Row(2, "y")]
     assert _table(rows, "a b") == [[1, 2], ["x", "y"]]
     assert _table([], "a b") == [[], []]
+    assert _table(rows, "a b", by_row=True) == [[1, 2], ["x", "y"]]
+    assert _table([], "a b", by_row=True) == [[], []]
 
 
 def test_union_of_times_is_the_sorted_distinct_times() -> None:
