@@ -968,8 +968,10 @@ class Backtest:
             rows = np.flatnonzero(st.marked[st.ptr :]) + st.ptr
             at.append(np.searchsorted(timeline, st.t_np[rows]))
         marks = np.append(np.unique(np.concatenate(at)), n)
-        # bars marks[i-1]+1 … marks[i] all look ahead to marks[i]
-        return np.repeat(marks, np.diff(marks, prepend=-1)).tolist()
+        # bars marks[i-1]+1 … marks[i] all look ahead to marks[i]: one int object per mark,
+        # repeated, instead of one per bar (np.repeat(...).tolist() makes every bar's anew)
+        counts = np.diff(marks, prepend=-1)
+        return list(chain.from_iterable(map(repeat, marks.tolist(), counts.tolist())))
 
     @staticmethod
     def _opens(run: _Run, k: int, j: int) -> list[int]:
