@@ -221,7 +221,7 @@ def _table(rows: list[Any], fields: str, by_row: bool = False) -> list[list[Any]
     keep their fields in an instance dict (``RoundTrip``): each dict is then read once
     instead of once per field, which saves more than the tuples cost (about 40 %)."""
     names = fields.split()
-    if not by_row:
+    if not by_row or len(names) == 1:  # attrgetter of one name gives the value, no tuple
         return [list(map(attrgetter(name), rows)) for name in names]
     if not rows:
         return [[] for _ in names]

@@ -60,6 +60,7 @@ def test_table_reads_every_field_of_every_row() -> None:
     assert _table([], "a b") == [[], []]
     assert _table(rows, "a b", by_row=True) == [[1, 2], ["x", "y"]]
     assert _table([], "a b", by_row=True) == [[], []]
+    assert _table(rows, "b", by_row=True) == [["x", "y"]]
 
 
 def test_union_of_times_is_the_sorted_distinct_times() -> None:
