@@ -196,19 +196,22 @@ class Portfolio:
             return pos, None
         buy_cost = pos.buy_amount_krw + pos.buy_fees_krw
         pnl = pos.sell_amount_krw - pos.sell_fees_krw - buy_cost
-        trip = RoundTrip(  # positional (the field order of RoundTrip): once per round trip
-            strategy,
-            fill.stock_code,
-            pos.opened_at or fill.time,  # entry_time
-            fill.time,  # exit_time
-            pos.buy_amount_krw / pos.bought_qty,  # entry_price
-            pos.sell_amount_krw / pos.sold_qty,  # exit_price
-            pos.bought_qty,  # qty
-            pnl,  # pnl_krw
-            pnl / buy_cost * 100.0 if buy_cost else 0.0,  # return_pct
-            pos.buy_fees_krw + pos.sell_fees_krw,  # fees_krw
-            pos.reasons,
-            pos.exit_reasons,
+        # the frozen __init__ sets each of the 12 fields through object.__setattr__; the
+        # instance's dict filled at once is the same record (once per round trip)
+        trip = object.__new__(RoundTrip)
+        vars(trip).update(
+            strategy=strategy,
+            stock_code=fill.stock_code,
+            entry_time=pos.opened_at or fill.time,
+            exit_time=fill.time,
+            entry_price=pos.buy_amount_krw / pos.bought_qty,
+            exit_price=pos.sell_amount_krw / pos.sold_qty,
+            qty=pos.bought_qty,
+            pnl_krw=pnl,
+            return_pct=pnl / buy_cost * 100.0 if buy_cost else 0.0,
+            fees_krw=pos.buy_fees_krw + pos.sell_fees_krw,
+            reasons=pos.reasons,
+            exit_reasons=pos.exit_reasons,
         )
         pos.realized_pnl_krw = pnl
         self.round_trips.append(trip)
