@@ -1293,7 +1293,7 @@ class Trader:
         within the bar (the caller fills it there). Blocked only by ``HALTED``, as
         :meth:`check_exits`. Afterwards each remaining position's peak takes the bar's high."""
         sent: list[tuple[Order, float]] = []
-        for pos in list(self._portfolio.positions()):
+        for pos in self._portfolio.positions():  # a new list: exits may close positions
             if pos.stock_code != stock_code:
                 continue
             key = (pos.strategy, pos.stock_code)
@@ -1376,12 +1376,13 @@ class Trader:
             for o in self._orders.open_orders(pos.stock_code)
             if o.strategy == pos.strategy
         ]
-        if any(o.metadata.get("exit_rule") for o in open_orders):
-            return None  # an exit is already working: leave it be
-        if open_orders:  # the exit waits for these to be cancelled; never re-placed
-            for o in open_orders:
+        if open_orders:
+            if any(o.metadata.get("exit_rule") for o in open_orders):
+                return None  # an exit is already working: leave it be
+            for o in open_orders:  # the exit waits for these to be cancelled; never re-placed
                 self._cancel_for_exit(o)
             return None
+        reason = trigger.reason  # a formatted line: built once for the order and the alert
         order = self._create(
             strategy=pos.strategy,
             stock_code=pos.stock_code,
@@ -1389,7 +1390,7 @@ class Trader:
             order_type=OrderType.MARKET,
             qty=pos.qty,
             price=None,
-            reasons=(trigger.reason,),
+            reasons=(reason,),
         )
         if order is None:
             return None
@@ -1397,7 +1398,7 @@ class Trader:
         self.publish(
             ProtectiveExit(
                 at=self.clock(),
-                message=f"{pos.strategy} {pos.stock_code}: {trigger.reason}",
+                message=f"{pos.strategy} {pos.stock_code}: {reason}",
                 strategy=pos.strategy,
                 code=pos.stock_code,
                 name=self.names(pos.stock_code) if self.names else None,
