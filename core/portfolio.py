@@ -109,7 +109,8 @@ class Portfolio:
         value = 0.0
         for p in self._positions.values():
             if p.qty > 0:
-                value += p.qty * prices.get(p.stock_code, p.avg_price)
+                price = prices.get(p.stock_code)  # the average cost only where it is needed
+                value += p.qty * (p.avg_price if price is None else price)
         return value
 
     def qty(self, strategy: str, stock_code: str) -> int:
