@@ -116,6 +116,17 @@ class OrderContext:
     awaiting_price: bool = False
 
 
+def _signal_metadata(signal: Signal) -> dict[str, Any]:
+    """The metadata an order placed by ``signal`` keeps: the signal's, plus its stop-loss
+    and take-profit prices (KRW) so a fill after a restart has them."""
+    metadata = dict(signal.metadata)
+    if signal.stop_loss is not None:
+        metadata[STOP_KEY] = float(signal.stop_loss)
+    if signal.target_price is not None:
+        metadata[TARGET_KEY] = float(signal.target_price)
+    return metadata
+
+
 class OrderManager:
     """Tracks orders by client id, each with its :class:`OrderContext`. Not thread-safe by
     itself: the Trader serialises calls."""
@@ -272,16 +283,6 @@ class OrderManager:
         signal type are carried over and ``attempt`` is one more).
         """
         now = self.clock()
-        why = reasons if reasons is not None else signal.reasons if signal is not None else ()
-        metadata: dict[str, Any] = {}
-        if signal is not None:
-            if signal.metadata:
-                metadata.update(signal.metadata)
-            # kept with the order so a fill after a restart has them
-            if signal.stop_loss is not None:
-                metadata[STOP_KEY] = float(signal.stop_loss)
-            if signal.target_price is not None:
-                metadata[TARGET_KEY] = float(signal.target_price)
         order = Order(
             f"{self.id_prefix}-{next(self._seq):07d}",
             strategy,
@@ -290,12 +291,17 @@ class OrderManager:
             order_type,
             qty,
             price,
-            created_at=now,
-            updated_at=now,
-            reasons=tuple(why),
-            metadata=metadata,
-            signal_type=signal.signal_type if signal is not None else None,
         )
+        # the rest set on the new order: keyword arguments to Order's 22-field __init__
+        # cost about half of building it
+        order.created_at = order.updated_at = now
+        if signal is not None:
+            order.signal_type = signal.signal_type
+            if signal.metadata or signal.stop_loss is not None or signal.target_price is not None:
+                order.metadata = _signal_metadata(signal)  # else the order's own empty dict
+        why = reasons if reasons is not None else signal.reasons if signal is not None else ()
+        if why:
+            order.reasons = tuple(why)
         if replaces is not None:
             order.replaces = replaces.client_order_id
             order.attempt = replaces.attempt + 1
