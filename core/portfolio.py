@@ -53,15 +53,16 @@ class Position:
         return self.buy_amount_krw / self.bought_qty if self.bought_qty else 0.0
 
     def view(self) -> PositionView:
-        return PositionView(
-            stock_code=self.stock_code,
-            qty=self.qty,
-            avg_price=self.avg_price,
-            opened_at=self.opened_at,
-            stop_loss=self.stop_loss,
-            target_price=self.target_price,
-            reasons=self.reasons,
-            metadata=dict(self.metadata),
+        """A read-only snapshot for strategy code (its metadata a copy)."""
+        return PositionView(  # positional, in PositionView's field order: once per ask
+            self.stock_code,
+            self.qty,
+            self.avg_price,
+            self.opened_at,
+            self.stop_loss,
+            self.target_price,
+            self.reasons,
+            dict(self.metadata),
         )
 
 

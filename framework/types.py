@@ -348,12 +348,13 @@ class Quote:
     """The stock's Korean name (``삼성전자``) when the source gives it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PositionView:
     """Read-only view of a strategy's position in one stock, handed to strategy code.
 
     ``avg_price`` is the cost per share in KRW (fees excluded); ``opened_at`` the time of the
-    first fill of the position.
+    first fill of the position. ``metadata=None`` is no metadata (an empty dict), as the
+    default.
     """
 
     stock_code: str
@@ -364,6 +365,30 @@ class PositionView:
     target_price: float | None = None
     reasons: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        stock_code: str,
+        qty: int,
+        avg_price: float,
+        opened_at: datetime | None = None,
+        stop_loss: float | None = None,
+        target_price: float | None = None,
+        reasons: tuple[str, ...] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        # written by hand, as Signal's: the dataclass's frozen __init__ looks
+        # object.__setattr__ up again for every field, and a view is built each time a
+        # strategy asks for a position it holds
+        put = object.__setattr__
+        put(self, "stock_code", stock_code)
+        put(self, "qty", qty)
+        put(self, "avg_price", avg_price)
+        put(self, "opened_at", opened_at)
+        put(self, "stop_loss", stop_loss)
+        put(self, "target_price", target_price)
+        put(self, "reasons", reasons)
+        put(self, "metadata", {} if metadata is None else metadata)
 
     def unrealized_pct(self, price: float) -> float:
         """Return of ``price`` over the average price, in percent."""
