@@ -163,12 +163,20 @@ class FundManager:
             return max(0, min(int(own), self._cash - self._reserved()))
 
     # --- reserve / commit / release -----------------------------------------------------
-    def reserve(self, strategy: str, stock_code: str, amount_krw: int) -> Reservation:
-        """Set ``amount_krw`` aside. ``FundsError`` if it exceeds the free cash."""
+    def reserve(
+        self, strategy: str, stock_code: str, amount_krw: int, *, up_to_free: bool = False
+    ) -> Reservation:
+        """Set ``amount_krw`` aside. ``FundsError`` if it exceeds the free cash, unless
+        ``up_to_free`` (a cost estimate rounded up): then the free cash is set aside when it
+        is less. ``ValueError`` unless the amount set aside is positive."""
         if amount_krw <= 0:
             raise ValueError(f"reservation must be positive, got {amount_krw}")
         with self._lock:
             free = max(0, self._cash - self._reserved())
+            if up_to_free and amount_krw > free:  # the free cash read once, under the lock
+                if free <= 0:
+                    raise ValueError(f"reservation must be positive, got {free}")
+                amount_krw = free
             if amount_krw > free:
                 raise FundsError(
                     f"{strategy}/{stock_code}: needs {amount_krw:,} KRW, free {free:,} KRW"

@@ -704,9 +704,9 @@ class Trader:
             return None
         amount = qty * held_at
         # cost estimate rounded up; never more than is free (qty was sized within it)
-        reserve = min(math.ceil(amount * (1.0 + fees.commission_rate_f)), funds.free_krw)
+        reserve = math.ceil(amount * (1.0 + fees.commission_rate_f))
         try:
-            reservation = funds.reserve(name, code, reserve)
+            reservation = funds.reserve(name, code, reserve, up_to_free=True)
         except FundsError as exc:
             self._reject(slot, signal, str(exc))
             return None

@@ -416,6 +416,26 @@ def test_concurrent_reservations_never_exceed_cash(cash0, asks, spend):
     assert fm.free_krw == fm.cash_krw == cash0 - spent
 
 
+@SETTINGS
+@given(
+    cash0=st.integers(0, 10_000_000),
+    held=st.integers(0, 10_000_000),
+    amount=st.integers(1, 20_000_000),
+)
+def test_reserve_up_to_free_sets_aside_what_the_free_cash_allows(cash0, held, amount):
+    fm = FundManager(cash0)
+    if 0 < held <= cash0:
+        fm.reserve("other", "000660", held)
+    free = fm.free_krw
+    if min(amount, free) <= 0:
+        with pytest.raises(ValueError):
+            fm.reserve("s", "005930", amount, up_to_free=True)
+        return
+    res = fm.reserve("s", "005930", amount, up_to_free=True)
+    assert res.amount_krw == min(amount, free)  # as min(amount, free_krw) then reserve()
+    assert fm.free_krw == free - res.amount_krw >= 0
+
+
 # --- fees --------------------------------------------------------------------------------
 
 rates = st.decimals(min_value=0, max_value=Decimal("0.05"), places=9)
