@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -186,7 +186,17 @@ FINAL_STATUSES = frozenset(
 :attr:`OrderStatus.is_final` without the property call, for hot paths)."""
 
 
-@dataclass(frozen=True, slots=True)
+def _frozen_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+    """The slot setters of a frozen slots dataclass, in field order.
+
+    A frozen instance cannot assign its fields; its generated ``__init__`` goes past that
+    with ``object.__setattr__`` per field, which costs about twice a slot's own setter. A
+    request or fill (built once per order or execution) sets its fields through these.
+    """
+    return tuple(getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class OrderRequest:
     """What is sent to an :class:`~framework.executor.OrderExecutor`.
 
@@ -201,16 +211,35 @@ class OrderRequest:
     qty: int
     price: int | None = None
 
-    def __post_init__(self) -> None:
-        code = self.stock_code  # one request per order: a plain str code is checked inline
-        if not (type(code) is str and len(code) == 6 and code.isalnum()):
-            validate_code(code)
-        if not isinstance(self.qty, int) or self.qty <= 0:
-            raise ValueError(f"qty must be a positive int, got {self.qty!r}")
-        if self.order_type is OrderType.LIMIT and (self.price is None or self.price <= 0):
+    def __init__(
+        self,
+        client_order_id: str,
+        stock_code: str,
+        side: OrderSide,
+        order_type: OrderType,
+        qty: int,
+        price: int | None = None,
+    ) -> None:
+        # written by hand (one request per order sent): the checks first, then each field
+        # set once through its slot (_frozen_setters)
+        if not (type(stock_code) is str and len(stock_code) == 6 and stock_code.isalnum()):
+            validate_code(stock_code)
+        if not isinstance(qty, int) or qty <= 0:
+            raise ValueError(f"qty must be a positive int, got {qty!r}")
+        if order_type is OrderType.LIMIT and (price is None or price <= 0):
             raise ValueError("a LIMIT order needs a positive price")
-        if self.order_type is OrderType.MARKET and self.price is not None:
+        if order_type is OrderType.MARKET and price is not None:
             raise ValueError("a MARKET order carries no price")
+        put_cid, put_code, put_side, put_type, put_qty, put_price = _REQUEST_SETTERS
+        put_cid(self, client_order_id)
+        put_code(self, stock_code)
+        put_side(self, side)
+        put_type(self, order_type)
+        put_qty(self, qty)
+        put_price(self, price)
+
+
+_REQUEST_SETTERS = _frozen_setters(OrderRequest)
 
 
 @dataclass(slots=True)
@@ -272,7 +301,7 @@ class Order:
 _ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(Order))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Fill:
     """One execution. ``price`` in KRW, ``qty`` in shares, fees in KRW (already truncated).
 
@@ -290,6 +319,44 @@ class Fill:
     tax_krw: int = 0
     broker_order_id: str | None = None
 
+    def __init__(
+        self,
+        fill_id: str,
+        client_order_id: str,
+        stock_code: str,
+        side: OrderSide,
+        qty: int,
+        price: int,
+        time: datetime,
+        commission_krw: int = 0,
+        tax_krw: int = 0,
+        broker_order_id: str | None = None,
+    ) -> None:
+        # written by hand (one fill per execution): each field set once through its slot
+        # (_frozen_setters)
+        (
+            put_id,
+            put_cid,
+            put_code,
+            put_side,
+            put_qty,
+            put_price,
+            put_time,
+            put_commission,
+            put_tax,
+            put_broker_id,
+        ) = _FILL_SETTERS
+        put_id(self, fill_id)
+        put_cid(self, client_order_id)
+        put_code(self, stock_code)
+        put_side(self, side)
+        put_qty(self, qty)
+        put_price(self, price)
+        put_time(self, time)
+        put_commission(self, commission_krw)
+        put_tax(self, tax_krw)
+        put_broker_id(self, broker_order_id)
+
     @property
     def amount_krw(self) -> int:
         return self.qty * self.price
@@ -300,6 +367,9 @@ class Fill:
         if self.side is OrderSide.BUY:
             return -(self.amount_krw + self.commission_krw)
         return self.amount_krw - self.commission_krw - self.tax_krw
+
+
+_FILL_SETTERS = _frozen_setters(Fill)
 
 
 @dataclass(frozen=True, slots=True)
