@@ -236,7 +236,8 @@ class PaperBroker(Broker, OrderExecutor):
                 )
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(f"duplicate client order id {request.client_order_id}")
-        broker_id = f"P{self.id_prefix}{next(self._ids):09d}"
+        # zero-padded by zfill: a third of the instructions of a ":09d" format spec
+        broker_id = f"P{self.id_prefix}{str(next(self._ids)).zfill(9)}"
         order = _PaperOrder(request, broker_id, self.clock(), limit)
         self._orders[broker_id] = order
         self._by_client[request.client_order_id] = broker_id
@@ -414,7 +415,7 @@ class PaperBroker(Broker, OrderExecutor):
         if price is None:
             return None
         req = order.request
-        qty = order.remaining
+        wanted = qty = order.remaining
         commission = tax = 0
         if req.side is OrderSide.BUY:
             cash = (
@@ -450,7 +451,7 @@ class PaperBroker(Broker, OrderExecutor):
         if self.cash_krw < 0:  # impossible by construction; guard the invariant loudly
             raise RuntimeError(f"paper cash went negative: {self.cash_krw}")
         fill = Fill(  # positional (the field order of Fill): once per fill
-            f"PF{self.id_prefix}{next(self._fill_ids):09d}",  # fill_id
+            f"PF{self.id_prefix}{str(next(self._fill_ids)).zfill(9)}",  # fill_id
             req.client_order_id,
             req.stock_code,
             req.side,
@@ -463,7 +464,7 @@ class PaperBroker(Broker, OrderExecutor):
         )
         order.fills.append(fill)
         order.filled_qty += qty
-        if order.remaining == 0:
+        if qty == wanted:  # nothing left (remaining, without a second call)
             self._close(order, OrderStatus.FILLED, "filled")
         else:
             self._close(order, OrderStatus.CANCELLED, f"cut to {order.filled_qty} shares by cash")
