@@ -59,6 +59,17 @@ _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 """The read-only empty metadata of every signal that carries none (nothing can write it)."""
 
 
+def _frozen_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+    """The slot setters of a frozen slots dataclass, in field order.
+
+    A frozen instance cannot assign its fields; its generated ``__init__`` goes past that
+    with ``object.__setattr__`` per field, which costs about twice a slot's own setter. A
+    signal, position view, request or fill (one or more per order) sets its fields
+    through these.
+    """
+    return tuple(getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Signal:
     """A strategy's decision for one stock at one moment.
@@ -122,22 +133,35 @@ class Signal:
             raise ValueError(f"qty must be a positive whole number of shares, got {qty!r}")
         if limit_price is not None and (not isinstance(limit_price, int) or limit_price <= 0):
             raise ValueError(f"limit_price must be a positive KRW integer, got {limit_price!r}")
-        put = object.__setattr__  # frozen: the fields are set once, here
-        put(self, "signal_type", signal_type)
-        put(self, "stock_code", stock_code)
-        put(self, "confidence", conf)
-        put(self, "target_price", target_price)
-        put(self, "stop_loss", stop_loss)
-        put(self, "reasons", tuple(map(str, reasons)))
-        put(
+        # frozen: the fields are set once, here, through their slots (_frozen_setters)
+        (
+            put_type,
+            put_code,
+            put_conf,
+            put_target,
+            put_stop,
+            put_reasons,
+            put_meta,
+            put_qty,
+            put_limit,
+        ) = _SIGNAL_SETTERS
+        put_type(self, signal_type)
+        put_code(self, stock_code)
+        put_conf(self, conf)
+        put_target(self, target_price)
+        put_stop(self, stop_loss)
+        put_reasons(self, tuple(map(str, reasons)))
+        put_meta(
             self,
-            "metadata",
             _NO_METADATA
             if metadata is None or (type(metadata) is dict and not metadata)
             else MappingProxyType(dict(metadata)),
         )
-        put(self, "qty", qty)
-        put(self, "limit_price", limit_price)
+        put_qty(self, qty)
+        put_limit(self, limit_price)
+
+
+_SIGNAL_SETTERS = _frozen_setters(Signal)
 
 
 class OrderSide(enum.Enum):
@@ -184,16 +208,6 @@ FINAL_STATUSES = frozenset(
 )
 """The statuses after which an order never changes again (``status in FINAL_STATUSES`` is
 :attr:`OrderStatus.is_final` without the property call, for hot paths)."""
-
-
-def _frozen_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
-    """The slot setters of a frozen slots dataclass, in field order.
-
-    A frozen instance cannot assign its fields; its generated ``__init__`` goes past that
-    with ``object.__setattr__`` per field, which costs about twice a slot's own setter. A
-    request or fill (built once per order or execution) sets its fields through these.
-    """
-    return tuple(getattr(cls, f.name).__set__ for f in dataclasses.fields(cls))
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -448,21 +462,25 @@ class PositionView:
         reasons: tuple[str, ...] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        # written by hand, as Signal's: the dataclass's frozen __init__ looks
-        # object.__setattr__ up again for every field, and a view is built each time a
-        # strategy asks for a position it holds
-        put = object.__setattr__
-        put(self, "stock_code", stock_code)
-        put(self, "qty", qty)
-        put(self, "avg_price", avg_price)
-        put(self, "opened_at", opened_at)
-        put(self, "stop_loss", stop_loss)
-        put(self, "target_price", target_price)
-        put(self, "reasons", reasons)
-        put(self, "metadata", {} if metadata is None else metadata)
+        # written by hand, as Signal's: each field set once through its slot
+        # (_frozen_setters); a view is built each time a strategy asks for a position
+        put_code, put_qty, put_avg, put_opened, put_stop, put_target, put_reasons, put_meta = (
+            _VIEW_SETTERS
+        )
+        put_code(self, stock_code)
+        put_qty(self, qty)
+        put_avg(self, avg_price)
+        put_opened(self, opened_at)
+        put_stop(self, stop_loss)
+        put_target(self, target_price)
+        put_reasons(self, reasons)
+        put_meta(self, {} if metadata is None else metadata)
 
     def unrealized_pct(self, price: float) -> float:
         """Return of ``price`` over the average price, in percent."""
         if self.avg_price <= 0:
             return 0.0
         return (price / self.avg_price - 1.0) * 100.0
+
+
+_VIEW_SETTERS = _frozen_setters(PositionView)
