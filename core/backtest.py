@@ -310,9 +310,15 @@ class _Run:
     spans: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
     """Quiet stretches whose cash and holdings columns are still to be written
     (:meth:`Backtest._write_spans`): ``(k, j, cash KRW, shares, first row, stock)`` for bars
-    ``k … j-1``, holding ``shares`` of the stock at ``codes[stock]`` from its row
+    ``k … j-1``, holding ``shares`` of the stock at ``stocks[stock]`` from its row
     ``first row`` on (``stock`` -1: nothing held)."""
-    codes: list[str] = field(default_factory=list)
+    stocks: list[_CodeState] = field(init=False)
+    """The stocks in ``states``' order (``spans`` name them by position there)."""
+    stock_at: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stocks = list(self.states.values())
+        self.stock_at = {st.code: i for i, st in enumerate(self.stocks)}
 
     def end_row(self, st: _CodeState, k: int, j: int) -> int:
         """The row after ``st``'s last bar before bar ``j`` of the timeline, when the loop
@@ -859,11 +865,9 @@ class Backtest:
             return
         if len(holdings) == 1:
             ((code, (qty, _)),) = holdings.items()
-            st = run.states.get(code)
-            if st is not None:
-                if not run.codes:
-                    run.codes = list(run.states)
-                run.spans.append((k, j, cash, qty, st.ptr, run.codes.index(code)))
+            at = run.stock_at.get(code)
+            if at is not None:
+                run.spans.append((k, j, cash, qty, run.stocks[at].ptr, at))
                 return
         cash_col[k:j] = cash
         hold_col[k:j] = self._holdings_series(run, k, j)
@@ -887,7 +891,7 @@ class Backtest:
         for index in np.unique(stock[stock >= 0]).tolist():
             mine = stock == index
             rows = spans[span[mine], 4] + offset[mine]
-            hold_col[at[mine]] = spans[span[mine], 3] * run.states[run.codes[index]].rc_np[rows]
+            hold_col[at[mine]] = spans[span[mine], 3] * run.stocks[index].rc_np[rows]
 
     def _quiet_end(
         self, run: _Run, k: int, cur_day: int
