@@ -378,10 +378,9 @@ class Fill:
     @property
     def cash_delta_krw(self) -> int:
         """Change of cash caused by this fill (negative for a buy)."""
-        amount = self.qty * self.price  # amount_krw, without the property call (once per fill)
         if self.side is OrderSide.BUY:
-            return -(amount + self.commission_krw)
-        return amount - self.commission_krw - self.tax_krw
+            return -(self.amount_krw + self.commission_krw)
+        return self.amount_krw - self.commission_krw - self.tax_krw
 
 
 _FILL_SETTERS = _frozen_setters(Fill)
